@@ -1,0 +1,405 @@
+"""The DistillRun spec: the one source of truth for what a run asks for.
+
+camelCase on the wire, snake_case in Python. Every field carries a description, which also ends
+up in the CRD's OpenAPI schema (generated from these models by `distillrun.api.crd`).
+Cross-field rules live here as validators whose messages name the field path, so the CLI, the
+local runner and the operator report a bad manifest the same way.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class WireModel(BaseModel):
+    """Base of every contract model: camelCase aliases, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+    )
+
+
+class Dialect(StrEnum):
+    POSTGRES = "postgres"
+    MYSQL = "mysql"
+    SQLITE = "sqlite"
+    DUCKDB = "duckdb"
+
+
+class TeacherProvider(StrEnum):
+    ANTHROPIC = "anthropic"
+    OPENAI_COMPATIBLE = "openai-compatible"
+    SYNTHETIC = "synthetic"
+
+
+class TeacherMode(StrEnum):
+    REALTIME = "realtime"
+    BATCH = "batch"
+    AUTO = "auto"
+
+
+class TrainingMethod(StrEnum):
+    LORA = "lora"
+    QLORA = "qlora"
+    FULL = "full"
+
+
+class HardwareProfileName(StrEnum):
+    A100_80GB = "a100-80gb"
+    A100_40GB = "a100-40gb"
+    H100_80GB = "h100-80gb"
+    RTX4090 = "rtx4090"
+    CPU = "cpu"
+
+
+class DedupMode(StrEnum):
+    NONE = "none"
+    EXACT = "exact"
+    NORMALIZED = "normalized"
+
+
+class SecretKeyRef(WireModel):
+    """A key inside a Kubernetes Secret; secrets are only ever referenced, never inlined."""
+
+    name: Annotated[str, Field(min_length=1, description="Name of the Secret.")]
+    key: Annotated[str, Field(min_length=1, description="Key inside the Secret.")]
+
+
+class ConfigMapKeyRef(WireModel):
+    """A key inside a Kubernetes ConfigMap."""
+
+    name: Annotated[str, Field(min_length=1, description="Name of the ConfigMap.")]
+    key: Annotated[str, Field(min_length=1, description="Key inside the ConfigMap.")]
+
+
+class SqlSource(WireModel):
+    """SQL text given inline, by URI (file path, file://, s3://) or by ConfigMap key.
+
+    Exactly one of the three must be set. A relative path is resolved against the manifest's
+    directory by the local runner.
+    """
+
+    ddl: Annotated[str | None, Field(default=None, description="The SQL text itself.")] = None
+    uri: Annotated[
+        str | None,
+        Field(default=None, description="Where the SQL text lives: a path, file:// or s3:// URI."),
+    ] = None
+    config_map_ref: Annotated[
+        ConfigMapKeyRef | None,
+        Field(default=None, description="A ConfigMap key holding the SQL text (cluster runs)."),
+    ] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SqlSource:
+        given = [n for n in ("ddl", "uri", "config_map_ref") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of ddl, uri or configMapRef")
+        if self.ddl is not None and not self.ddl.strip():
+            raise ValueError("ddl is empty")
+        return self
+
+
+class SandboxSpec(WireModel):
+    """Limits for executing generated SQL."""
+
+    statement_timeout_ms: Annotated[
+        int, Field(default=2000, ge=10, le=600_000, description="Per-query time limit in ms.")
+    ] = 2000
+    max_rows: Annotated[
+        int, Field(default=1000, ge=1, le=1_000_000, description="Rows fetched per query at most.")
+    ] = 1000
+    resources: Annotated[
+        dict[str, str],
+        Field(default_factory=dict, description="Pod resources for a sandbox server (cpu, memory)."),
+    ]
+
+
+class DatabaseSpec(WireModel):
+    """The target database: its dialect, its schema and optional seed rows."""
+
+    dialect: Annotated[Dialect, Field(description="SQL dialect the student must write.")]
+    schema_source: Annotated[
+        SqlSource,
+        Field(alias="schema", description="CREATE TABLE statements of the target schema."),
+    ]
+    seed_data: Annotated[
+        SqlSource | None,
+        Field(default=None, description="INSERT statements so query results mean something."),
+    ] = None
+    sandbox: Annotated[
+        SandboxSpec, Field(default_factory=SandboxSpec, description="Execution limits.")
+    ]
+
+
+class RateLimits(WireModel):
+    """The teacher account's limits, per minute; the generator stays under all three."""
+
+    requests_per_minute: Annotated[int, Field(default=50, ge=1, description="Requests/min.")] = 50
+    input_tokens_per_minute: Annotated[
+        int, Field(default=30_000, ge=1, description="Input tokens/min.")
+    ] = 30_000
+    output_tokens_per_minute: Annotated[
+        int, Field(default=8_000, ge=1, description="Output tokens/min.")
+    ] = 8_000
+
+
+class Budget(WireModel):
+    """A hard cap on teacher spend."""
+
+    max_usd: Annotated[
+        float, Field(default=25.0, gt=0, alias="maxUSD", description="Hard cap in US dollars.")
+    ] = 25.0
+
+
+class TeacherSpec(WireModel):
+    """The model that writes question/SQL/explanation examples."""
+
+    provider: Annotated[
+        TeacherProvider,
+        Field(default=TeacherProvider.ANTHROPIC, description="Who writes the examples."),
+    ] = TeacherProvider.ANTHROPIC
+    model: Annotated[
+        str, Field(default="claude-sonnet-5-5", min_length=1, description="Teacher model name.")
+    ] = "claude-sonnet-5-5"
+    base_url: Annotated[
+        str | None,
+        Field(default=None, description="Endpoint for openai-compatible servers."),
+    ] = None
+    api_key_secret_ref: Annotated[
+        SecretKeyRef | None,
+        Field(default=None, description="Secret holding the API key (never inline)."),
+    ] = None
+    mode: Annotated[
+        TeacherMode,
+        Field(default=TeacherMode.AUTO, description="realtime, batch (cheaper) or auto."),
+    ] = TeacherMode.AUTO
+    target_examples: Annotated[
+        int,
+        Field(default=1000, ge=1, le=1_000_000, description="Accepted examples wanted."),
+    ] = 1000
+    examples_per_shard: Annotated[
+        int,
+        Field(default=20, ge=1, le=500, description="Examples asked for per shard (unit of resume)."),
+    ] = 20
+    seed: Annotated[int, Field(default=0, ge=0, description="Seed for deterministic shards.")] = 0
+    temperature: Annotated[
+        float, Field(default=1.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    ] = 1.0
+    rate_limits: Annotated[
+        RateLimits, Field(default_factory=RateLimits, description="Account limits per minute.")
+    ]
+    budget: Annotated[Budget, Field(default_factory=Budget, description="Spend cap.")]
+    reasoning: Annotated[
+        bool,
+        Field(default=True, description="Keep the teacher's explanation in the training target."),
+    ] = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_key(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for inline in ("apiKey", "api_key"):
+                if inline in data:
+                    raise ValueError(
+                        f"{inline} must not be set inline: put the key in a Secret and "
+                        "reference it with apiKeySecretRef {name, key}"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> TeacherSpec:
+        if self.provider == TeacherProvider.OPENAI_COMPATIBLE and not self.base_url:
+            raise ValueError("baseUrl is required when provider is openai-compatible")
+        return self
+
+
+class ValidationSpec(WireModel):
+    """How generated examples are checked and split."""
+
+    require_execution: Annotated[
+        bool, Field(default=True, description="Execute every query in the sandbox.")
+    ] = True
+    dedup: Annotated[
+        DedupMode,
+        Field(default=DedupMode.NORMALIZED, description="Drop duplicate SQL: none, exact, normalized."),
+    ] = DedupMode.NORMALIZED
+    reject_empty_results: Annotated[
+        bool, Field(default=False, description="Reject queries that return no rows.")
+    ] = False
+    holdout_fraction: Annotated[
+        float,
+        Field(default=0.1, gt=0.0, lt=1.0, description="Share of accepted examples held out."),
+    ] = 0.1
+
+
+class LoraSpec(WireModel):
+    """LoRA adapter shape."""
+
+    r: Annotated[int, Field(default=16, ge=1, le=1024, description="Adapter rank.")] = 16
+    alpha: Annotated[int, Field(default=32, ge=1, description="LoRA alpha (scale = alpha/r).")] = 32
+    dropout: Annotated[
+        float, Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on adapter inputs.")
+    ] = 0.05
+    target_modules: Annotated[
+        list[str],
+        Field(
+            default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+            min_length=1,
+            description="Module names that get adapters.",
+        ),
+    ]
+
+
+class StudentSpec(WireModel):
+    """The small model that learns the schema."""
+
+    model: Annotated[
+        str,
+        Field(
+            default="Qwen/Qwen3-0.6B",
+            min_length=1,
+            description="Hub id, local path, s3:// URI, or builtin:tiny-qwen3 (built locally).",
+        ),
+    ] = "Qwen/Qwen3-0.6B"
+    method: Annotated[
+        TrainingMethod, Field(default=TrainingMethod.LORA, description="lora, qlora or full.")
+    ] = TrainingMethod.LORA
+    lora: Annotated[LoraSpec, Field(default_factory=LoraSpec, description="Adapter shape.")]
+    hardware_profile: Annotated[
+        HardwareProfileName,
+        Field(default=HardwareProfileName.A100_80GB, description="Picks precision, ZeRO, batch."),
+    ] = HardwareProfileName.A100_80GB
+    gpus_per_worker: Annotated[int, Field(default=1, ge=0, le=16, description="GPUs each.")] = 1
+    workers: Annotated[int, Field(default=1, ge=1, le=512, description="Training workers.")] = 1
+    epochs: Annotated[int, Field(default=3, ge=1, le=100, description="Passes over the data.")] = 3
+    max_steps: Annotated[
+        int | None,
+        Field(default=None, ge=1, description="Stop after this many optimizer steps."),
+    ] = None
+    learning_rate: Annotated[
+        float, Field(default=2e-4, gt=0.0, lt=1.0, description="Peak learning rate.")
+    ] = 2e-4
+    micro_batch_size: Annotated[
+        int, Field(default=4, ge=1, le=1024, description="Examples per device per step.")
+    ] = 4
+    max_seq_length: Annotated[
+        int, Field(default=512, ge=32, le=131_072, description="Tokens per example at most.")
+    ] = 512
+
+    @model_validator(mode="after")
+    def _hardware_fits_method(self) -> StudentSpec:
+        if self.hardware_profile == HardwareProfileName.CPU:
+            if self.method == TrainingMethod.QLORA:
+                raise ValueError(
+                    "method qlora needs a GPU (4-bit bitsandbytes); "
+                    "hardwareProfile cpu can run lora or full"
+                )
+            if self.gpus_per_worker != 0:
+                raise ValueError("gpusPerWorker must be 0 when hardwareProfile is cpu")
+        elif self.gpus_per_worker == 0:
+            raise ValueError(
+                f"gpusPerWorker must be at least 1 for hardwareProfile {self.hardware_profile}"
+            )
+        return self
+
+
+class GoldSet(WireModel):
+    """A user-written set of question/SQL pairs, scored separately from the holdout."""
+
+    uri: Annotated[str, Field(min_length=1, description="JSONL with question and sql fields.")]
+
+
+class EvaluationSpec(WireModel):
+    """The accuracy gate before an adapter is published."""
+
+    min_execution_accuracy: Annotated[
+        float,
+        Field(default=0.7, ge=0.0, le=1.0, description="Publish only at or above this accuracy."),
+    ] = 0.7
+    max_new_tokens: Annotated[
+        int, Field(default=256, ge=8, le=8192, description="Tokens generated per prediction.")
+    ] = 256
+    gold_set: Annotated[
+        GoldSet | None, Field(default=None, description="Optional user gold set.")
+    ] = None
+
+
+class ArtifactsSpec(WireModel):
+    """Where the run's artifacts go."""
+
+    uri: Annotated[
+        str | None,
+        Field(default=None, description="file:// or s3:// prefix; the CLI's --store overrides it."),
+    ] = None
+    credentials_secret_ref: Annotated[
+        SecretKeyRef | None,
+        Field(default=None, description="Secret with S3 credentials (cluster runs)."),
+    ] = None
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> ArtifactsSpec:
+        if self.uri is not None and not self.uri.startswith(("file://", "s3://")):
+            raise ValueError("uri must start with file:// or s3://")
+        return self
+
+
+class Toleration(WireModel):
+    """A Kubernetes toleration, for GPU node taints."""
+
+    key: Annotated[str | None, Field(default=None, description="Taint key.")] = None
+    operator: Annotated[
+        Literal["Exists", "Equal"] | None, Field(default=None, description="Exists or Equal.")
+    ] = None
+    value: Annotated[str | None, Field(default=None, description="Taint value.")] = None
+    effect: Annotated[
+        Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None,
+        Field(default=None, description="Taint effect."),
+    ] = None
+
+
+class SchedulingSpec(WireModel):
+    """Where the run's pods go on the cluster."""
+
+    queue_name: Annotated[
+        str | None, Field(default=None, description="Kueue LocalQueue for the RayJobs.")
+    ] = None
+    priority_class_name: Annotated[
+        str | None, Field(default=None, description="PriorityClass of the pods.")
+    ] = None
+    node_selector: Annotated[
+        dict[str, str], Field(default_factory=dict, description="Node labels to require.")
+    ]
+    tolerations: Annotated[
+        list[Toleration], Field(default_factory=list, description="Taints to tolerate.")
+    ]
+
+
+class DistillRunSpec(WireModel):
+    """What a DistillRun asks for."""
+
+    database: Annotated[DatabaseSpec, Field(description="The target database.")]
+    seed_questions: Annotated[
+        list[Annotated[str, Field(min_length=1)]],
+        Field(min_length=1, max_length=10_000, description="Business questions to start from."),
+    ]
+    teacher: Annotated[TeacherSpec, Field(default_factory=TeacherSpec, description="Teacher.")]
+    validation: Annotated[
+        ValidationSpec, Field(default_factory=ValidationSpec, description="Checks and split.")
+    ]
+    student: Annotated[StudentSpec, Field(default_factory=StudentSpec, description="Student.")]
+    evaluation: Annotated[
+        EvaluationSpec, Field(default_factory=EvaluationSpec, description="Accuracy gate.")
+    ]
+    artifacts: Annotated[
+        ArtifactsSpec, Field(default_factory=ArtifactsSpec, description="Artifact store.")
+    ]
+    scheduling: Annotated[
+        SchedulingSpec, Field(default_factory=SchedulingSpec, description="Pod placement.")
+    ]

@@ -1,0 +1,138 @@
+"""The DistillRun status: what a run has done, as the operator and `distillrun status` report it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from distillrun.api.spec import WireModel
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    GENERATING = "Generating"
+    VALIDATING = "Validating"
+    TRAINING = "Training"
+    EVALUATING = "Evaluating"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class StageName(StrEnum):
+    GENERATE = "generate"
+    VALIDATE = "validate"
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+
+
+STAGE_ORDER: tuple[StageName, ...] = (
+    StageName.GENERATE,
+    StageName.VALIDATE,
+    StageName.TRAIN,
+    StageName.EVALUATE,
+)
+
+PHASE_OF_STAGE: dict[StageName, Phase] = {
+    StageName.GENERATE: Phase.GENERATING,
+    StageName.VALIDATE: Phase.VALIDATING,
+    StageName.TRAIN: Phase.TRAINING,
+    StageName.EVALUATE: Phase.EVALUATING,
+}
+
+
+class StageState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Condition(WireModel):
+    """A Kubernetes-style condition, keyed by type."""
+
+    type: Annotated[str, Field(description="Ready, Succeeded, Failed, SpecInvalid, ...")]
+    status: Annotated[str, Field(description="True, False or Unknown.")]
+    reason: Annotated[str, Field(default="", description="CamelCase reason.")] = ""
+    message: Annotated[str, Field(default="", description="Human-readable detail.")] = ""
+    last_transition_time: Annotated[
+        str | None, Field(default=None, description="RFC 3339 time of the last change.")
+    ] = None
+    observed_generation: Annotated[
+        int | None, Field(default=None, description="Generation this condition is about.")
+    ] = None
+
+
+class StageStatus(WireModel):
+    """One stage's progress."""
+
+    ray_job: Annotated[str | None, Field(default=None, description="RayJob name.")] = None
+    state: Annotated[StageState, Field(default=StageState.PENDING, description="Stage state.")] = (
+        StageState.PENDING
+    )
+    start_time: Annotated[str | None, Field(default=None, description="RFC 3339.")] = None
+    completion_time: Annotated[str | None, Field(default=None, description="RFC 3339.")] = None
+    attempts: Annotated[int, Field(default=0, ge=0, description="Attempts so far.")] = 0
+    message: Annotated[str, Field(default="", description="Last message.")] = ""
+
+
+class Counts(WireModel):
+    """Examples generated, accepted and rejected (by reason class)."""
+
+    generated: Annotated[int, Field(default=0, ge=0, description="Examples written.")] = 0
+    accepted: Annotated[int, Field(default=0, ge=0, description="Examples that passed.")] = 0
+    rejected: Annotated[
+        dict[str, int], Field(default_factory=dict, description="Rejections by reason class.")
+    ]
+
+
+class Cost(WireModel):
+    """Teacher tokens and money spent."""
+
+    input_tokens: Annotated[int, Field(default=0, ge=0, description="Input tokens.")] = 0
+    output_tokens: Annotated[int, Field(default=0, ge=0, description="Output tokens.")] = 0
+    cache_read_tokens: Annotated[int, Field(default=0, ge=0, description="Cache reads.")] = 0
+    usd: Annotated[float, Field(default=0.0, ge=0.0, description="US dollars.")] = 0.0
+
+
+class EvaluationStatus(WireModel):
+    """The accuracy the gate saw."""
+
+    execution_accuracy: Annotated[
+        float | None, Field(default=None, description="Share of holdout answered right.")
+    ] = None
+    examples: Annotated[int, Field(default=0, ge=0, description="Holdout examples scored.")] = 0
+
+
+class ArtifactsStatus(WireModel):
+    """Where the run's outputs are."""
+
+    dataset: Annotated[str | None, Field(default=None, description="Dataset URI.")] = None
+    adapter: Annotated[str | None, Field(default=None, description="Adapter URI.")] = None
+    report: Annotated[str | None, Field(default=None, description="Report URI.")] = None
+
+
+class DistillRunStatus(WireModel):
+    """What a DistillRun has done."""
+
+    phase: Annotated[Phase, Field(default=Phase.PENDING, description="Where the run is.")] = (
+        Phase.PENDING
+    )
+    observed_generation: Annotated[
+        int | None, Field(default=None, description="Spec generation last acted on.")
+    ] = None
+    conditions: Annotated[
+        list[Condition], Field(default_factory=list, description="Conditions keyed by type.")
+    ]
+    stages: Annotated[
+        dict[str, StageStatus], Field(default_factory=dict, description="Per-stage progress.")
+    ]
+    counts: Annotated[Counts, Field(default_factory=Counts, description="Example counts.")]
+    cost: Annotated[Cost, Field(default_factory=Cost, description="Teacher spend.")]
+    evaluation: Annotated[
+        EvaluationStatus, Field(default_factory=EvaluationStatus, description="Accuracy.")
+    ]
+    artifacts: Annotated[
+        ArtifactsStatus, Field(default_factory=ArtifactsStatus, description="Outputs.")
+    ]
