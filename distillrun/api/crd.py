@@ -32,8 +32,7 @@ from distillrun.api.status import DistillRunStatus
 JsonSchema = dict[str, Any]
 
 _SQL_SOURCE_RULE = {
-    "rule": "[has(self.ddl), has(self.uri), has(self.configMapRef)]"
-    ".filter(x, x).size() == 1",
+    "rule": "[has(self.ddl), has(self.uri), has(self.configMapRef)].filter(x, x).size() == 1",
     "message": "set exactly one of ddl, uri or configMapRef",
 }
 

@@ -24,9 +24,7 @@ class ObjectMeta(WireModel):
     uid: Annotated[str | None, Field(default=None, description="Set by the apiserver.")] = None
     generation: Annotated[int | None, Field(default=None, description="Spec generation.")] = None
     labels: Annotated[dict[str, str], Field(default_factory=dict, description="Labels.")]
-    annotations: Annotated[
-        dict[str, str], Field(default_factory=dict, description="Annotations.")
-    ]
+    annotations: Annotated[dict[str, str], Field(default_factory=dict, description="Annotations.")]
 
     model_config = WireModel.model_config | {"extra": "ignore"}
 
@@ -89,7 +87,9 @@ def load_run(path: Path) -> DistillRun:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ManifestError(source, [FieldProblem("", f"cannot read file: {exc.strerror}")]) from None
+        raise ManifestError(
+            source, [FieldProblem("", f"cannot read file: {exc.strerror}")]
+        ) from None
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

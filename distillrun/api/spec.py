@@ -117,7 +117,9 @@ class SandboxSpec(WireModel):
     ] = 1000
     resources: Annotated[
         dict[str, str],
-        Field(default_factory=dict, description="Pod resources for a sandbox server (cpu, memory)."),
+        Field(
+            default_factory=dict, description="Pod resources for a sandbox server (cpu, memory)."
+        ),
     ]
 
 
@@ -186,7 +188,9 @@ class TeacherSpec(WireModel):
     ] = 1000
     examples_per_shard: Annotated[
         int,
-        Field(default=20, ge=1, le=500, description="Examples asked for per shard (unit of resume)."),
+        Field(
+            default=20, ge=1, le=500, description="Examples asked for per shard (unit of resume)."
+        ),
     ] = 20
     seed: Annotated[int, Field(default=0, ge=0, description="Seed for deterministic shards.")] = 0
     temperature: Annotated[
@@ -228,7 +232,9 @@ class ValidationSpec(WireModel):
     ] = True
     dedup: Annotated[
         DedupMode,
-        Field(default=DedupMode.NORMALIZED, description="Drop duplicate SQL: none, exact, normalized."),
+        Field(
+            default=DedupMode.NORMALIZED, description="Drop duplicate SQL: none, exact, normalized."
+        ),
     ] = DedupMode.NORMALIZED
     reject_empty_results: Annotated[
         bool, Field(default=False, description="Reject queries that return no rows.")

@@ -34,7 +34,9 @@ def _stage(status: DistillRunStatus, stage: StageName) -> StageStatus:
 def _with_stage(
     status: DistillRunStatus, stage: StageName, stage_status: StageStatus, **fields: Any
 ) -> DistillRunStatus:
-    return status.model_copy(update={"stages": {**status.stages, str(stage): stage_status}, **fields})
+    return status.model_copy(
+        update={"stages": {**status.stages, str(stage): stage_status}, **fields}
+    )
 
 
 def stage_started(status: DistillRunStatus, stage: StageName, now: str) -> DistillRunStatus:
@@ -63,7 +65,8 @@ def stage_succeeded(
 def run_succeeded(status: DistillRunStatus, now: str) -> DistillRunStatus:
     done = status.model_copy(update={"phase": Phase.SUCCEEDED})
     done = with_condition(
-        done, Condition(type="Succeeded", status="True", reason="Completed", last_transition_time=now)
+        done,
+        Condition(type="Succeeded", status="True", reason="Completed", last_transition_time=now),
     )
     return with_condition(
         done, Condition(type="Failed", status="False", reason="Completed", last_transition_time=now)
@@ -79,5 +82,7 @@ def stage_failed(
     status = _with_stage(status, stage, failed, phase=Phase.FAILED)
     return with_condition(
         status,
-        Condition(type="Failed", status="True", reason=reason, message=message, last_transition_time=now),
+        Condition(
+            type="Failed", status="True", reason=reason, message=message, last_transition_time=now
+        ),
     )

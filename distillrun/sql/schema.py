@@ -104,9 +104,7 @@ def _column_kind(data_type: exp.DataType | None) -> ColumnKind:
 
 
 def _is_primary_key(column_def: exp.ColumnDef) -> bool:
-    return any(
-        isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column_def.constraints
-    )
+    return any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column_def.constraints)
 
 
 def _is_not_null(column_def: exp.ColumnDef) -> bool:
@@ -183,11 +181,16 @@ def parse_schema(ddl: str, dialect: Dialect) -> SchemaInfo:
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         where = f" at line {first.get('line')}, column {first.get('col')}" if first else ""
-        raise SchemaError(f"schema DDL does not parse{where}: {first.get('description', exc)}") from None
+        raise SchemaError(
+            f"schema DDL does not parse{where}: {first.get('description', exc)}"
+        ) from None
     tables: list[Table] = []
     foreign: list[ForeignKey] = []
     for statement in statements:
-        if isinstance(statement, exp.Create) and str(statement.args.get("kind", "")).upper() == "TABLE":
+        if (
+            isinstance(statement, exp.Create)
+            and str(statement.args.get("kind", "")).upper() == "TABLE"
+        ):
             table, refs = _parse_create(statement)
             if any(t.name.lower() == table.name.lower() for t in tables):
                 raise SchemaError(f"table {table.name} is defined twice")

@@ -48,29 +48,114 @@ def removing(path: str) -> Callable[[Manifest], None]:
 
 
 BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], str, str]] = [
-    ("unknown dialect", setting("spec.database.dialect", "oracle"), "spec.database.dialect", "postgres"),
-    ("negative target", setting("spec.teacher.targetExamples", -5), "spec.teacher.targetExamples", "greater than or equal to 1"),
-    ("holdout above 1", setting("spec.validation.holdoutFraction", 1.5), "spec.validation.holdoutFraction", "less than 1"),
-    ("holdout of 0", setting("spec.validation.holdoutFraction", 0), "spec.validation.holdoutFraction", "greater than 0"),
+    (
+        "unknown dialect",
+        setting("spec.database.dialect", "oracle"),
+        "spec.database.dialect",
+        "postgres",
+    ),
+    (
+        "negative target",
+        setting("spec.teacher.targetExamples", -5),
+        "spec.teacher.targetExamples",
+        "greater than or equal to 1",
+    ),
+    (
+        "holdout above 1",
+        setting("spec.validation.holdoutFraction", 1.5),
+        "spec.validation.holdoutFraction",
+        "less than 1",
+    ),
+    (
+        "holdout of 0",
+        setting("spec.validation.holdoutFraction", 0),
+        "spec.validation.holdoutFraction",
+        "greater than 0",
+    ),
     ("qlora on cpu", setting("spec.student.method", "qlora"), "spec.student", "qlora needs a GPU"),
-    ("inline api key", setting("spec.teacher.apiKey", "sk-ant-123"), "spec.teacher", "apiKeySecretRef"),
+    (
+        "inline api key",
+        setting("spec.teacher.apiKey", "sk-ant-123"),
+        "spec.teacher",
+        "apiKeySecretRef",
+    ),
     ("name too long", setting("metadata.name", "a" * 64), "metadata.name", "at most 63 characters"),
     ("name not a DNS label", setting("metadata.name", "Shop_Run"), "metadata.name", "DNS-1123"),
-    ("misspelled field", setting("spec.teacher.modle", "claude"), "spec.teacher.modle", "unknown field"),
+    (
+        "misspelled field",
+        setting("spec.teacher.modle", "claude"),
+        "spec.teacher.modle",
+        "unknown field",
+    ),
     ("no database", removing("spec.database"), "spec.database", "required field is missing"),
     ("no seed questions", setting("spec.seedQuestions", []), "spec.seedQuestions", "at least 1"),
-    ("blank seed question", setting("spec.seedQuestions", [""]), "spec.seedQuestions[0]", "at least 1 character"),
-    ("schema given twice", setting("spec.database.schema.ddl", "CREATE TABLE t (a INT);"), "spec.database.schema", "exactly one of ddl, uri or configMapRef"),
-    ("wrong apiVersion", setting("apiVersion", "distillrun.dev/v1"), "apiVersion", "distillrun.dev/v1alpha1"),
+    (
+        "blank seed question",
+        setting("spec.seedQuestions", [""]),
+        "spec.seedQuestions[0]",
+        "at least 1 character",
+    ),
+    (
+        "schema given twice",
+        setting("spec.database.schema.ddl", "CREATE TABLE t (a INT);"),
+        "spec.database.schema",
+        "exactly one of ddl, uri or configMapRef",
+    ),
+    (
+        "wrong apiVersion",
+        setting("apiVersion", "distillrun.dev/v1"),
+        "apiVersion",
+        "distillrun.dev/v1alpha1",
+    ),
     ("wrong kind", setting("kind", "RayJob"), "kind", "must be DistillRun"),
-    ("lora rank 0", setting("spec.student.lora.r", 0), "spec.student.lora.r", "greater than or equal to 1"),
-    ("accuracy above 1", setting("spec.evaluation.minExecutionAccuracy", 1.2), "spec.evaluation.minExecutionAccuracy", "less than or equal to 1"),
-    ("artifacts over http", setting("spec.artifacts.uri", "http://bucket/x"), "spec.artifacts", "file:// or s3://"),
-    ("openai without baseUrl", setting("spec.teacher.provider", "openai-compatible"), "spec.teacher", "baseUrl is required"),
-    ("gpus on cpu profile", setting("spec.student.gpusPerWorker", 2), "spec.student", "gpusPerWorker must be 0"),
-    ("zero timeout", setting("spec.database.sandbox.statementTimeoutMs", 0), "spec.database.sandbox.statementTimeoutMs", "greater than or equal to 10"),
-    ("unknown hardware profile", setting("spec.student.hardwareProfile", "tpu-v5"), "spec.student.hardwareProfile", "a100-80gb"),
-    ("epochs as text", setting("spec.student.epochs", "many"), "spec.student.epochs", "valid integer"),
+    (
+        "lora rank 0",
+        setting("spec.student.lora.r", 0),
+        "spec.student.lora.r",
+        "greater than or equal to 1",
+    ),
+    (
+        "accuracy above 1",
+        setting("spec.evaluation.minExecutionAccuracy", 1.2),
+        "spec.evaluation.minExecutionAccuracy",
+        "less than or equal to 1",
+    ),
+    (
+        "artifacts over http",
+        setting("spec.artifacts.uri", "http://bucket/x"),
+        "spec.artifacts",
+        "file:// or s3://",
+    ),
+    (
+        "openai without baseUrl",
+        setting("spec.teacher.provider", "openai-compatible"),
+        "spec.teacher",
+        "baseUrl is required",
+    ),
+    (
+        "gpus on cpu profile",
+        setting("spec.student.gpusPerWorker", 2),
+        "spec.student",
+        "gpusPerWorker must be 0",
+    ),
+    (
+        "zero timeout",
+        setting("spec.database.sandbox.statementTimeoutMs", 0),
+        "spec.database.sandbox.statementTimeoutMs",
+        "greater than or equal to 10",
+    ),
+    (
+        "unknown hardware profile",
+        setting("spec.student.hardwareProfile", "tpu-v5"),
+        "spec.student.hardwareProfile",
+        "a100-80gb",
+    ),
+    (
+        "epochs as text",
+        setting("spec.student.epochs", "many"),
+        "spec.student.epochs",
+        "valid integer",
+    ),
 ]
 
 
@@ -78,7 +163,9 @@ BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], str, str]] = [
     ("mutate", "field", "message"),
     [pytest.param(m, f, msg, id=name) for name, m, f, msg in BAD_MANIFESTS],
 )
-def test_model_names_the_field(mutate: Callable[[Manifest], None], field: str, message: str) -> None:
+def test_model_names_the_field(
+    mutate: Callable[[Manifest], None], field: str, message: str
+) -> None:
     data = quickstart()
     mutate(data)
     with pytest.raises(ManifestError) as caught:
@@ -117,19 +204,27 @@ def test_the_table_is_big_enough() -> None:
     ("change", "field", "message"),
     [
         pytest.param(
-            {"schema": {"uri": "missing/schema.sql"}}, "spec.database.schema.uri", "cannot read",
+            {"schema": {"uri": "missing/schema.sql"}},
+            "spec.database.schema.uri",
+            "cannot read",
             id="schema file missing",
         ),
         pytest.param(
-            {"schema": {"ddl": "CREATE TABLE (oops"}}, "spec.database.schema", "does not parse",
+            {"schema": {"ddl": "CREATE TABLE (oops"}},
+            "spec.database.schema",
+            "does not parse",
             id="schema does not parse",
         ),
         pytest.param(
-            {"schema": {"ddl": "SELECT 1;"}}, "spec.database.schema", "defines no table",
+            {"schema": {"ddl": "SELECT 1;"}},
+            "spec.database.schema",
+            "defines no table",
             id="schema without tables",
         ),
         pytest.param(
-            {"seedData": {"ddl": "INSERT INTO nowhere VALUES (1);"}}, "spec.database.seedData", "nowhere",
+            {"seedData": {"ddl": "INSERT INTO nowhere VALUES (1);"}},
+            "spec.database.seedData",
+            "nowhere",
             id="seed rows for an unknown table",
         ),
     ],

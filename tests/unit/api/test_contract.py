@@ -24,7 +24,9 @@ def test_committed_crd_matches_the_models() -> None:
 
 def _walk(schema: dict[str, Any], path: str = "") -> list[str]:
     """Paths in the schema that a structural CRD forbids."""
-    bad = [f"{path}.{k}" for k in ("$ref", "anyOf", "oneOf", "allOf", "const", "title") if k in schema]
+    bad = [
+        f"{path}.{k}" for k in ("$ref", "anyOf", "oneOf", "allOf", "const", "title") if k in schema
+    ]
     if schema.get("additionalProperties") is False:
         bad.append(f"{path}.additionalProperties")
     if "properties" in schema and "type" not in schema:
@@ -57,7 +59,10 @@ def test_crd_spec_uses_wire_names_and_keeps_cross_field_rules() -> None:
     assert "targetExamples" in teacher["properties"]
     assert "maxUSD" in teacher["properties"]["budget"]["properties"]
     assert spec["properties"]["database"]["properties"]["dialect"]["enum"] == [
-        "postgres", "mysql", "sqlite", "duckdb"
+        "postgres",
+        "mysql",
+        "sqlite",
+        "duckdb",
     ]
     student_rules = spec["properties"]["student"]["x-kubernetes-validations"]
     assert any("qlora" in r["rule"] for r in student_rules)
@@ -98,4 +103,6 @@ def test_defaults_are_the_documented_ones() -> None:
 
 def test_crd_command_prints_the_crd(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["crd"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out)["metadata"]["name"] == "distillruns.distillrun.dev"
+    assert (
+        yaml.safe_load(capsys.readouterr().out)["metadata"]["name"] == "distillruns.distillrun.dev"
+    )

@@ -1,0 +1,114 @@
+"""The `distillrun` command.
+
+  distillrun run MANIFEST [--store URI]   every stage on this machine, on a local Ray
+  distillrun validate MANIFEST...         check manifests; exit 1 naming each bad field
+  distillrun crd                          print the DistillRun CRD
+
+User mistakes (a bad manifest, an unreadable file, an unreachable store) end with a message and
+exit status 1, never a traceback; exit status 2 is for a wrong command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from distillrun import __version__
+from distillrun.api.errors import ManifestError
+from distillrun.api.resource import load_run
+
+
+def _validate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from distillrun.jobs.inputs import load_inputs
+
+    failed = 0
+    for manifest in args.manifests:
+        path = Path(manifest)
+        try:
+            run = load_run(path)
+            load_inputs(run, path.parent, manifest)
+        except ManifestError as exc:
+            failed += 1
+            err.print(str(exc), highlight=False, markup=False)
+            continue
+        out.print(f"{manifest}: valid DistillRun {run.metadata.name}", highlight=False)
+    return 1 if failed else 0
+
+
+def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from distillrun.local.progress import TerminalProgress
+    from distillrun.local.runner import run_manifest
+    from distillrun.local.summary import render_summary
+    from distillrun.store import StoreError
+
+    try:
+        with TerminalProgress(out) as progress:
+            outcome = run_manifest(
+                Path(args.manifest), args.store, progress, use_ray=not args.no_ray
+            )
+    except ManifestError as exc:
+        err.print(str(exc), highlight=False, markup=False)
+        return 1
+    except StoreError as exc:
+        err.print(f"artifact store: {exc}", highlight=False, markup=False)
+        return 1
+    out.print(render_summary(outcome), highlight=False)
+    if outcome.failure is not None:
+        err.print(f"run failed: {outcome.failure}", highlight=False, markup=False)
+        return 1
+    return 0
+
+
+def _crd(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from distillrun.api.crd import render_crd
+
+    sys.stdout.write(render_crd())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="distillrun",
+        description="Distill a teacher's Text-to-SQL skill into a small model for one schema.",
+    )
+    parser.add_argument("--version", action="version", version=f"distillrun {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run every stage of a DistillRun on this machine")
+    run.add_argument("manifest", help="a DistillRun YAML file")
+    run.add_argument(
+        "--store",
+        metavar="URI",
+        help="where artifacts go: a path, file://... or s3://bucket/prefix "
+        "(default: spec.artifacts.uri, else ./distillrun-artifacts)",
+    )
+    run.add_argument(
+        "--no-ray",
+        action="store_true",
+        help="run parallel work in this process instead of on a local Ray",
+    )
+    run.set_defaults(handler=_run)
+
+    validate = commands.add_parser("validate", help="check DistillRun manifests")
+    validate.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    validate.set_defaults(handler=_validate)
+
+    crd = commands.add_parser("crd", help="print the DistillRun CustomResourceDefinition")
+    crd.set_defaults(handler=_crd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Console()
+    err = Console(stderr=True)
+    code: int = args.handler(args, out, err)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""What every stage gets and returns. A stage is `run(ctx) -> StageResult`: it reads its inputs
+from `ctx.store` (rooted at the run's prefix), writes its outputs there, reports progress through
+`ctx.progress`, and never touches Kubernetes. The local runner and the Ray entrypoints build the
+context the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from distillrun.api.resource import DistillRun
+from distillrun.api.status import StageName
+from distillrun.sql.schema import SchemaInfo
+from distillrun.store import Store
+
+
+class ProgressSink(Protocol):
+    """Where a stage reports live progress; the CLI draws it, tests record it."""
+
+    def counts(
+        self, stage: StageName, values: dict[str, float | int], total: int | None = None
+    ) -> None:
+        """Live numbers for a stage (e.g. generated/accepted, step/loss); `total` sizes a bar."""
+
+    def note(self, stage: StageName, message: str) -> None:
+        """A line worth showing (a skipped shard, a resumed checkpoint)."""
+
+
+class SilentProgress:
+    """A sink that drops everything (library use, Ray workers)."""
+
+    def counts(
+        self, stage: StageName, values: dict[str, float | int], total: int | None = None
+    ) -> None:
+        return None
+
+    def note(self, stage: StageName, message: str) -> None:
+        return None
+
+
+@dataclass
+class StageContext:
+    """Inputs of a stage: the resolved run, its store and the parsed schema with seed rows."""
+
+    run: DistillRun
+    store: Store
+    schema: SchemaInfo
+    seed_sql: str | None
+    progress: ProgressSink = field(default_factory=SilentProgress)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage did: `summary` holds the numbers the runner prints and the status records."""
+
+    stage: StageName
+    summary: dict[str, Any]
+    reused: bool = False
+
+
+class StageFailed(Exception):
+    """A stage that cannot go on; `reason` is a CamelCase condition reason."""
+
+    def __init__(self, stage: StageName, reason: str, message: str) -> None:
+        self.stage = stage
+        self.reason = reason
+        super().__init__(f"{stage} failed ({reason}): {message}")

@@ -1,0 +1,72 @@
+"""Resolving a run's inputs (schema DDL, seed rows) from where the manifest says they are.
+
+Everything a user can get wrong here (a missing file, DDL that does not parse) becomes a
+ManifestError naming the field, before any stage starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distillrun.api.errors import FieldProblem, ManifestError
+from distillrun.api.resource import DistillRun
+from distillrun.api.spec import SqlSource
+from distillrun.sql.errors import SandboxError
+from distillrun.sql.sandbox import open_sandbox
+from distillrun.sql.schema import SchemaError, SchemaInfo, parse_schema
+from distillrun.store import StoreError, read_uri
+
+
+def read_sql_source(source: SqlSource, base_dir: Path, field: str, origin: str) -> str:
+    """The SQL text of `source`; relative paths are resolved against `base_dir`."""
+    if source.ddl is not None:
+        return source.ddl
+    if source.config_map_ref is not None:
+        raise ManifestError(
+            origin,
+            [
+                FieldProblem(
+                    f"{field}.configMapRef",
+                    "ConfigMap references need the operator; for a local run give ddl or uri",
+                )
+            ],
+        )
+    assert source.uri is not None  # SqlSource guarantees exactly one of the three
+    uri = source.uri
+    try:
+        if uri.startswith("s3://"):
+            return read_uri(uri).decode("utf-8")
+        path = Path(uri.removeprefix("file://"))
+        if not path.is_absolute():
+            path = base_dir / path
+        return path.read_text(encoding="utf-8")
+    except (OSError, StoreError, UnicodeDecodeError) as exc:
+        raise ManifestError(
+            origin, [FieldProblem(f"{field}.uri", f"cannot read {uri}: {exc}")]
+        ) from None
+
+
+def load_schema(run: DistillRun, base_dir: Path, origin: str) -> tuple[SchemaInfo, str | None]:
+    """The parsed schema and the seed SQL (None when the manifest gives no seed rows)."""
+    database = run.spec.database
+    ddl = read_sql_source(database.schema_source, base_dir, "spec.database.schema", origin)
+    try:
+        schema = parse_schema(ddl, database.dialect)
+    except SchemaError as exc:
+        raise ManifestError(origin, [FieldProblem("spec.database.schema", str(exc))]) from None
+    seed = None
+    if database.seed_data is not None:
+        seed = read_sql_source(database.seed_data, base_dir, "spec.database.seedData", origin)
+    return schema, seed
+
+
+def load_inputs(run: DistillRun, base_dir: Path, origin: str) -> tuple[SchemaInfo, str | None]:
+    """Schema and seed rows, proven usable: a sandbox is built from them once and closed."""
+    schema, seed_sql = load_schema(run, base_dir, origin)
+    try:
+        with open_sandbox(schema, seed_sql, run.spec.database.sandbox):
+            pass
+    except SandboxError as exc:
+        field = "spec.database.seedData" if seed_sql else "spec.database.dialect"
+        raise ManifestError(origin, [FieldProblem(field, str(exc))]) from None
+    return schema, seed_sql

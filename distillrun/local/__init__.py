@@ -1,0 +1,1 @@
+"""Running a DistillRun on one machine: `distillrun run <manifest>`."""

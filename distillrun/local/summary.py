@@ -1,0 +1,36 @@
+"""The few lines a user reads at the end of `distillrun run`."""
+
+from __future__ import annotations
+
+from distillrun.api.status import StageName
+from distillrun.local.runner import RunOutcome
+
+
+def render_summary(outcome: RunOutcome) -> str:
+    status = outcome.status
+    lines = [f"DistillRun {outcome.run.metadata.name}: {status.phase}"]
+    for stage, result in outcome.results.items():
+        reused = " (reused)" if result.reused else ""
+        lines.append(f"  {stage:<9} done{reused}")
+    generate = outcome.results.get(StageName.GENERATE)
+    if generate is not None:
+        target = outcome.run.spec.teacher.target_examples
+        lines.append(
+            f"  examples: {status.counts.generated} generated, {status.counts.accepted} accepted "
+            f"(target {target})"
+        )
+    if status.counts.rejected:
+        reasons = ", ".join(f"{k} {v}" for k, v in status.counts.rejected.items())
+        lines.append(f"  rejected: {reasons}")
+    if status.cost.usd or status.cost.input_tokens:
+        lines.append(
+            f"  teacher cost: ${status.cost.usd:.2f} "
+            f"({status.cost.input_tokens} in / {status.cost.output_tokens} out tokens)"
+        )
+    if status.evaluation.execution_accuracy is not None:
+        lines.append(
+            f"  execution accuracy: {status.evaluation.execution_accuracy:.3f} "
+            f"on {status.evaluation.examples} holdout examples"
+        )
+    lines.append(f"  artifacts: {outcome.store.url()}")
+    return "\n".join(lines)

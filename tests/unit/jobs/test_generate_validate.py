@@ -1,0 +1,196 @@
+"""generate and validate against a real file store, the real synthetic teacher and a real
+SQLite sandbox: shards committed once and reused, every example judged with a reason, the
+dataset loadable with `datasets`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from distillrun.api import parse_run
+from distillrun.api.status import StageName
+from distillrun.jobs import generate, validate
+from distillrun.jobs.context import StageContext, StageFailed
+from distillrun.jobs.inputs import load_inputs
+from distillrun.store import open_store
+from distillrun.teacher.base import GeneratedExample, ShardOutput, ShardRequest
+from distillrun.teacher.synthetic import SyntheticTeacher
+
+EXAMPLES = Path(__file__).parents[3] / "examples"
+
+
+def make_context(tmp_path: Path, **teacher: Any) -> StageContext:
+    data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    data["spec"]["teacher"].update({"targetExamples": 60, "examplesPerShard": 20, **teacher})
+    run = parse_run(data)
+    schema, seed = load_inputs(run, EXAMPLES, "quickstart.yaml")
+    store = open_store(str(tmp_path / "store")).sub("default/shop-quickstart/local")
+    return StageContext(run=run, store=store, schema=schema, seed_sql=seed)
+
+
+@dataclass
+class CountingTeacher:
+    """The real synthetic teacher, counting the shards it is asked for."""
+
+    fail_at: int | None = None
+    calls: list[int] = field(default_factory=list)
+    inner: SyntheticTeacher = field(default_factory=SyntheticTeacher)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.inner.parameters
+
+    def write_shard(self, request: ShardRequest) -> ShardOutput:
+        if request.index == self.fail_at:
+            raise ConnectionError("teacher went away")
+        self.calls.append(request.index)
+        return self.inner.write_shard(request)
+
+
+@dataclass
+class ScriptedTeacher:
+    """Writes exactly the SQL it is given: for checking the validate stage's verdicts."""
+
+    sqls: list[str]
+    name: str = "scripted"
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"sqls": self.sqls}
+
+    def write_shard(self, request: ShardRequest) -> ShardOutput:
+        examples = [
+            GeneratedExample(
+                id=f"{request.key}-{i:03d}",
+                shard=request.key,
+                question=f"q{i}",
+                sql=sql,
+                teacher=self.name,
+            )
+            for i, sql in enumerate(self.sqls)
+        ]
+        return ShardOutput(key=request.key, examples=examples)
+
+
+def test_generate_commits_each_shard_once_and_reuses_them(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path)
+    teacher = CountingTeacher()
+    first = generate.run(ctx, teacher)
+    assert sorted(teacher.calls) == [0, 1, 2]
+    assert first.summary["generated"] == 60 and first.summary["teacher_calls"] == 3
+
+    again = CountingTeacher()
+    second = generate.run(ctx, again)
+    assert again.calls == [] and second.reused
+    assert second.summary["generated"] == 60
+
+    plan = ctx.store.get_json(generate.MANIFEST_KEY)["plan"]
+    ctx.store.delete(generate.shard_object_key(plan[1]))
+    healed = CountingTeacher()
+    generate.run(ctx, healed)
+    assert healed.calls == [1]
+    assert sorted(ctx.store.list_keys(generate.SHARDS_PREFIX)) == sorted(
+        generate.shard_object_key(k) for k in plan
+    )
+
+
+def test_a_failing_teacher_keeps_committed_shards(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path)
+    with pytest.raises(StageFailed) as failed:
+        generate.run(ctx, CountingTeacher(fail_at=2))
+    assert failed.value.reason == "TeacherFailed"
+    assert "2 of 3 shards are committed" in str(failed.value)
+    resumed = CountingTeacher()
+    generate.run(ctx, resumed)
+    assert resumed.calls == [2]
+
+
+def test_shard_keys_do_not_depend_on_the_target(tmp_path: Path) -> None:
+    small = generate.plan_shards(make_context(tmp_path), SyntheticTeacher())
+    large = generate.plan_shards(make_context(tmp_path, targetExamples=100), SyntheticTeacher())
+    assert [r.key for r in large[: len(small)]] == [r.key for r in small]
+    reseeded = generate.plan_shards(make_context(tmp_path, seed=8), SyntheticTeacher())
+    assert not {r.key for r in reseeded} & {r.key for r in small}
+
+
+def test_validate_writes_a_loadable_dataset_and_reuses_it(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path)
+    generate.run(ctx, SyntheticTeacher())
+    result = validate.run(ctx)
+    summary = result.summary
+    assert summary["accepted"] + sum(summary["rejected"].values()) == summary["generated"] == 60
+    assert summary["train"] + summary["holdout"] == summary["accepted"] > 0
+    assert summary["holdout"] >= 1
+
+    from datasets import load_dataset
+
+    root = Path(ctx.store.url().removeprefix("file://"))
+    data = load_dataset(
+        "json",
+        data_files={
+            "train": str(root / validate.TRAIN_KEY),
+            "holdout": str(root / validate.HOLDOUT_KEY),
+        },
+    )
+    assert data["train"].num_rows == summary["train"]
+    assert set(data["train"].column_names) >= {
+        "id",
+        "question",
+        "sql",
+        "explanation",
+        "result_hash",
+    }
+    assert not set(data["train"]["id"]) & set(data["holdout"]["id"])
+
+    assert validate.run(ctx).reused
+
+
+BAD_SQL = {
+    "SELECT name FROM customers WHERE country = 'DE'": None,
+    "SELECT  name FROM customers WHERE country = 'DE' ": "duplicate",
+    "DROP TABLE customers": "not_select",
+    "SELECT * FROM invoices": "unknown_table",
+    "SELECT nickname FROM customers": "unknown_column",
+    "SELEC name FROM customers": "parse",
+    "SELECT 1; DELETE FROM orders": "multiple_statements",
+    (
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+        "SELECT count(*) FROM r"
+    ): "timeout",
+}
+
+
+def test_validate_gives_every_rejection_its_reason(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, targetExamples=len(BAD_SQL), examplesPerShard=len(BAD_SQL))
+    generate.run(ctx, ScriptedTeacher(list(BAD_SQL)))
+    result = validate.run(ctx)
+    expected = sorted(r for r in BAD_SQL.values() if r is not None)
+    rejected = ctx.store.read_jsonl(validate.REJECTED_KEY)
+    assert sorted(r["verdict"]["reason"] for r in rejected) == expected
+    assert all(r["verdict"]["message"] for r in rejected)
+    assert result.summary["accepted"] == 1
+
+
+def test_validate_before_generate_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(StageFailed) as failed:
+        validate.run(make_context(tmp_path))
+    assert failed.value.reason == "NoGeneratedData"
+    assert failed.value.stage == StageName.VALIDATE
+
+
+def test_holdout_split_is_stable_and_never_empty() -> None:
+    records = [{"id": f"x-{i}"} for i in range(200)]
+    train, holdout = validate.split_holdout(records, 0.1)
+    assert (train, holdout) == validate.split_holdout(list(records), 0.1)
+    assert 5 <= len(holdout) <= 40
+    two = [{"id": "a"}, {"id": "b"}]
+    small_train, small_holdout = validate.split_holdout(two, 0.01)
+    assert len(small_train) == len(small_holdout) == 1

@@ -1,0 +1,92 @@
+"""The local runner: failures end the run with a reason and keep what was committed; bad
+manifests and stores end with a message, not a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distillrun.api.status import StageName
+from distillrun.cli import main
+from distillrun.jobs import train
+from distillrun.jobs.context import SilentProgress, StageContext, StageResult
+from distillrun.local.runner import run_manifest
+
+EXAMPLES = Path(__file__).parents[3] / "examples"
+
+
+def small_manifest(tmp_path: Path, **teacher: object) -> Path:
+    data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
+    data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
+    data["spec"]["teacher"].update({"targetExamples": 40, "examplesPerShard": 20, **teacher})
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_stage_that_raises_fails_the_run_and_keeps_earlier_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_train(ctx: StageContext) -> StageResult:
+        raise RuntimeError("out of disk")
+
+    monkeypatch.setattr(train, "run", broken_train)
+    outcome = run_manifest(
+        small_manifest(tmp_path), str(tmp_path / "store"), SilentProgress(), use_ray=False
+    )
+    assert outcome.failure is not None
+    assert outcome.failure.reason == "StageCrashed"
+    assert "RuntimeError: out of disk" in str(outcome.failure)
+    status = outcome.store.get_json("status.json")
+    assert status["phase"] == "Failed"
+    assert status["stages"]["train"]["state"] == "Failed"
+    assert status["stages"]["validate"]["state"] == "Succeeded"
+    assert "evaluate" not in status["stages"]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["status"] == "True" and failed["reason"] == "StageCrashed"
+    assert "out of disk" in outcome.store.get_bytes("errors/train.txt").decode()
+    assert outcome.store.exists("dataset/train.jsonl")
+    assert set(outcome.results) == {StageName.GENERATE, StageName.VALIDATE}
+
+
+def test_run_with_a_bad_manifest_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = small_manifest(tmp_path, targetExamples=0)
+    assert main(["run", str(manifest), "--store", str(tmp_path / "store")]) == 1
+    err = capsys.readouterr().err
+    assert "spec.teacher.targetExamples" in err and "Traceback" not in err
+    assert not (tmp_path / "store").exists()
+
+
+def test_run_with_a_bad_store_uri_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(small_manifest(tmp_path)), "--store", "ftp://host/x", "--no-ray"]) == 1
+    err = capsys.readouterr().err
+    assert "ftp://host/x" in err and "Traceback" not in err
+
+
+def test_llm_teacher_without_a_key_falls_back_to_synthetic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setattr(train, "run", lambda ctx: (_ for _ in ()).throw(RuntimeError("stop here")))
+    manifest = small_manifest(tmp_path, provider="anthropic")
+    assert main(["run", str(manifest), "--store", str(tmp_path / "store"), "--no-ray"]) == 1
+    out = capsys.readouterr().out
+    assert "ANTHROPIC_API_KEY is not set: using the offline synthetic teacher" in out
+
+
+def test_llm_teacher_with_a_key_is_refused_until_it_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-canary-0001")
+    manifest = small_manifest(tmp_path, provider="anthropic")
+    assert main(["run", str(manifest), "--store", str(tmp_path / "store")]) == 1
+    err = capsys.readouterr().err
+    assert "spec.teacher.provider" in err and "not available" in err
+    assert "sk-ant-canary-0001" not in err
