@@ -13,6 +13,7 @@ from enum import StrEnum
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
+from sqlglot.expressions.datatypes import DType
 
 from distillrun.api.spec import Dialect
 
@@ -32,7 +33,7 @@ class ColumnKind(StrEnum):
     OTHER = "other"
 
 
-_KIND_OF_TYPE: dict[exp.DataType.Type, ColumnKind] = {
+_KIND_OF_TYPE: dict[DType, ColumnKind] = {
     **{t: ColumnKind.INTEGER for t in exp.DataType.INTEGER_TYPES},
     **{t: ColumnKind.NUMBER for t in exp.DataType.REAL_TYPES},
     **{t: ColumnKind.TEXT for t in exp.DataType.TEXT_TYPES},

@@ -1,0 +1,213 @@
+"""What each table offers to questions: which columns can be summed, grouped, filtered, shown.
+
+This is where degenerate SQL is ruled out once for all constructs: keys and reference columns
+are never summed or averaged, text is never averaged, and only categorical columns (not keys,
+names, emails or free text) are grouped or filtered by equality. A table's *label* is the column
+a person means by "which customers": its name or title, else an identifying text, else its key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from distillrun.sql.schema import Column, ColumnKind, SchemaInfo, Table
+from distillrun.teacher.synthetic import sqlkit
+from distillrun.teacher.synthetic.naming import (
+    Noun,
+    Role,
+    column_phrase,
+    name_words,
+    role_of,
+    table_noun,
+)
+
+# Numeric columns whose values are codes, not amounts: summing them means nothing.
+_CODE_WORDS = frozenset({"id", "code", "zip", "postcode", "phone", "year", "number", "no", "uuid"})
+
+
+@dataclass(frozen=True)
+class Field:
+    """A column as questions see it."""
+
+    column: Column
+    phrase: str
+    role: Role
+
+    @property
+    def name(self) -> str:
+        return self.column.name
+
+    @property
+    def is_date(self) -> bool:
+        return self.column.kind == ColumnKind.DATE
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A table as questions see it, with its columns sorted by what they are good for."""
+
+    table: Table
+    noun: Noun
+    alias: str
+    key: Field | None
+    label: Field
+    measures: tuple[Field, ...]
+    categories: tuple[Field, ...]
+    dates: tuple[Field, ...]
+    flags: tuple[Field, ...]
+    nullable: tuple[Field, ...]
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+
+@dataclass(frozen=True)
+class Link:
+    """A foreign key seen as a join: every `child` row points at one `parent` row."""
+
+    child: Entity
+    child_column: Field
+    parent: Entity
+    parent_column: Field
+
+    def on(self) -> exp.EQ:
+        return sqlkit.column(self.child_column.name, self.child.alias).eq(
+            sqlkit.column(self.parent_column.name, self.parent.alias)
+        )
+
+    def touches(self, entity: Entity) -> bool:
+        return entity.name in (self.child.name, self.parent.name)
+
+    def other(self, entity: Entity) -> Entity:
+        return self.parent if entity.name == self.child.name else self.child
+
+
+@dataclass(frozen=True)
+class Path:
+    """Three tables joined by two links: `first` -`links[0]`- `middle` -`links[1]`- `last`."""
+
+    first: Entity
+    middle: Entity
+    last: Entity
+    links: tuple[Link, Link]
+
+    @property
+    def is_chain(self) -> bool:
+        """first → middle → last: each row of `first` reaches exactly one row of `last`."""
+        return (
+            self.links[0].child.name == self.first.name
+            and self.links[1].child.name == self.middle.name
+        )
+
+    @property
+    def is_bridge(self) -> bool:
+        """first ← middle → last: `middle` pairs rows of the two ends (order items between
+        orders and products)."""
+        return all(link.child.name == self.middle.name for link in self.links)
+
+
+def _field(column: Column) -> Field:
+    return Field(column=column, phrase=column_phrase(column.name), role=role_of(column.name))
+
+
+def _is_measure(field: Field) -> bool:
+    return (
+        field.column.kind in (ColumnKind.INTEGER, ColumnKind.NUMBER)
+        and not set(name_words(field.name)) & _CODE_WORDS
+        and field.role not in (Role.IDENTIFYING, Role.LABEL)
+    )
+
+
+def _label(table: Table, key: Field | None) -> Field:
+    texts = [_field(c) for c in table.columns if c.kind == ColumnKind.TEXT and not c.primary_key]
+    for role in (Role.LABEL, Role.IDENTIFYING):
+        named = [f for f in texts if f.role == role]
+        if named:
+            return named[0]
+    return key if key is not None else _field(table.columns[0])
+
+
+def _aliases(tables: tuple[Table, ...]) -> dict[str, str]:
+    """Short, unique table aliases from initials: order_items → oi, orders → o, others → o2."""
+    taken: set[str] = set()
+    aliases: dict[str, str] = {}
+    for table in tables:
+        base = "".join(w[0] for w in name_words(table.name) if w[0].isalpha()) or "t"
+        alias, n = base, 1
+        while alias in taken or sqlkit.identifier(alias).quoted:
+            n += 1
+            alias = f"{base}{n}"
+        taken.add(alias)
+        aliases[table.name] = alias
+    return aliases
+
+
+def _entity(table: Table, alias: str, references: set[str]) -> Entity:
+    pk = table.primary_key
+    key = _field(pk[0]) if len(pk) == 1 else None
+    plain = [_field(c) for c in table.columns if not c.primary_key and c.name not in references]
+    label = _label(table, key)
+    return Entity(
+        table=table,
+        noun=table_noun(table.name),
+        alias=alias,
+        key=key,
+        label=label,
+        measures=tuple(f for f in plain if _is_measure(f)),
+        categories=tuple(
+            f
+            for f in plain
+            if f.column.kind == ColumnKind.TEXT and f.role not in (Role.LABEL, Role.IDENTIFYING)
+        ),
+        dates=tuple(f for f in plain if f.is_date),
+        flags=tuple(f for f in plain if f.column.kind == ColumnKind.BOOLEAN),
+        nullable=tuple(f for f in plain if f.column.nullable and f != label),
+    )
+
+
+class Catalog:
+    """Entities, links (foreign keys, self-references left out) and three-table paths."""
+
+    def __init__(self, schema: SchemaInfo) -> None:
+        aliases = _aliases(schema.tables)
+        references: dict[str, set[str]] = {t.name.lower(): set() for t in schema.tables}
+        for fk in schema.foreign_keys:
+            references[fk.table.lower()].add(fk.column)
+        self.entities = tuple(
+            _entity(t, aliases[t.name], references[t.name.lower()]) for t in schema.tables
+        )
+        links: list[Link] = []
+        for fk in schema.foreign_keys:
+            child, parent = self.entity(fk.table), self.entity(fk.ref_table)
+            if child.name == parent.name:
+                continue
+            child_column = child.table.column(fk.column)
+            parent_column = parent.table.column(fk.ref_column)
+            if child_column is None or parent_column is None:
+                continue
+            links.append(Link(child, _field(child_column), parent, _field(parent_column)))
+        self.links = tuple(links)
+        self.paths = tuple(self._paths())
+
+    def entity(self, name: str) -> Entity:
+        lowered = name.lower()
+        return next(e for e in self.entities if e.name.lower() == lowered)
+
+    def links_of(self, entity: Entity) -> tuple[Link, ...]:
+        return tuple(link for link in self.links if link.touches(entity))
+
+    def _paths(self) -> Iterator[Path]:
+        for first_link in self.links:
+            for second_link in self.links:
+                if first_link is second_link:
+                    continue
+                for middle in (first_link.child, first_link.parent):
+                    if not second_link.touches(middle):
+                        continue
+                    first, last = first_link.other(middle), second_link.other(middle)
+                    if len({first.name, middle.name, last.name}) == 3:
+                        yield Path(first, middle, last, (first_link, second_link))

@@ -1,0 +1,669 @@
+"""Examples across tables, always along foreign keys: two-table joins (lists, counts per parent,
+HAVING on children, grouping by a parent's column, anti-joins), three-table paths (chains such
+as order_items → orders → customers and bridges such as orders ← order_items → products), IN
+subqueries, and revenue (a quantity in one table times a price in the table it references).
+
+Join queries use short table aliases (`oi`, `o`, `c`); counts of a table reached through a
+one-to-many step use COUNT(DISTINCT key) so rows are not double-counted.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from distillrun.teacher.synthetic import sqlkit
+from distillrun.teacher.synthetic.catalog import Entity, Field, Link, Path
+from distillrun.teacher.synthetic.context import (
+    Builder,
+    Condition,
+    Context,
+    Draft,
+    phrase_of,
+    tags_of,
+)
+from distillrun.teacher.synthetic.naming import Role, output_name, plural_phrase
+
+_SUMS: dict[str, tuple[type[exp.AggFunc], str, str]] = {
+    "SUM": (exp.Sum, "total", "total"),
+    "AVG": (exp.Avg, "average", "avg"),
+}
+
+
+def _col(entity: Entity, f: Field) -> exp.Column:
+    return sqlkit.column(f.name, entity.alias)
+
+
+def _from(entity: Entity) -> exp.Table:
+    return sqlkit.table(entity.name, entity.alias)
+
+
+def _join(query: exp.Select, link: Link, target: Entity, kind: str | None = None) -> exp.Select:
+    return query.join(_from(target), on=link.on(), join_type=kind)
+
+
+def _parent_keys(link: Link) -> list[exp.Expr]:
+    """What GROUP BY needs to show a parent's label: the referenced column and the label."""
+    p = link.parent
+    names = dict.fromkeys((link.parent_column.name, p.label.name))
+    return [sqlkit.column(n, p.alias) for n in names]
+
+
+def _where(ctx: Context, cond: Condition) -> str:
+    return ctx.renderer.sql(cond.expression)
+
+
+def _on(ctx: Context, link: Link) -> str:
+    return ctx.renderer.sql(link.on())
+
+
+def _shown(entity: Entity) -> list[Field]:
+    """A child row as a list shows its label, plus a date when the label is only its key."""
+    if entity.key is not None and entity.label.name == entity.key.name and entity.dates:
+        return [entity.label, entity.dates[0]]
+    return [entity.label]
+
+
+def join_list(ctx: Context) -> Draft | None:
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    shown = [_col(c, f) for f in _shown(c)]
+    query = exp.select(*shown).from_(_from(c))
+    query = _join(query, link, p)
+    cond = ctx.condition(p, p.alias) if ctx.chance(0.6) else None
+    values = {"cone": c.noun.one, "cmany": c.noun.many, "pone": p.noun.one, "pmany": p.noun.many}
+    join_note = f"It joins {c.name} to {p.name} on {_on(ctx, link)}"
+    if cond is None:
+        query = query.select(_col(p, p.label))
+        question = ctx.say(
+            (
+                "List each {cone} with the {plabel} of its {pone}.",
+                "Show every {cone} together with its {pone}'s {plabel}.",
+                "For each {cone}, what is the {plabel} of the {pone} it belongs to?",
+            ),
+            plabel=p.label.phrase,
+            **values,
+        )
+        explanation = f"{join_note} and shows the {p.noun.one}'s {p.label.phrase} next to it."
+        return Draft(question, query, explanation)
+    question = ctx.say(
+        (
+            "List the {cmany} of {pmany} {cond}.",
+            "Which {cmany} belong to {pmany} {cond}?",
+            "Show the {cmany} that come from {pmany} {cond}.",
+        ),
+        cond=cond.phrase,
+        **values,
+    )
+    explanation = (
+        f"{join_note}; WHERE {_where(ctx, cond)} keeps the {c.noun.many} of {p.noun.many}"
+        f" {cond.phrase}."
+    )
+    return Draft(question, query.where(cond.expression), explanation, cond.tags)
+
+
+def count_per_parent(ctx: Context) -> Draft | None:
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    count_name = output_name(c.noun.one, "count")
+    values = {"cmany": c.noun.many, "pone": p.noun.one, "pmany": p.noun.many}
+    query = exp.select(*_parent_keys(link)[-1:]).from_(_from(p))
+    if ctx.chance(0.4):
+        n = ctx.top_count() if ctx.chance(0.6) else 1
+        count = sqlkit.count_star()
+        query = (
+            _join(query, link, c)
+            .select(sqlkit.aliased(count, count_name))
+            .group_by(*_parent_keys(link))
+            .order_by(ctx.renderer.ordered(count.copy(), descending=True))
+            .limit(n)
+        )
+        question = ctx.say(
+            (
+                "Which {pone} has the most {cmany}?",
+                "Which {pone} has the largest number of {cmany}?",
+            )
+            if n == 1
+            else (
+                "Which {n} {pmany} have the most {cmany}?",
+                "List the top {n} {pmany} by number of {cmany}.",
+            ),
+            n=ctx.spell(n),
+            **values,
+        )
+        explanation = (
+            f"It joins {p.name} to {c.name} on {_on(ctx, link)}, counts the {c.noun.many} per"
+            f" {p.noun.one} (GROUP BY) and keeps the top {n} by COUNT(*)."
+        )
+        return Draft(question, query, explanation)
+    counted = exp.Count(this=_col(c, link.child_column))
+    query = (
+        _join(query, link, c, "left")
+        .select(sqlkit.aliased(counted, count_name))
+        .group_by(*_parent_keys(link))
+    )
+    question = ctx.say(
+        (
+            "How many {cmany} does each {pone} have?",
+            "For every {pone}, count their {cmany}.",
+            "List each {pone} with its number of {cmany}.",
+        ),
+        **values,
+    )
+    explanation = (
+        f"A LEFT JOIN from {p.name} to {c.name} on {_on(ctx, link)} keeps {p.noun.many} without"
+        f" {c.noun.many}; COUNT({c.alias}.{link.child_column.name}) per {p.noun.one} then gives 0"
+        " for them."
+    )
+    return Draft(question, query, explanation)
+
+
+def parents_having(ctx: Context) -> Draft | None:
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    query = exp.select(_col(p, p.label)).from_(_from(p))
+    query = _join(query, link, c).group_by(*_parent_keys(link))
+    m = ctx.field(c, c.measures) if ctx.chance(0.35) else None
+    if m is None:
+        k = ctx.having_count()
+        at_least = ctx.chance(0.3)
+        op: type[exp.Binary] = exp.GTE if at_least else exp.GT
+        having = op(this=sqlkit.count_star(), expression=sqlkit.number(k))
+        noun = c.noun.one if k == 1 and not at_least else c.noun.many
+        question = ctx.say(
+            ("Which {pmany} have at least {k} {noun}?", "List the {pmany} with {k} or more {noun}.")
+            if at_least
+            else (
+                "Which {pmany} have more than {k} {noun}?",
+                "List the {pmany} with over {k} {noun}.",
+                "Find the {pmany} that have more than {k} {noun}.",
+            ),
+            pmany=p.noun.many,
+            k=ctx.spell(k),
+            noun=noun,
+        )
+    else:
+        value = ctx.threshold(m, above=True) * 5
+        having = exp.GT(this=exp.Sum(this=_col(c, m)), expression=sqlkit.number(value))
+        question = ctx.say(
+            (
+                "Which {pmany} have {cmany} with a total {m} above {v}?",
+                "List the {pmany} whose {cmany} add up to more than {v} in {m}.",
+            ),
+            pmany=p.noun.many,
+            cmany=c.noun.many,
+            m=m.phrase,
+            v=str(value),
+        )
+    explanation = (
+        f"It joins {p.name} to {c.name} on {_on(ctx, link)}, groups by {p.noun.one}, and HAVING"
+        f" {ctx.renderer.sql(having)} keeps the {p.noun.many} that pass."
+    )
+    return Draft(question, query.having(having), explanation)
+
+
+def by_parent_field(ctx: Context) -> Draft | None:
+    link = ctx.link([k for k in ctx.catalog.links if k.parent.categories])
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    g = ctx.field(p, p.categories)
+    if g is None:
+        return None
+    m = ctx.field(c, c.measures) if ctx.chance(0.5) else None
+    cond = ctx.condition(c, c.alias, avoid=m) if ctx.chance(0.3) else None
+    group = _col(p, g)
+    values = {"cmany": f"{c.noun.many} {phrase_of(cond)}", "pone": p.noun.one, "g": g.phrase}
+    if m is None:
+        value: exp.Expr = sqlkit.aliased(sqlkit.count_star(), output_name(c.noun.one, "count"))
+        question = ctx.say(
+            (
+                "How many {cmany} are there per {pone} {g}?",
+                "Count the {cmany} for each {g} of their {pone}.",
+                "Break down the number of {cmany} by {pone} {g}.",
+            ),
+            **values,
+        )
+        what = f"COUNT(*) counts the {c.noun.many}"
+    else:
+        name = ctx.pick(tuple(_SUMS))
+        function, word, prefix = _SUMS[name]
+        value = sqlkit.aliased(function(this=_col(c, m)), output_name(prefix, m.name))
+        question = ctx.say(
+            (
+                "What is the {word} {m} of {cmany} per {pone} {g}?",
+                "For each {pone} {g}, what is the {word} {m} of the {cmany}?",
+            ),
+            word=word,
+            m=m.phrase,
+            **values,
+        )
+        what = f"{name}({c.alias}.{m.name}) aggregates the {m.phrase}"
+    query = exp.select(group, value).from_(_from(c))
+    query = _join(query, link, p).group_by(group.copy())
+    if cond is not None:
+        query = query.where(cond.expression)
+    explanation = (
+        f"It joins {c.name} to {p.name} on {_on(ctx, link)}, groups by {p.alias}.{g.name}, and"
+        f" {what} in each group.{ctx.where_note(cond, c.noun.many)}"
+    )
+    return Draft(question, query, explanation, tags_of(cond))
+
+
+def _revenue_links(ctx: Context) -> list[tuple[Link, Field, Field]]:
+    """Links from a table with a quantity to one with a price: revenue is their product."""
+    found = []
+    for link in ctx.catalog.links:
+        for q in link.child.measures:
+            for price in link.parent.measures:
+                if q.role == Role.QUANTITY and price.role == Role.MONEY:
+                    found.append((link, q, price))
+    return found
+
+
+def revenue(ctx: Context) -> Draft | None:
+    options = _revenue_links(ctx)
+    if not options:
+        return None
+    link, q, price = ctx.pick(options)
+    c, p = link.child, link.parent
+    amount = exp.Mul(this=_col(c, q), expression=_col(p, price))
+    total = exp.Sum(this=amount)
+    query = _join(exp.select().from_(_from(c)), link, p)
+    others = [
+        k for k in ctx.catalog.links_of(c) if k.child.name == c.name and k.parent.name != p.name
+    ]
+    shape = ctx.pick(("total", "parent", "parent_field", "other_field"))
+    formula = f"{c.alias}.{q.name} * {p.alias}.{price.name}"
+    values = {"cmany": c.noun.many, "pone": p.noun.one, "pmany": p.noun.many}
+    if shape == "parent_field" and p.categories:
+        g = ctx.field(p, p.categories)
+        if g is None:
+            return None
+        group: list[exp.Expr] = [_col(p, g)]
+        question = ctx.say(
+            (
+                "What is the total revenue per {pone} {g}?",
+                "How much revenue does each {pone} {g} bring in?",
+            ),
+            g=g.phrase,
+            **values,
+        )
+    elif shape == "other_field" and others:
+        other = ctx.pick(others)
+        g = ctx.field(other.parent, (*other.parent.categories, other.parent.label))
+        if g is None:
+            return None
+        query = _join(query, other, other.parent)
+        group = [_col(other.parent, g)]
+        question = ctx.say(
+            (
+                "What is the total revenue per {oone} {g}?",
+                "How much revenue comes from each {oone} {g}?",
+            ),
+            oone=other.parent.noun.one,
+            g=g.phrase,
+        )
+    elif shape == "parent":
+        n = ctx.top_count()
+        query = query.group_by(*_parent_keys(link)).order_by(
+            ctx.renderer.ordered(sqlkit.column("revenue"), descending=True)
+        )
+        query = query.select(_col(p, p.label), sqlkit.aliased(total, "revenue")).limit(n)
+        question = ctx.say(
+            (
+                "Which {n} {pmany} bring in the most revenue?",
+                "List the top {n} {pmany} by revenue.",
+            ),
+            n=ctx.spell(n),
+            **values,
+        )
+        explanation = (
+            f"Revenue is {formula}: it joins {c.name} to {p.name} on {_on(ctx, link)}, sums"
+            f" that per {p.noun.one} and keeps the top {n}."
+        )
+        return Draft(question, query, explanation, frozenset({"arithmetic"}))
+    else:
+        group = []
+        question = ctx.say(
+            (
+                "What is the total revenue across all {cmany}?",
+                "How much revenue do all {cmany} bring in?",
+            ),
+            **values,
+        )
+    query = query.select(*group, sqlkit.aliased(total, "revenue"))
+    if group:
+        query = query.group_by(*(g.copy() for g in group))
+    by = f" per {ctx.renderer.sql(group[0])}" if group else ""
+    explanation = (
+        f"Revenue is {formula}: the query joins {c.name} to {p.name} on {_on(ctx, link)} and"
+        f" sums it{by}."
+    )
+    return Draft(question, query, explanation, frozenset({"arithmetic"}))
+
+
+def _path_query(path: Path) -> exp.Select:
+    query = exp.select().from_(_from(path.first))
+    query = _join(query, path.links[0], path.middle)
+    return _join(query, path.links[1], path.last)
+
+
+def _path_note(ctx: Context, path: Path) -> str:
+    a, b = path.links
+    return (
+        f"It joins {path.first.name} to {path.middle.name} on {_on(ctx, a)} and"
+        f" {path.middle.name} to {path.last.name} on {_on(ctx, b)}"
+    )
+
+
+def path_group(ctx: Context) -> Draft | None:
+    """Counts or sums of the first table of a path, grouped by a column of the last one."""
+    path = ctx.path([p for p in ctx.catalog.paths if p.last.categories])
+    if path is None:
+        return None
+    first, last = path.first, path.last
+    g = ctx.field(last, last.categories)
+    if g is None:
+        return None
+    m = ctx.field(first, first.measures) if path.is_chain and ctx.chance(0.5) else None
+    cond = ctx.condition(first, first.alias, avoid=m) if ctx.chance(0.25) else None
+    fmany = f"{first.noun.many} {phrase_of(cond)}"
+    values = {"fmany": fmany, "lone": last.noun.one, "g": g.phrase}
+    if m is not None:
+        value: exp.Expr = exp.Sum(this=_col(first, m))
+        out = output_name("total", m.name)
+        question = ctx.say(
+            (
+                "What is the total {m} of {fmany} per {lone} {g}?",
+                "For each {lone} {g}, how much {m} do the {fmany} add up to?",
+            ),
+            m=m.phrase,
+            **values,
+        )
+    else:
+        # Off a chain, one row of `first` meets many rows of `last`: count it once per group.
+        if path.is_chain or first.key is None:
+            value = sqlkit.count_star()
+        else:
+            value = sqlkit.count_distinct(_col(first, first.key))
+        out = output_name(first.noun.one, "count")
+        question = ctx.say(
+            (
+                "How many {fmany} are there per {lone} {g}?",
+                "Count the {fmany} for each {lone} {g}.",
+                "Break down the number of {fmany} by {lone} {g}.",
+            ),
+            **values,
+        )
+    group = _col(last, g)
+    query = _path_query(path).select(group, sqlkit.aliased(value, out)).group_by(group.copy())
+    if cond is not None:
+        query = query.where(cond.expression)
+    explanation = (
+        f"{_path_note(ctx, path)}, then groups by {last.alias}.{g.name} and computes"
+        f" {ctx.renderer.sql(value)} per group.{ctx.where_note(cond, first.noun.many)}"
+    )
+    return Draft(question, query, explanation, tags_of(cond))
+
+
+def path_filter(ctx: Context) -> Draft | None:
+    """Rows of the first table of a path, chosen by a condition on the last one."""
+    path = ctx.path(ctx.catalog.paths)
+    if path is None:
+        return None
+    first, last = path.first, path.last
+    cond = ctx.condition(last, last.alias)
+    if cond is None:
+        return None
+    query = (
+        _path_query(path).select(*(_col(first, f) for f in _shown(first))).where(cond.expression)
+    )
+    if not path.is_chain:
+        query = query.distinct()
+    values = {
+        "fmany": first.noun.many,
+        "lmany": last.noun.many,
+        "mmany": path.middle.noun.many,
+        "cond": cond.phrase,
+    }
+    if path.is_chain:
+        templates = (
+            "List the {fmany} of {lmany} {cond}.",
+            "Which {fmany} belong to {lmany} {cond}?",
+        )
+    elif path.is_bridge:
+        templates = (
+            "Which {fmany} include {lmany} {cond}?",
+            "List the {fmany} that contain {lmany} {cond}.",
+        )
+    else:
+        templates = (
+            "Which {fmany} have {lmany} {cond}?",
+            "List the {fmany} linked through {mmany} to {lmany} {cond}.",
+        )
+    question = ctx.say(templates, **values)
+    distinct = "" if path.is_chain else " DISTINCT lists each one once."
+    explanation = (
+        f"{_path_note(ctx, path)}; WHERE {_where(ctx, cond)} keeps the {last.noun.many}"
+        f" {cond.phrase}.{distinct}"
+    )
+    return Draft(question, query, explanation, cond.tags)
+
+
+def path_count_distinct(ctx: Context) -> Draft | None:
+    """Per row of a path's first table, how many different parents its far rows reference:
+    "How many different products appear in each customer's order items?"."""
+    options: list[tuple[Path, Link, Field]] = []
+    for path in ctx.catalog.paths:
+        key = path.first.key
+        reverse_chain = all(
+            link.child.name == child.name
+            for link, child in zip(path.links, (path.middle, path.last), strict=True)
+        )
+        if key is None or not reverse_chain:
+            continue
+        options += [
+            (path, other, key)
+            for other in ctx.catalog.links
+            if other.child.name == path.last.name
+            and other.parent.name not in (path.first.name, path.middle.name)
+        ]
+    if not options:
+        return None
+    path, other, key = ctx.pick(options)
+    first, last = path.first, path.last
+    counted = sqlkit.count_distinct(_col(last, other.child_column))
+    out = output_name(other.parent.noun.one, "count")
+    group = [sqlkit.column(n, first.alias) for n in dict.fromkeys((key.name, first.label.name))]
+    query = (
+        _path_query(path)
+        .select(_col(first, first.label), sqlkit.aliased(counted, out))
+        .group_by(*group)
+    )
+    question = ctx.say(
+        (
+            "How many different {omany} appear in the {lmany} of each {fone}?",
+            "For each {fone}, count the distinct {omany} in their {lmany}.",
+        ),
+        omany=other.parent.noun.many,
+        lmany=last.noun.many,
+        fone=first.noun.one,
+    )
+    explanation = (
+        f"{_path_note(ctx, path)}; per {first.noun.one}, COUNT(DISTINCT"
+        f" {last.alias}.{other.child_column.name}) counts each {other.parent.noun.one} once."
+    )
+    return Draft(question, query, explanation)
+
+
+def parents_in(ctx: Context) -> Draft | None:
+    """Parents with at least one (matching) child, as an IN subquery."""
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    cond = ctx.condition(c) if ctx.chance(0.75) else None
+    inner = exp.select(sqlkit.column(link.child_column.name)).from_(sqlkit.table(c.name))
+    if cond is not None:
+        inner = inner.where(cond.expression)
+    outer = sqlkit.column(link.parent_column.name).isin(query=inner)
+    query = exp.select(sqlkit.column(p.label.name)).from_(sqlkit.table(p.name)).where(outer)
+    question = ctx.say(
+        (
+            "Which {pmany} have at least one {cone} {cond}?",
+            "List the {pmany} that have {cmany} {cond}.",
+            "Find the {pmany} with any {cmany} {cond}.",
+        ),
+        pmany=p.noun.many,
+        cone=c.noun.one,
+        cmany=c.noun.many,
+        cond=phrase_of(cond),
+    )
+    scope = f" {cond.phrase}" if cond is not None else ""
+    explanation = (
+        f"The subquery lists {link.child_column.name} of the {c.noun.many}{scope}; the outer"
+        f" query keeps the {p.noun.many} whose {link.parent_column.name} is IN that list."
+    )
+    return Draft(question, query, explanation, tags_of(cond))
+
+
+def children_in(ctx: Context) -> Draft | None:
+    """Children whose parent matches a condition, as an IN subquery."""
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    cond = ctx.condition(p)
+    if cond is None:
+        return None
+    inner = exp.select(sqlkit.column(link.parent_column.name)).from_(sqlkit.table(p.name))
+    inner = inner.where(cond.expression)
+    shown = [sqlkit.column(f.name) for f in _shown(c)]
+    outer = sqlkit.column(link.child_column.name).isin(query=inner)
+    query = exp.select(*shown).from_(sqlkit.table(c.name)).where(outer)
+    question = ctx.say(
+        (
+            "Which {cmany} belong to {pmany} {cond}?",
+            "List the {cmany} of {pmany} {cond}.",
+            "Show the {cmany} whose {pone} is one of the {pmany} {cond}.",
+        ),
+        cmany=c.noun.many,
+        pmany=p.noun.many,
+        pone=p.noun.one,
+        cond=cond.phrase,
+    )
+    explanation = (
+        f"The subquery finds the {p.noun.many} {cond.phrase}; the outer query keeps the"
+        f" {c.noun.many} whose {link.child_column.name} is IN that set."
+    )
+    return Draft(question, query, explanation, cond.tags)
+
+
+def parents_without(ctx: Context) -> Draft | None:
+    """Parents with no child, as a LEFT JOIN ... IS NULL anti-join."""
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    missing = exp.Is(this=_col(c, link.child_column), expression=exp.Null())
+    query = _join(exp.select(_col(p, p.label)).from_(_from(p)), link, c, "left").where(missing)
+    question = ctx.say(
+        (
+            "Which {pmany} have no {cmany}?",
+            "List the {pmany} without any {cone}.",
+            "Find the {pmany} that never appear in {cmany}.",
+        ),
+        pmany=p.noun.many,
+        cmany=c.noun.many,
+        cone=c.noun.one,
+    )
+    explanation = (
+        f"A LEFT JOIN from {p.name} to {c.name} on {_on(ctx, link)} leaves"
+        f" {c.alias}.{link.child_column.name} NULL where no {c.noun.one} matches; WHERE ... IS"
+        " NULL keeps exactly those."
+    )
+    return Draft(question, query, explanation)
+
+
+def distinct_references(ctx: Context) -> Draft | None:
+    """How many different parents the (matching) children point at."""
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    cond = ctx.condition(c, avoid=link.child_column) if ctx.chance(0.6) else None
+    query = exp.select(sqlkit.count_distinct(sqlkit.column(link.child_column.name))).from_(
+        sqlkit.table(c.name)
+    )
+    if cond is not None:
+        query = query.where(cond.expression)
+    question = ctx.say(
+        (
+            "How many different {pmany} have {cmany} {cond}?",
+            "How many distinct {pmany} appear among the {cmany} {cond}?",
+        ),
+        pmany=p.noun.many,
+        cmany=c.noun.many,
+        cond=phrase_of(cond),
+    )
+    where = ctx.where_note(cond, c.noun.many)
+    explanation = (
+        f"Each {c.noun.one} points at its {p.noun.one} through {link.child_column.name};"
+        f" COUNT(DISTINCT {link.child_column.name}) counts each {p.noun.one} once.{where}"
+    )
+    return Draft(question, query, explanation, tags_of(cond))
+
+
+def parent_values_of_children(ctx: Context) -> Draft | None:
+    """The distinct values of a parent column among the (matching) children's parents."""
+    link = ctx.link([k for k in ctx.catalog.links if k.parent.categories])
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    g = ctx.field(p, p.categories)
+    if g is None:
+        return None
+    cond = ctx.condition(c, c.alias) if ctx.chance(0.6) else None
+    query = _join(exp.select(_col(p, g)).from_(_from(c)), link, p).distinct()
+    if cond is not None:
+        query = query.where(cond.expression)
+    question = ctx.say(
+        (
+            "Which {pone} {gs} appear among the {cmany} {cond}?",
+            "List the distinct {gs} of the {pmany} behind the {cmany} {cond}.",
+        ),
+        pone=p.noun.one,
+        pmany=p.noun.many,
+        gs=plural_phrase(g.phrase),
+        cmany=c.noun.many,
+        cond=phrase_of(cond),
+    )
+    where = ctx.where_note(cond, c.noun.many)
+    explanation = (
+        f"It joins {c.name} to {p.name} on {_on(ctx, link)} and SELECT DISTINCT returns each"
+        f" {p.noun.one} {g.phrase} once.{where}"
+    )
+    return Draft(question, query, explanation, tags_of(cond))
+
+
+BUILDERS: tuple[Builder, ...] = (
+    Builder("join_list", frozenset({"join", "filter"}), join_list),
+    Builder("count_per_parent", frozenset({"join", "aggregate", "group_by"}), count_per_parent),
+    Builder("parents_having", frozenset({"join", "group_by", "having"}), parents_having),
+    Builder("by_parent_field", frozenset({"join", "aggregate", "group_by"}), by_parent_field),
+    Builder("revenue", frozenset({"join", "aggregate", "revenue"}), revenue, weight=0.8),
+    Builder("path_group", frozenset({"join", "aggregate", "group_by"}), path_group),
+    Builder("path_filter", frozenset({"join", "filter"}), path_filter),
+    Builder("path_count_distinct", frozenset({"join", "count_distinct"}), path_count_distinct, 0.5),
+    Builder("parents_in", frozenset({"subquery", "filter"}), parents_in),
+    Builder("children_in", frozenset({"subquery", "filter"}), children_in, weight=0.7),
+    Builder("parents_without", frozenset({"join", "filter"}), parents_without, weight=0.4),
+    Builder("distinct_references", frozenset({"count_distinct"}), distinct_references, 0.6),
+    Builder("parent_values", frozenset({"join", "distinct"}), parent_values_of_children, 0.6),
+)
