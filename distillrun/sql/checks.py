@@ -1,0 +1,615 @@
+"""Static checks that turn "sqlglot parses it" into "a read-only query over this schema".
+
+sqlglot is a parser, not a validator: it happily parses `SELECT 1 DELETE FROM t` (DELETE
+becomes an alias), rewrites `SELECT ... INTO t` into a CREATE, accepts DML inside a CTE, lets
+tables it has never heard of through `qualify`, and does not look at the ORDER BY of a UNION.
+Each check here closes one such gap and raises `QueryRejected` with the matching `Reason`.
+
+The checks are the first layer only. The sandbox (a separate process with a read-only
+database, an authorizer or a locked configuration, and limits) is the boundary; these checks
+make rejections early, cheap and precisely classified.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, ParseError, SqlglotError, TokenError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.schema import MappingSchema
+from sqlglot.tokenizer_core import Token, TokenType
+
+from distillrun.api.spec import Dialect
+from distillrun.sql.errors import QueryRejected
+from distillrun.sql.schema import SchemaInfo
+from distillrun.sql.verdict import Reason
+
+MAX_SQL_CHARS = 100_000
+"""Longer query text is refused before tokenizing: no generated question needs it, and a
+multi-megabyte string would make the checker itself the bottleneck."""
+
+_WRITES: tuple[type[exp.Expr], ...] = (
+    exp.DML,
+    exp.DDL,
+    exp.Alter,
+    exp.Analyze,
+    exp.Attach,
+    exp.Cache,
+    exp.Command,
+    exp.Comment,
+    exp.Commit,
+    exp.Declare,
+    exp.Describe,
+    exp.Detach,
+    exp.Drop,
+    exp.Execute,
+    exp.Export,
+    exp.Get,
+    exp.Grant,
+    exp.Install,
+    exp.Kill,
+    exp.LoadData,
+    exp.Pragma,
+    exp.Put,
+    exp.Refresh,
+    exp.Revoke,
+    exp.Rollback,
+    exp.Set,
+    exp.Show,
+    exp.Summarize,
+    exp.Transaction,
+    exp.TruncateTable,
+    exp.Uncache,
+    exp.Use,
+)
+"""Statement nodes that must not appear anywhere in the tree, not even inside a CTE or a
+subquery (`WITH x AS (DELETE ... RETURNING *) SELECT ...`)."""
+
+_STATEMENT_KEYWORDS = frozenset(
+    {
+        "alter", "analyze", "attach", "begin", "call", "checkpoint", "commit", "copy", "create",
+        "delete", "detach", "drop", "explain", "export", "grant", "import", "insert", "install",
+        "load", "merge", "pragma", "revoke", "rollback", "set", "truncate", "update", "vacuum",
+    }
+)  # fmt: skip
+"""Unquoted aliases with these names are a second statement glued on without a semicolon:
+sqlglot reads `SELECT 1 DELETE FROM t` as `SELECT 1 AS DELETE FROM t`."""
+
+FORBIDDEN_FUNCTIONS: dict[Dialect, frozenset[str]] = {
+    Dialect.SQLITE: frozenset(
+        {
+            "edit", "fsdir", "fts3_tokenizer", "load_extension", "lsmode", "readfile",
+            "sha3_query", "sqlite_memstat", "sqlite_stmt", "writefile",
+        }
+    ),
+    Dialect.DUCKDB: frozenset(
+        {
+            "checkpoint", "current_setting", "force_checkpoint", "getenv", "glob",
+            "load_aws_credentials", "query", "query_table", "sniff_csv", "which_secret",
+        }
+    ),
+    Dialect.POSTGRES: frozenset(
+        {"current_setting", "set_config", "query_to_xml", "query_to_xml_and_xmlschema"}
+    ),
+    Dialect.MYSQL: frozenset(
+        {
+            "benchmark", "get_lock", "load_file", "master_pos_wait", "release_lock", "sleep",
+            "source_pos_wait", "sys_eval", "sys_exec",
+        }
+    ),
+}  # fmt: skip
+"""Functions that read or write files, reach the network, load code or touch the session."""
+
+FORBIDDEN_PREFIXES: dict[Dialect, tuple[str, ...]] = {
+    Dialect.SQLITE: ("pragma_", "shell_", "sqlar_", "sqlite_db", "zipfile"),
+    Dialect.DUCKDB: (
+        "delta_", "duckdb_", "ducklake_", "http", "iceberg_", "json_execute", "mysql_",
+        "parquet_", "postgres_", "pragma_", "read_", "sqlite_", "st_read",
+    ),
+    Dialect.POSTGRES: ("dblink", "lo_", "pg_"),
+    Dialect.MYSQL: (),
+}  # fmt: skip
+"""Families of such functions (DuckDB's `read_csv_auto`, `read_json_objects`, ...)."""
+
+_PSEUDO_COLUMNS: dict[Dialect, tuple[str, ...]] = {
+    Dialect.SQLITE: ("rowid", "oid", "_rowid_"),
+    Dialect.DUCKDB: ("rowid",),
+}
+"""Columns every table has without declaring them."""
+
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+"""Quoted names that read the same unquoted (`"name"`, `[name]`), so the quotes can go."""
+
+_UNRESOLVED = re.compile(r"Column '(?P<name>[^']+)' could not be resolved")
+
+
+@dataclass(frozen=True)
+class CheckedQuery:
+    """A query that passed every static check.
+
+    `sql` is the text as given (surrounding whitespace removed) and is what gets executed;
+    `normalized` is its canonical form for deduplication; `tables` the schema tables it reads;
+    `ordered` whether its top level has an ORDER BY, which makes row order part of its result.
+    """
+
+    sql: str
+    normalized: str
+    tables: tuple[str, ...]
+    ordered: bool
+
+
+def is_forbidden_function(name: str, dialect: Dialect) -> bool:
+    """True when the function `name` must not be called in `dialect` (case-insensitive)."""
+    lowered = name.lower()
+    return lowered in FORBIDDEN_FUNCTIONS[dialect] or lowered.startswith(
+        FORBIDDEN_PREFIXES[dialect]
+    )
+
+
+def check_query(sql: str, schema: SchemaInfo) -> CheckedQuery:
+    """Runs every static check on `sql` in `schema.dialect`; raises `QueryRejected`.
+
+    Order matters: statement count and kind come first (cheapest, and a second statement must
+    be reported as such rather than as whatever error it causes later), then forbidden
+    functions and file references, then tables, then columns.
+    """
+    dialect = schema.dialect
+    text = sql.strip()
+    try:
+        tree = _parse_single(text, dialect)
+        if dialect == Dialect.SQLITE and isinstance(tree, exp.Subquery):
+            raise QueryRejected(Reason.PARSE, "SQLite does not accept a query in parentheses")
+        root = _reject_non_select(tree)
+        _reject_keyword_aliases(tree)
+        _reject_forbidden(tree, dialect, text)
+        tables = _resolve_tables(tree, schema)
+        if dialect == Dialect.SQLITE:
+            _sqlite_strings_from_double_quotes(tree, schema, text)
+        _resolve_columns(tree, schema, tables)
+        normalized = normalize_sql(text, dialect, schema)
+    except RecursionError:
+        raise QueryRejected(Reason.PARSE, "query is nested too deeply to check") from None
+    return CheckedQuery(sql=text, normalized=normalized, tables=tables, ordered=_ordered(root))
+
+
+def normalize_sql(sql: str, dialect: Dialect, schema: SchemaInfo | None = None) -> str:
+    """Canonical form of `sql` for deduplication; equal forms mean the same query.
+
+    Keywords and function names are upper-cased and unquoted identifiers lower-cased (SQLite
+    and DuckDB compare identifiers case-insensitively), whitespace and comments vanish,
+    literals are kept as written, columns are qualified, table aliases are renamed by position
+    and top-level output aliases, which only name result columns, are renumbered. With a
+    `schema`, columns of joined tables are qualified too and `SELECT *` is expanded, which
+    makes more equal queries collide: compare only forms made the same way.
+
+    Text that does not parse falls back to case and whitespace folding outside string
+    literals, so even broken teacher output deduplicates.
+    """
+    text = sql.strip()
+    try:
+        tree = _parse_single(text, dialect)
+        if schema is not None and dialect == Dialect.SQLITE:
+            _sqlite_strings_from_double_quotes(tree, schema, text)
+        return _canonical(tree, dialect, schema)
+    except (QueryRejected, SqlglotError, RecursionError):
+        return _fold(text)
+
+
+# --- statements -----------------------------------------------------------------------------
+
+
+def _parse_single(text: str, dialect: Dialect) -> exp.Expr:
+    if not text:
+        raise QueryRejected(Reason.PARSE, "query is empty")
+    if len(text) > MAX_SQL_CHARS:
+        raise QueryRejected(
+            Reason.FORBIDDEN, f"query is {len(text)} characters long; the limit is {MAX_SQL_CHARS}"
+        )
+    _reject_second_statement(_tokenize(text, dialect), dialect)
+    try:
+        parsed = sqlglot.parse(text, read=str(dialect))
+    except ParseError as error:
+        first = error.errors[0] if error.errors else {}
+        line, col = first.get("line"), first.get("col")
+        where = f" at line {line}, column {col}" if line is not None else ""
+        raise QueryRejected(
+            Reason.PARSE,
+            f"does not parse as {dialect}{where}: {first.get('description', error)}",
+            line=line,
+            col=col,
+        ) from None
+    except SqlglotError as error:
+        raise QueryRejected(Reason.PARSE, f"does not parse as {dialect}: {error}") from None
+    statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
+    if not statements:
+        raise QueryRejected(Reason.PARSE, "query holds no statement (only comments?)")
+    return statements[0]
+
+
+def _tokenize(text: str, dialect: Dialect) -> list[Token]:
+    try:
+        return sqlglot.tokenize(text, read=str(dialect))
+    except TokenError as error:
+        raise QueryRejected(Reason.PARSE, f"does not tokenize as {dialect}: {error}") from None
+
+
+def _reject_second_statement(tokens: list[Token], dialect: Dialect) -> None:
+    """Any token after a top-level `;` starts a second statement.
+
+    Working on tokens (not on parse results) means comments and string literals that hold a
+    `;` are read the way the dialect's lexer reads them, and a second statement that would
+    fail to parse is still reported as a second statement. In SQLite even an empty second
+    statement (`SELECT 1;;`) counts: Python's sqlite3 refuses it.
+    """
+    after_semicolon = False
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON and not (
+            after_semicolon and dialect == Dialect.SQLITE
+        ):
+            after_semicolon = True
+        elif after_semicolon:
+            raise QueryRejected(
+                Reason.MULTIPLE_STATEMENTS,
+                f"more than one statement: {token.text!r} at line {token.line}, column "
+                f"{token.col} follows a ';'",
+                line=token.line,
+                col=token.col,
+            )
+
+
+def _reject_non_select(tree: exp.Expr) -> exp.Expr:
+    """Returns the query under any wrapping parentheses, or raises NOT_SELECT."""
+    root = tree
+    while isinstance(root, exp.Subquery):
+        root = root.this
+    if not isinstance(root, exp.Select | exp.SetOperation):
+        kind = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
+        raise QueryRejected(Reason.NOT_SELECT, f"only SELECT queries are allowed, not {kind}")
+    for node in tree.walk():
+        if isinstance(node, exp.Into):
+            raise QueryRejected(Reason.NOT_SELECT, "SELECT ... INTO writes a table")
+        if isinstance(node, _WRITES):
+            raise QueryRejected(
+                Reason.NOT_SELECT,
+                f"a {node.key.upper()} statement inside the query is not allowed",
+            )
+    return root
+
+
+def _reject_keyword_aliases(tree: exp.Expr) -> None:
+    for alias in tree.find_all(exp.Alias, exp.TableAlias):
+        ident = alias.args.get("alias") if isinstance(alias, exp.Alias) else alias.this
+        if (
+            isinstance(ident, exp.Identifier)
+            and not ident.quoted
+            and ident.name.lower() in _STATEMENT_KEYWORDS
+        ):
+            raise QueryRejected(
+                Reason.MULTIPLE_STATEMENTS,
+                f"unquoted keyword {ident.name.upper()} used as a name: a second statement "
+                "without ';'?",
+            )
+
+
+def _ordered(root: exp.Expr) -> bool:
+    node: exp.Expr | None = root
+    while node is not None:
+        if node.args.get("order") is not None:
+            return True
+        node = node.this if isinstance(node, exp.Subquery) else None
+    return False
+
+
+# --- functions and file access --------------------------------------------------------------
+
+
+def _function_names(func: exp.Func) -> set[str]:
+    if isinstance(func, exp.Anonymous):
+        return {func.name.lower()}
+    return {name.lower() for name in func.sql_names()}
+
+
+def _reject_forbidden(tree: exp.Expr, dialect: Dialect, text: str) -> None:
+    for func in tree.find_all(exp.Func):
+        for name in _function_names(func):
+            if is_forbidden_function(name, dialect):
+                raise QueryRejected(
+                    Reason.FORBIDDEN,
+                    f"function {name} is not allowed in {dialect}: it reaches files, the "
+                    "network or the session",
+                )
+    for table in tree.find_all(exp.Table):
+        if isinstance(table.this, exp.Func):
+            name = sorted(_function_names(table.this))[0]
+            raise QueryRejected(
+                Reason.FORBIDDEN,
+                f"table function {name} in FROM is not allowed; read the schema's tables",
+            )
+        if dialect == Dialect.DUCKDB and _quote_char(table.this, text) == "'":
+            raise QueryRejected(
+                Reason.FORBIDDEN,
+                f"FROM '{table.name}': DuckDB reads a quoted string in FROM as a file or URL",
+            )
+    for lateral in tree.find_all(exp.Lateral):
+        if isinstance(lateral.this, exp.Func):
+            raise QueryRejected(Reason.FORBIDDEN, "table functions in LATERAL are not allowed")
+
+
+def _quote_char(node: exp.Expr | None, text: str) -> str:
+    """The character an identifier was written with: `"`, `'`, `[`, a backtick, or ``."""
+    if not isinstance(node, exp.Identifier) or not node.quoted:
+        return ""
+    start = node.meta.get("start")
+    return text[start] if isinstance(start, int) and 0 <= start < len(text) else ""
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def _scopes(tree: exp.Expr) -> list[Scope]:
+    try:
+        return traverse_scope(tree)
+    except OptimizeError as error:
+        raise QueryRejected(Reason.UNKNOWN_COLUMN, str(error)) from None
+
+
+def _resolve_tables(tree: exp.Expr, schema: SchemaInfo) -> tuple[str, ...]:
+    """Every table that is not a CTE reference must be a schema table; returns their names.
+
+    CTE references are told apart through sqlglot's scopes (which map a name to the CTE in
+    force where it is used), not by name alone: a CTE may shadow a schema table, and a table
+    used outside the CTE's reach is the real one.
+    """
+    cte_refs: set[int] = set()
+    for scope in _scopes(tree):
+        for node, source in scope.selected_sources.values():
+            if isinstance(source, Scope) and isinstance(node, exp.Table):
+                cte_refs.add(id(node))
+    found: set[str] = set()
+    for table in tree.find_all(exp.Table):
+        if id(table) in cte_refs:
+            continue
+        qualifier = ".".join(part for part in (table.catalog, table.db) if part)
+        known = schema.table(table.name)
+        if qualifier.lower() not in ("", "main") or known is None:
+            shown = f"{qualifier}.{table.name}" if qualifier else table.name
+            raise QueryRejected(Reason.UNKNOWN_TABLE, f"table {shown} is not in the schema")
+        found.add(known.name)
+    return tuple(sorted(found))
+
+
+# --- columns --------------------------------------------------------------------------------
+
+
+def _column_names(schema: SchemaInfo, table_name: str) -> set[str]:
+    table = schema.table(table_name)
+    if table is None:
+        return set()
+    return {c.name.lower() for c in table.columns} | set(_PSEUDO_COLUMNS.get(schema.dialect, ()))
+
+
+def _outputs(query: exp.Expr) -> list[str] | None:
+    """Output column names of a query, or None when they cannot be known (`SELECT *`)."""
+    if not isinstance(query, exp.Query):
+        return None
+    names = query.named_selects
+    return None if "*" in names or any(s.is_star for s in query.selects) else names
+
+
+def _visible_columns(scope: Scope, schema: SchemaInfo) -> set[str] | None:
+    """Names a bare column could resolve to here (outer scopes included), None if unknowable."""
+    names: set[str] = set()
+    current: Scope | None = scope
+    while current is not None:
+        if isinstance(current.expression, exp.Select):
+            names.update(s.alias_or_name.lower() for s in current.expression.selects)
+        sources = _sources_columns(current, schema)
+        if sources is None:
+            return None
+        names |= sources
+        current = current.parent
+    return names
+
+
+def _sources_columns(scope: Scope, schema: SchemaInfo) -> set[str] | None:
+    """Columns of everything in a scope's FROM, looking through `SELECT *` of derived tables."""
+    names: set[str] = set()
+    for node, source in scope.selected_sources.values():
+        if isinstance(source, exp.Table):
+            names |= _column_names(schema, source.name)
+            continue
+        names.update(n.lower() for n in _alias_columns(node, source))
+        outputs = _outputs(source.expression)
+        if outputs is not None:
+            names.update(n.lower() for n in outputs)
+        elif isinstance(source.expression, exp.Select):
+            inner = _sources_columns(source, schema)
+            if inner is None:
+                return None
+            names |= inner | {s.alias_or_name.lower() for s in source.expression.selects}
+        else:
+            return None
+    return names
+
+
+def _alias_columns(node: exp.Expr, source: Scope) -> Iterator[str]:
+    """Column names given in `AS t(a, b)` or `WITH t(a, b) AS (...)`."""
+    for owner in (node, source.expression.parent):
+        if isinstance(owner, exp.Expression):
+            yield from owner.alias_column_names
+
+
+def _sqlite_strings_from_double_quotes(tree: exp.Expr, schema: SchemaInfo, text: str) -> None:
+    """Rewrites `"US"` into the string 'US' where SQLite would.
+
+    SQLite reads a double-quoted token as an identifier when a column of that name is visible
+    and otherwise as a string literal (a legacy rule still on in the default build). Teacher
+    models write `WHERE country = "US"` often; without this the query would be rejected as
+    an unknown column although SQLite runs it. Brackets and backticks never become strings.
+    """
+    for scope in _scopes(tree):
+        visible = _visible_columns(scope, schema)
+        if visible is None:
+            continue
+        for column in scope.columns:
+            ident = column.this
+            if (
+                not column.table
+                and isinstance(ident, exp.Identifier)
+                and _quote_char(ident, text) == '"'
+                and ident.name.lower() not in visible
+            ):
+                column.replace(exp.Literal.string(ident.name))
+
+
+def _sqlglot_schema(schema: SchemaInfo, *, pseudo_columns: bool) -> MappingSchema:
+    """The schema as `qualify` wants it; with `pseudo_columns`, plus the implicit rowids."""
+    pseudo = _PSEUDO_COLUMNS.get(schema.dialect, ()) if pseudo_columns else ()
+    tables: dict[str, object] = {}
+    for name, columns in schema.mapping().items():
+        lowered = {column.lower() for column in columns}
+        tables[name] = {**columns, **{p: "BIGINT" for p in pseudo if p not in lowered}}
+    return MappingSchema(tables, dialect=str(schema.dialect))
+
+
+def _resolve_columns(tree: exp.Expr, schema: SchemaInfo, tables: tuple[str, ...]) -> None:
+    """Every column must resolve to exactly one source, through aliases, CTEs and subqueries.
+
+    sqlglot's `qualify` does the resolution (it knows each dialect's alias rules); two gaps are
+    closed here: the ORDER BY of a set operation, which `qualify` never checks, and the
+    message for an ambiguous column, which `qualify` reports as unresolved.
+    """
+    _check_set_operation_order(tree)
+    try:
+        qualify(
+            tree.copy(),
+            dialect=str(schema.dialect),
+            schema=_sqlglot_schema(schema, pseudo_columns=True),
+            validate_qualify_columns=True,
+            quote_identifiers=False,
+        )
+    except OptimizeError as error:
+        message = str(error)
+        match = _UNRESOLVED.search(message)
+        if match is not None:
+            name = match.group("name").lower()
+            owners = [t for t in tables if name in _column_names(schema, t)]
+            if len(owners) > 1:
+                message = f"column {name} is ambiguous: it is in {', '.join(owners)}"
+        raise QueryRejected(Reason.UNKNOWN_COLUMN, message) from None
+
+
+def _leaf_outputs(query: exp.Expr) -> set[str] | None:
+    if isinstance(query, exp.SetOperation):
+        left, right = _leaf_outputs(query.left), _leaf_outputs(query.right)
+        return None if left is None or right is None else left | right
+    if isinstance(query, exp.Subquery):
+        return _leaf_outputs(query.this)
+    outputs = _outputs(query)
+    return None if outputs is None else {n.lower() for n in outputs}
+
+
+def _check_set_operation_order(tree: exp.Expr) -> None:
+    for setop in tree.find_all(exp.SetOperation):
+        order = setop.args.get("order")
+        names = _leaf_outputs(setop)
+        if order is None or names is None:
+            continue
+        for column in order.find_all(exp.Column):
+            if column.find_ancestor(exp.Query) is not setop or column.table:
+                continue
+            if column.name.lower() not in names:
+                raise QueryRejected(
+                    Reason.UNKNOWN_COLUMN,
+                    f"ORDER BY {column.name}: not a column of the {setop.key.upper()} result",
+                )
+
+
+# --- normalization --------------------------------------------------------------------------
+
+
+def _canonical(tree: exp.Expr, dialect: Dialect, schema: SchemaInfo | None) -> str:
+    try:
+        tree = qualify(
+            tree.copy(),
+            dialect=str(dialect),
+            schema=_sqlglot_schema(schema, pseudo_columns=False) if schema else None,
+            validate_qualify_columns=False,
+            quote_identifiers=False,
+        )
+    except SqlglotError:
+        return tree.sql(dialect=str(dialect), comments=False)
+    _rename_table_aliases(tree)
+    _renumber_output_aliases(tree)
+    for ident in tree.find_all(exp.Identifier):
+        if ident.quoted and _PLAIN_NAME.fullmatch(ident.name):
+            ident.set("quoted", False)
+    return tree.sql(dialect=str(dialect), comments=False)
+
+
+_SOURCE_TYPES = (exp.Table, exp.Subquery, exp.Lateral, exp.Unnest, exp.Values)
+
+
+def _rename_table_aliases(tree: exp.Expr) -> None:
+    """Renames source aliases to t1, t2, ... in order of appearance, consistently everywhere.
+
+    A bijective renaming of alias names cannot change what a query means; after `qualify`
+    every column reference names its source by alias, so the references follow along.
+    """
+    mapping: dict[str, str] = {}
+    aliases = [
+        a
+        for a in tree.find_all(exp.TableAlias, bfs=False)
+        if isinstance(a.parent, _SOURCE_TYPES) and isinstance(a.this, exp.Identifier)
+    ]
+    for alias in aliases:
+        mapping.setdefault(alias.name, f"t{len(mapping) + 1}")
+    for alias in aliases:
+        alias.set("this", exp.to_identifier(mapping[alias.name]))
+    for column in tree.find_all(exp.Column):
+        if column.table in mapping:
+            column.set("table", exp.to_identifier(mapping[column.table]))
+
+
+def _renumber_output_aliases(tree: exp.Expr) -> None:
+    """Renames the top-level output aliases to c1, c2, ... (they only name result columns).
+
+    Only when every other bare column of the top-level query was qualified by `qualify`, so
+    the only references left to an output alias are those in the top-level ORDER BY.
+    """
+    root = tree
+    while isinstance(root, exp.Subquery):
+        root = root.this
+    select = root
+    while isinstance(select, exp.SetOperation):
+        select = select.left
+    if not isinstance(select, exp.Select):
+        return
+    order = root.args.get("order")
+    for column in select.find_all(exp.Column):
+        if not column.table and (order is None or column.find_ancestor(exp.Order) is not order):
+            return
+    mapping: dict[str, str] = {}
+    for position, projection in enumerate(select.expressions, start=1):
+        if isinstance(projection, exp.Alias):
+            mapping.setdefault(projection.alias, f"c{position}")
+            projection.set("alias", exp.to_identifier(f"c{position}"))
+    if order is not None:
+        for column in order.find_all(exp.Column):
+            if not column.table and column.name in mapping:
+                column.set("this", exp.to_identifier(mapping[column.name]))
+
+
+_STRING_LITERAL = re.compile(r"('(?:[^']|'')*')")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _fold(text: str) -> str:
+    parts = _STRING_LITERAL.split(text)
+    folded = [p if i % 2 else _WHITESPACE.sub(" ", p.lower()) for i, p in enumerate(parts)]
+    return "".join(folded).strip().rstrip(";").strip()

@@ -1,0 +1,64 @@
+"""The in-process side of a sandbox: one engine, one read-only database, cooperative limits.
+
+Engines live inside the worker process. Their limits (SQLite's progress handler, DuckDB's
+interrupt) are cooperative: they stop a query at the engine's next check. The worker process
+around them is what makes the limits hard (see `process.py`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from distillrun.sql.sandbox.base import ResultSet
+
+EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one query may use, and which functions it may not call at all."""
+
+    timeout_ms: int
+    max_rows: int
+    memory_bytes: int
+    deny_functions: frozenset[str]
+    deny_prefixes: tuple[str, ...]
+
+    def denies(self, function: str) -> bool:
+        lowered = function.lower()
+        return lowered in self.deny_functions or lowered.startswith(self.deny_prefixes)
+
+
+def excerpt(sql: str) -> str:
+    """A statement shortened for an error message."""
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 3] + "..."
+
+
+class Engine(ABC):
+    """A read-only connection to a database built by the engine's `build`."""
+
+    @staticmethod
+    @abstractmethod
+    def build(path: str, ddl: str, seed: str | None) -> None:
+        """Creates the database file at `path` from the schema DDL and the seed rows.
+
+        Raises SandboxError naming the statement that does not load.
+        """
+
+    @abstractmethod
+    def __init__(self, path: str, limits: Limits) -> None:
+        """Opens the database at `path` read-only, with `limits` on every query."""
+
+    @abstractmethod
+    def execute(self, sql: str) -> ResultSet:
+        """Runs one query; raises QueryTimeout or QueryFailed."""
+
+    @abstractmethod
+    def checksum(self) -> str:
+        """sha256 over every object and table row in the database, temporary ones included."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Closes the connection."""
