@@ -117,7 +117,8 @@ def _fingerprint(ctx: StageContext) -> str:
     spec = ctx.run.spec
     material = json.dumps(
         {
-            "generate": hashlib.sha256(ctx.store.get_bytes(MANIFEST_KEY)).hexdigest(),
+            # committed shards never change under their key, so the plan names the input exactly
+            "plan": ctx.store.get_json(MANIFEST_KEY)["plan"],
             "validation": spec.validation.model_dump(mode="json"),
             "sandbox": spec.database.sandbox.model_dump(mode="json"),
             "schema": ctx.schema.fingerprint,
