@@ -1,3 +1,3 @@
-"""distillrun: distill a large model's Text-to-SQL skill into a small model that knows one schema."""
+"""distillrun: distill a large model's Text-to-SQL skill into a small model for one schema."""
 
 __version__ = "0.1.0"

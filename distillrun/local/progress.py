@@ -65,13 +65,14 @@ class TerminalProgress:
                 of = f" (of {total})" if total is not None else ""
                 self.console.print(f"{stage:<9} {text}{of}", highlight=False)
             return
-        completed = next(iter(values.values()), 0)
+        completed: float = next(iter(values.values()), 0)
         if stage not in self._tasks:
             self._tasks[stage] = self._bars.add_task(text, total=total, stage=str(stage))
         task = self._tasks[stage]
-        if total is None:
-            total = self._bars.tasks[task].total
-            completed = total or completed
+        if total is None:  # the stage's last word: fill its bar
+            bar_total = self._bars.tasks[task].total
+            self._bars.update(task, description=text, completed=bar_total or completed)
+            return
         self._bars.update(task, description=text, completed=completed, total=total)
 
     def note(self, stage: StageName, message: str) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from distillrun.api.status import StageName
-from distillrun.local.runner import RunOutcome
+from distillrun.jobs.context import StageResult
+
+if TYPE_CHECKING:  # the runner imports this module
+    from distillrun.local.runner import RunOutcome
 
 
 def render_summary(outcome: RunOutcome) -> str:
@@ -34,3 +39,27 @@ def render_summary(outcome: RunOutcome) -> str:
         )
     lines.append(f"  artifacts: {outcome.store.url()}")
     return "\n".join(lines)
+
+
+def describe_result(result: StageResult, seconds: float) -> str:
+    """One line saying what a finished stage did, for the progress log."""
+    s = result.summary
+    took = f"in {seconds:.1f} s"
+    if result.reused:
+        return f"done (reused committed outputs) {took}"
+    if result.stage == StageName.GENERATE:
+        what = (
+            f"{s['generated']} examples in {s['shards']} shards "
+            f"({s['teacher_calls']} written, {s['reused_shards']} reused)"
+        )
+    elif result.stage == StageName.VALIDATE:
+        rejected = sum(s["rejected"].values())
+        what = (
+            f"{s['accepted']} accepted, {rejected} rejected; "
+            f"{s['train']} train / {s['holdout']} holdout"
+        )
+    elif result.stage == StageName.TRAIN:
+        what = f"{s['steps']} steps on {s['examples']} examples, final loss {s['final_loss']:.4f}"
+    else:
+        what = f"execution accuracy {s['execution_accuracy']:.3f} ({s['correct']}/{s['examples']})"
+    return f"done: {what} {took}"
