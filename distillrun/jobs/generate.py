@@ -4,20 +4,80 @@ The plan is a list of shard keys (`teacher.base.shard_key`), fixed by the spec a
 committed as one object, `generate/shards/<key>.json`, written put-if-absent the moment the
 teacher returns it; a restarted stage lists what is committed and asks the teacher only for the
 rest, so a finished shard is never paid for twice. `generate/_manifest.json` sums up the plan.
+
+LLM teachers get one rate governor and budget keeper for the whole stage (`teacher.governor`:
+a Ray actor when the shards are Ray tasks), started with what the committed shards already
+cost, so the budget holds across restarts. A shard that fails does not lose the others: the
+stage keeps collecting and committing every shard still in flight, then fails with the reason
+(`BudgetExhausted`, `TeacherAuthFailed`, ... see `teacher.errors`); a stop reason makes the
+remaining shards fail fast instead of calling the teacher.
+
+In batch mode the missing shards go to the provider's batch API as one batch; its id is stored
+under `generate/batches/<id>.json` *before* the stage waits for it, so a restarted stage finds
+the record and resumes waiting on the same batch instead of submitting (and paying for) a new
+one. Shards a batch could not write (errored, expired) are written in realtime afterwards.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
 
+from distillrun.api.spec import RateLimits, TeacherMode
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
-from distillrun.jobs.parallel import Executor, InlineExecutor
+from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
 from distillrun.teacher.base import ShardOutput, ShardRequest, Teacher, Usage, shard_key
+from distillrun.teacher.errors import BudgetExhausted, TeacherFailed, TeacherStop
+from distillrun.teacher.estimate import CostEstimate
+from distillrun.teacher.governor import GovernorClient, Reservation, open_governor
+from distillrun.teacher.pricing import from_usd, to_usd
 
 SHARDS_PREFIX = "generate/shards/"
+BATCHES_PREFIX = "generate/batches/"
 MANIFEST_KEY = "generate/_manifest.json"
+BATCH_POLL_INTERVAL_S = 30.0
+AUTO_BATCH_AFTER_MINUTES = 30.0
+"""`mode: auto` sends a batch when realtime would take longer than this at the account's rate
+limits: a batch then costs half and usually finishes no later. The spec has no deadline field,
+so this stands in for "when the deadline allows"."""
+
+
+@runtime_checkable
+class GovernedTeacher(Protocol):
+    """A teacher whose calls go through the stage's governor (limits and budget)."""
+
+    def with_governor(self, governor: GovernorClient) -> Teacher: ...
+
+    def estimate(
+        self, requests: Sequence[ShardRequest], limits: RateLimits, *, batch: bool
+    ) -> CostEstimate: ...
+
+
+class BatchResultsLike(Protocol):
+    outputs: dict[str, ShardOutput]
+    failed: dict[str, str]
+    cost: Decimal
+
+
+@runtime_checkable
+class BatchTeacher(Protocol):
+    """A teacher that can also write shards through a provider's batch API."""
+
+    mode: TeacherMode
+
+    def batch_worst_case(self, requests: Sequence[ShardRequest]) -> Decimal: ...
+
+    def submit_batch(self, requests: Sequence[ShardRequest]) -> str: ...
+
+    def collect_batch(
+        self, batch_id: str, requests: Mapping[str, ShardRequest], poll_interval_s: float
+    ) -> BatchResultsLike: ...
 
 
 def shard_object_key(key: str) -> str:
@@ -43,6 +103,39 @@ def plan_shards(ctx: StageContext, teacher: Teacher) -> list[ShardRequest]:
     ]
 
 
+def _committed(ctx: StageContext) -> set[str]:
+    return {
+        key.removeprefix(SHARDS_PREFIX).removesuffix(".json")
+        for key in ctx.store.list_keys(SHARDS_PREFIX)
+    }
+
+
+def _missing(ctx: StageContext, plan: list[ShardRequest]) -> list[ShardRequest]:
+    committed = _committed(ctx)
+    return [r for r in plan if r.key not in committed]
+
+
+def _use_batch(teacher: Teacher, missing: Sequence[ShardRequest], limits: RateLimits) -> bool:
+    """Whether the missing shards go through the batch API (see AUTO_BATCH_AFTER_MINUTES)."""
+    if not isinstance(teacher, BatchTeacher) or not missing:
+        return False
+    if teacher.mode != TeacherMode.AUTO:
+        return bool(teacher.mode == TeacherMode.BATCH)
+    if not isinstance(teacher, GovernedTeacher):
+        return False
+    realtime = teacher.estimate(missing, limits, batch=False)
+    return realtime.realtime_minutes > AUTO_BATCH_AFTER_MINUTES
+
+
+def preflight(ctx: StageContext, teacher: Teacher) -> CostEstimate | None:
+    """What the shards still missing should cost, before any call (None: the teacher is free)."""
+    if not isinstance(teacher, GovernedTeacher):
+        return None
+    limits = ctx.run.spec.teacher.rate_limits
+    missing = _missing(ctx, plan_shards(ctx, teacher))
+    return teacher.estimate(missing, limits, batch=_use_batch(teacher, missing, limits))
+
+
 @dataclass(frozen=True)
 class _ShardJob:
     """A picklable unit of work for an executor: the teacher and the request."""
@@ -51,72 +144,241 @@ class _ShardJob:
     request: ShardRequest
 
 
-def _write_shard(job: _ShardJob) -> ShardOutput:
-    return job.teacher.write_shard(job.request)
+@dataclass(frozen=True)
+class _ShardFailure:
+    """A shard the teacher could not write; returned, not raised, so the stage keeps
+    committing the shards that were written."""
+
+    reason: str
+    message: str
 
 
-def _add_usage(total: Usage, part: Usage) -> Usage:
-    return Usage(
-        input_tokens=total.input_tokens + part.input_tokens,
-        output_tokens=total.output_tokens + part.output_tokens,
-        cache_read_tokens=total.cache_read_tokens + part.cache_read_tokens,
-        cache_write_tokens=total.cache_write_tokens + part.cache_write_tokens,
-        usd=total.usd + part.usd,
-        requests=total.requests + part.requests,
+def _write_shard(job: _ShardJob) -> ShardOutput | _ShardFailure:
+    try:
+        return job.teacher.write_shard(job.request)
+    except TeacherStop as stop:
+        return _ShardFailure(stop.reason, str(stop))
+    except Exception as exc:
+        return _ShardFailure("TeacherFailed", f"{type(exc).__name__}: {exc}")
+
+
+class _Progress:
+    """Commits shards and counts them, for the live display and the final message."""
+
+    def __init__(self, ctx: StageContext, total: int, done: int) -> None:
+        self.ctx = ctx
+        self.total = total
+        self.done = done
+        self.failure: _ShardFailure | None = None
+        self._show()
+
+    def _show(self) -> None:
+        self.ctx.progress.counts(StageName.GENERATE, {"shards": self.done}, total=self.total)
+
+    def commit(self, output: ShardOutput) -> None:
+        self.ctx.store.put_bytes(
+            shard_object_key(output.key), output.model_dump_json().encode(), if_absent=True
+        )
+        self.done += 1
+        self._show()
+
+    def fail(self, failure: _ShardFailure) -> None:
+        """Keeps the first specific stop reason (it explains the others), else the first
+        failure."""
+        if self.failure is None or (
+            self.failure.reason == TeacherFailed.reason and failure.reason != TeacherFailed.reason
+        ):
+            self.failure = failure
+
+
+def _realtime(
+    teacher: Teacher, requests: list[ShardRequest], executor: Executor, progress: _Progress
+) -> None:
+    jobs = [_ShardJob(teacher, r) for r in requests]
+    for _, outcome in executor.map_unordered(_write_shard, jobs):
+        if isinstance(outcome, ShardOutput):
+            progress.commit(outcome)
+        else:
+            progress.fail(outcome)
+
+
+def _batch_records(ctx: StageContext) -> list[dict[str, Any]]:
+    return [ctx.store.get_json(key) for key in sorted(ctx.store.list_keys(BATCHES_PREFIX))]
+
+
+def _submit(
+    ctx: StageContext,
+    teacher: BatchTeacher,
+    requests: list[ShardRequest],
+    governor: GovernorClient,
+) -> tuple[dict[str, Any], Reservation] | None:
+    """Reserves budget shard by shard, submits what fits as one batch and records its id
+    before anything waits on it. A refused reservation has stopped the governor (the rest of
+    the stage then fails with BudgetExhausted); what fit is still submitted."""
+    chosen: list[ShardRequest] = []
+    worst = Decimal(0)
+    for request in requests:
+        cost = teacher.batch_worst_case([request])
+        try:
+            governor.reserve(cost)
+        except BudgetExhausted:
+            break
+        chosen.append(request)
+        worst += cost
+    if not chosen:
+        return None
+    batch_id = teacher.submit_batch(chosen)
+    record = {
+        "id": batch_id,
+        "shards": [r.key for r in chosen],
+        "worst_usd": str(worst),
+        "submitted_at": datetime.now(UTC).isoformat(),
+    }
+    ctx.store.put_json(f"{BATCHES_PREFIX}{batch_id}.json", record, if_absent=True)
+    return record, Reservation(worst)
+
+
+def _batches(
+    ctx: StageContext,
+    teacher: BatchTeacher,
+    missing: list[ShardRequest],
+    governor: GovernorClient,
+    progress: _Progress,
+    poll_interval_s: float,
+) -> list[ShardRequest]:
+    """Writes `missing` through batches (resuming recorded ones); returns what is left."""
+    by_key = {r.key: r for r in missing}
+    waiting: list[tuple[dict[str, Any], Reservation]] = []
+    for record in _batch_records(ctx):
+        if any(key in by_key for key in record["shards"]):
+            # Submitted before a restart: already paid for, so it is reserved whatever the
+            # budget says now; it is waited on again, never resubmitted.
+            waiting.append((record, governor.reserve_committed(Decimal(record["worst_usd"]))))
+    covered = {key for record, _ in waiting for key in record["shards"]}
+    new = [r for r in missing if r.key not in covered]
+    submitted = _submit(ctx, teacher, new, governor) if new else None
+    if submitted is not None:
+        waiting.append(submitted)
+        record = submitted[0]
+        ctx.progress.note(
+            StageName.GENERATE, f"batch {record['id']}: {len(record['shards'])} shard(s)"
+        )
+    for record, reservation in waiting:
+        mine = {key: by_key[key] for key in record["shards"] if key in by_key}
+        results = teacher.collect_batch(record["id"], mine, poll_interval_s)
+        governor.spend(reservation, results.cost)
+        for output in results.outputs.values():
+            progress.commit(output)
+        for key, why in results.failed.items():
+            ctx.progress.note(StageName.GENERATE, f"shard {key}: {why} in batch; will retry")
+    done = _committed(ctx)
+    return [r for r in missing if r.key not in done]
+
+
+def _generate(
+    ctx: StageContext,
+    teacher: Teacher,
+    missing: list[ShardRequest],
+    executor: Executor,
+    progress: _Progress,
+    poll_interval_s: float,
+) -> dict[str, Any]:
+    """Writes the missing shards through one governor; returns the governor's numbers."""
+    spec = ctx.run.spec.teacher
+    if not isinstance(teacher, GovernedTeacher):
+        _realtime(teacher, missing, executor, progress)
+        return {}
+    use_batch = _use_batch(teacher, missing, spec.rate_limits)
+    spent = _spent(ctx, _committed(ctx))
+    budget = Decimal(str(spec.budget.max_usd))
+    use_ray = isinstance(executor, RayExecutor)
+    with open_governor(spec.rate_limits, budget, spent, use_ray=use_ray) as governor:
+        governed = teacher.with_governor(governor)
+        left: list[ShardRequest] = missing
+        if use_batch and isinstance(governed, BatchTeacher):
+            try:
+                left = _batches(ctx, governed, missing, governor, progress, poll_interval_s)
+            except TeacherStop as stop:
+                progress.fail(_ShardFailure(stop.reason, str(stop)))
+                left = []
+        _realtime(governed, left, executor, progress)
+        return {"mode": "batch" if use_batch else "realtime", **governor.snapshot()}
+
+
+def _spent(ctx: StageContext, keys: Iterable[str]) -> Decimal:
+    """What the committed shards cost, exactly."""
+    return sum(
+        (from_usd(_read(ctx, key).usage.usd) for key in keys),
+        Decimal(0),
     )
 
 
-def run(ctx: StageContext, teacher: Teacher, executor: Executor | None = None) -> StageResult:
+def _read(ctx: StageContext, key: str) -> ShardOutput:
+    return ShardOutput.model_validate_json(ctx.store.get_bytes(shard_object_key(key)))
+
+
+def _total(outputs: Iterable[ShardOutput]) -> tuple[Usage, int, Counter[str]]:
+    """Summed usage (dollars summed exactly), examples and problems by reason."""
+    usage = Usage()
+    usd = Decimal(0)
+    examples = 0
+    problems: Counter[str] = Counter()
+    for output in outputs:
+        part = output.usage
+        usage = Usage(
+            input_tokens=usage.input_tokens + part.input_tokens,
+            output_tokens=usage.output_tokens + part.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens + part.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens + part.cache_write_tokens,
+            requests=usage.requests + part.requests,
+        )
+        usd += from_usd(part.usd)
+        examples += len(output.examples)
+        problems.update(str(p.get("reason", "unknown")) for p in output.malformed)
+    return usage.model_copy(update={"usd": to_usd(usd)}), examples, problems
+
+
+def run(
+    ctx: StageContext,
+    teacher: Teacher,
+    executor: Executor | None = None,
+    *,
+    poll_interval_s: float = BATCH_POLL_INTERVAL_S,
+) -> StageResult:
     """Generates every missing shard of the plan and commits each as soon as it is written."""
     executor = executor or InlineExecutor()
     plan = plan_shards(ctx, teacher)
-    committed = {
-        key.removeprefix(SHARDS_PREFIX).removesuffix(".json")
-        for key in ctx.store.list_keys(SHARDS_PREFIX)
-    }
-    missing = [r for r in plan if r.key not in committed]
+    missing = _missing(ctx, plan)
     reused = len(plan) - len(missing)
     if reused:
         ctx.progress.note(StageName.GENERATE, f"reusing {reused} committed shard(s)")
-
-    done = reused
-    ctx.progress.counts(StageName.GENERATE, {"shards": done}, total=len(plan))
-    jobs = [_ShardJob(teacher, r) for r in missing]
-    try:
-        for _, output in executor.map_unordered(_write_shard, jobs):
-            ctx.store.put_bytes(
-                shard_object_key(output.key), output.model_dump_json().encode(), if_absent=True
-            )
-            done += 1
-            ctx.progress.counts(StageName.GENERATE, {"shards": done}, total=len(plan))
-    except StageFailed:
-        raise
-    except Exception as exc:
+    progress = _Progress(ctx, len(plan), reused)
+    governor = (
+        _generate(ctx, teacher, missing, executor, progress, poll_interval_s) if missing else {}
+    )
+    if progress.failure is not None:
         raise StageFailed(
             StageName.GENERATE,
-            "TeacherFailed",
-            f"{exc} ({done} of {len(plan)} shards are committed and will be reused)",
-        ) from exc
+            progress.failure.reason,
+            f"{progress.failure.message} ({progress.done} of {len(plan)} shards are committed "
+            "and will be reused)",
+        )
 
-    usage = Usage()
-    examples = malformed = 0
-    for request in plan:
-        output = ShardOutput.model_validate_json(ctx.store.get_bytes(shard_object_key(request.key)))
-        usage = _add_usage(usage, output.usage)
-        examples += len(output.examples)
-        malformed += len(output.malformed)
+    usage, examples, problems = _total(_read(ctx, r.key) for r in plan)
     summary = {
         "shards": len(plan),
         "reused_shards": reused,
-        "teacher_calls": len(missing),
+        "teacher_calls": progress.done - reused,
         "generated": examples,
-        "malformed": malformed,
+        "malformed": sum(problems.values()),
+        "malformed_by_reason": dict(sorted(problems.items())),
         "usage": usage.model_dump(),
     }
     manifest = {
         **summary,
         "teacher": teacher.name,
         "parameters": teacher.parameters,
+        "governor": governor,
         "plan": [r.key for r in plan],
     }
     ctx.store.put_json(MANIFEST_KEY, manifest)

@@ -1,0 +1,59 @@
+"""Why a teacher stopped the generate stage: the few failures that retrying cannot fix.
+
+Each carries the condition reason the stage reports (`StageFailed.reason`). Raising one also
+stops the run's rate governor, so every other shard in flight stops at its next request instead
+of discovering the same problem on its own; shards already committed are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class TeacherStop(Exception):
+    """The teacher cannot go on; the stage ends with `reason` and no retry loop."""
+
+    reason: ClassVar[str] = "TeacherFailed"
+
+
+class BudgetExhausted(TeacherStop):
+    """`teacher.budget.maxUSD` would be exceeded, or the provider's spend limit was reached."""
+
+    reason = "BudgetExhausted"
+
+
+class TeacherAuthFailed(TeacherStop):
+    """The API key was refused (missing, wrong, revoked, or without permission)."""
+
+    reason = "TeacherAuthFailed"
+
+
+class TeacherRequestInvalid(TeacherStop):
+    """The provider rejected the request itself (unknown model, too large...): every shard
+    would fail the same way."""
+
+    reason = "TeacherRequestInvalid"
+
+
+class TeacherFailed(TeacherStop):
+    """Transient failures outlasted every retry (the SDK's and ours): the provider is down or
+    unreachable. A rerun resumes from the committed shards."""
+
+    reason = "TeacherFailed"
+
+
+@dataclass(frozen=True)
+class Transient:
+    """A failure worth retrying (rate limit, overload, server error, dropped connection);
+    `retry_after_s` is the server's hint when it gave one."""
+
+    message: str
+    retry_after_s: float | None = None
+
+
+STOPS: dict[str, type[TeacherStop]] = {
+    cls.reason: cls
+    for cls in (BudgetExhausted, TeacherAuthFailed, TeacherRequestInvalid, TeacherFailed)
+}
+"""Stop classes by reason, to rebuild a stop recorded by the governor in another process."""

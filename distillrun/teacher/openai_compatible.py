@@ -1,0 +1,228 @@
+"""`OpenAICompatibleTeacher`: any server speaking the OpenAI chat-completions API (vLLM, a
+self-hosted DeepSeek or Qwen, a hosted OpenAI-style endpoint) as the teacher.
+
+Same prompt as every teacher (`teacher.prompt`), asked for through one forced function call;
+same tolerant parsing and review; same governor for rate limits and budget; same retry rules
+(`teacher.calls`). Such servers are usually self-hosted, so the price is 0 unless the prices
+file names the model. The client is a plain HTTP client (httpx2, which the anthropic SDK brings
+along): the chat-completions wire format is small and stable, and no second SDK is needed.
+
+The API key, if the server wants one, is read from `OPENAI_API_KEY` in the process making the
+call and sent as a bearer token; it is never stored on the teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx2
+
+from distillrun.api.spec import RateLimits
+from distillrun.teacher.base import ShardOutput, ShardRequest, Usage
+from distillrun.teacher.calls import RetryPolicy, paid_call
+from distillrun.teacher.errors import (
+    BudgetExhausted,
+    TeacherAuthFailed,
+    TeacherFailed,
+    TeacherRequestInvalid,
+    TeacherStop,
+    Transient,
+)
+from distillrun.teacher.estimate import CostEstimate, estimate, worst_case_usd
+from distillrun.teacher.governor import GovernorClient, retry_after_s
+from distillrun.teacher.parsing import Completion
+from distillrun.teacher.pricing import FREE, ModelPrice, to_usd
+from distillrun.teacher.prompt import TEMPLATE_VERSION, TOOL_NAME, Prompt, build_prompt
+from distillrun.teacher.review import shard_from_reply
+
+TEACHER_NAME = "openai-compatible"
+API_KEY_VARIABLE = "OPENAI_API_KEY"
+RATE_CHARS_PER_TOKEN = 3.0
+"""Characters per input token assumed when reserving rate-limit room (settled afterwards)."""
+
+_COMPLETION = {
+    "stop": Completion.COMPLETE,
+    "tool_calls": Completion.COMPLETE,
+    "function_call": Completion.COMPLETE,
+    "content_filter": Completion.REFUSED,
+}
+"""`finish_reason`s that say how a reply ended; any other (`length`, unknown) may be cut."""
+
+
+class ReplyError(Exception):
+    """A non-200 reply, kept whole for `classify`."""
+
+    def __init__(self, status: int, body: str, headers: Mapping[str, str]) -> None:
+        super().__init__(f"{status}: {body[:300]}")
+        self.status = status
+        self.body = body
+        self.headers = dict(headers)
+
+
+def classify(exc: Exception, key_variable: str) -> TeacherStop | Transient:
+    """Every failure of a chat-completions call, mapped in one place (as for anthropic)."""
+    if isinstance(exc, TeacherStop):
+        return exc
+    if isinstance(exc, httpx2.TransportError):  # connection refused or dropped, timeouts
+        return Transient(f"connection failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, json.JSONDecodeError):
+        return Transient(f"the server's reply is not JSON: {exc}")
+    if not isinstance(exc, ReplyError):
+        return TeacherFailed(f"unexpected {type(exc).__name__}: {exc}")
+    if exc.status in (401, 403):
+        return TeacherAuthFailed(f"the server refused the key in {key_variable} ({exc})")
+    if exc.status == 402 or (exc.status == 429 and "insufficient_quota" in exc.body):
+        return BudgetExhausted(f"the account has no quota left ({exc})")
+    if exc.status in (408, 409, 429) or exc.status >= 500:
+        return Transient(str(exc), retry_after_s(exc.headers))
+    return TeacherRequestInvalid(f"the server rejected the request ({exc})")
+
+
+def chat_body(prompt: Prompt, model: str, temperature: float) -> dict[str, Any]:
+    """A chat-completions request: system and user turns, one forced function call."""
+    return {
+        "model": model,
+        "max_tokens": prompt.max_tokens,
+        "temperature": temperature,
+        "messages": [
+            {"role": "system", "content": prompt.system},
+            {"role": "user", "content": prompt.user},
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": TOOL_NAME,
+                    "description": "Record the Text-to-SQL examples you wrote.",
+                    "parameters": prompt.tool_schema,
+                },
+            }
+        ],
+        "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},
+    }
+
+
+def reply_usage(data: Mapping[str, Any]) -> Usage:
+    """Tokens as the server reported them; cached prompt tokens count as cache reads."""
+    usage = data.get("usage") or {}
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    return Usage(
+        input_tokens=prompt_tokens - cached,
+        cache_read_tokens=cached,
+        output_tokens=int(usage.get("completion_tokens") or 0),
+        requests=1,
+    )
+
+
+def _reply_parts(data: Mapping[str, Any]) -> tuple[list[Any], list[str], Completion, str | None]:
+    choices = data.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") or {}
+    tool_inputs: list[Any] = []
+    texts: list[str] = []
+    for call in message.get("tool_calls") or []:
+        arguments = (call.get("function") or {}).get("arguments") or ""
+        try:
+            tool_inputs.append(json.loads(arguments))
+        except json.JSONDecodeError:
+            texts.append(arguments)  # cut or broken arguments: salvaged like text
+    if isinstance(message.get("content"), str):
+        texts.append(message["content"])
+    finish = choice.get("finish_reason")
+    completion = _COMPLETION.get(finish or "", Completion.TRUNCATED)
+    return tool_inputs, texts, completion, finish
+
+
+@dataclass(frozen=True)
+class OpenAICompatibleTeacher:
+    """A model behind a chat-completions endpoint; see the module docstring."""
+
+    model: str
+    base_url: str
+    price: ModelPrice = FREE
+    temperature: float = 1.0
+    reasoning: bool = True
+    api_key_variable: str = API_KEY_VARIABLE
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    governor: GovernorClient | None = None
+
+    @property
+    def name(self) -> str:
+        return TEACHER_NAME
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """Part of the shard key: what decides a shard's content (not the endpoint or limits)."""
+        return {
+            "model": self.model,
+            "temperature": self.temperature,
+            "reasoning": self.reasoning,
+            "prompt": TEMPLATE_VERSION,
+        }
+
+    @property
+    def label(self) -> str:
+        return f"{TEACHER_NAME}:{self.model}"
+
+    def with_governor(self, governor: GovernorClient) -> OpenAICompatibleTeacher:
+        return replace(self, governor=governor)
+
+    def estimate(
+        self, requests: Sequence[ShardRequest], limits: RateLimits, *, batch: bool
+    ) -> CostEstimate:
+        """The expected cost of `requests` (no batch API, no billed prompt caching here)."""
+        prompts = [build_prompt(r) for r in requests]
+        return estimate(prompts, self.price, limits, batch=False, caching=False)
+
+    def write_shard(self, request: ShardRequest) -> ShardOutput:
+        """One shard through one chat-completions call, paced and paid for like any teacher."""
+        if self.governor is None:
+            raise RuntimeError("OpenAICompatibleTeacher needs a governor: use with_governor()")
+        governor = self.governor
+        prompt = build_prompt(request)
+        body = chat_body(prompt, self.model, self.temperature)
+        reserved = (math.ceil(len(json.dumps(body)) / RATE_CHARS_PER_TOKEN), prompt.max_tokens)
+        headers = {"content-type": "application/json"}
+        key = os.environ.get(self.api_key_variable)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        url = f"{self.base_url.rstrip('/')}/chat/completions"
+
+        with httpx2.Client(timeout=self.retry.timeout_s) as http:
+
+            def call() -> dict[str, Any]:
+                governor.acquire(*reserved)
+                try:
+                    response = http.post(url, json=body, headers=headers)
+                except Exception:
+                    governor.settle(reserved, (0, 0))
+                    raise
+                if response.status_code != 200:
+                    governor.settle(reserved, (0, 0))
+                    if response.status_code == 429:
+                        governor.rate_limited(retry_after_s(response.headers))
+                    elif response.status_code in (503, 529):
+                        governor.overloaded(retry_after_s(response.headers))
+                    raise ReplyError(response.status_code, response.text, response.headers)
+                data: dict[str, Any] = response.json()
+                used = reply_usage(data)
+                counted = used.input_tokens + used.cache_read_tokens
+                governor.settle(reserved, (counted, used.output_tokens))
+                return data
+
+            data, cost = paid_call(
+                call,
+                governor=governor,
+                worst_usd=worst_case_usd(prompt, self.price, batch=False),
+                cost_of=lambda d: self.price.cost(reply_usage(d)),
+                classify=lambda exc: classify(exc, self.api_key_variable),
+                retry=self.retry,
+            )
+        usage = reply_usage(data).model_copy(update={"usd": to_usd(cost)})
+        return shard_from_reply(request, _reply_parts(data), usage, self.label)

@@ -1,0 +1,187 @@
+"""A fake OpenAI-compatible chat-completions server on loopback (what vLLM and friends speak):
+`POST /v1/chat/completions` with forced function calls, usage with cached prompt tokens, an
+optional bearer key, and scripted faults (`fake.script(...)`): any status with a body and
+`retry-after`, a connection reset, a cut reply (`finish_reason: length`), a content filter.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from tests.fakes.content import fit, serialized, tokens, write_examples
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Status:
+    """An error reply."""
+
+    status: int
+    body: str = '{"error": {"message": "scripted", "type": "server_error"}}'
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Reset:
+    """The connection is reset before any reply."""
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The reply ends with this `finish_reason` (`length`: cut to `max_tokens`)."""
+
+    finish_reason: str
+    max_tokens: int | None = None
+
+
+Reply = Status | Reset | Finish
+
+
+def insufficient_quota() -> Status:
+    body = '{"error": {"message": "You exceeded your quota", "code": "insufficient_quota"}}'
+    return Status(429, body)
+
+
+@dataclass
+class FakeOpenAI:
+    """The fake server; `url` is the teacher's `baseUrl` (it ends in /v1)."""
+
+    api_key: str | None = None
+    cached_prompt_tokens: int = 0
+    requests: list[Json] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._script: deque[Reply] = deque()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> FakeOpenAI:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    def next_reply(self) -> Reply | None:
+        with self._lock:
+            return self._script.popleft() if self._script else None
+
+    def complete(self, body: Json, reply: Finish | None) -> Json:
+        system, user = (m["content"] for m in body["messages"])
+        examples = write_examples(system, user)
+        limit = reply.max_tokens if reply and reply.max_tokens else int(body["max_tokens"])
+        kept, cut = fit(examples, limit)
+        arguments = serialized(kept)
+        finish = "tool_calls"
+        if cut:
+            arguments = serialized(examples)[: limit * 4]
+            finish = "length"
+        if reply is not None and reply.finish_reason != "length":
+            finish = reply.finish_reason
+        prompt = tokens(json.dumps(body["messages"]) + json.dumps(body.get("tools")))
+        completion = tokens(arguments)
+        with self._lock:
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
+        name = body["tools"][0]["function"]["name"]
+        call: Json = {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        usage: Json = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "prompt_tokens_details": {"cached_tokens": min(prompt, self.cached_prompt_tokens)},
+        }
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake: FakeOpenAI
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _send(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+        raw = text.encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_POST(self) -> None:
+        fake = self.fake
+        body: Json = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if self.path != "/v1/chat/completions":
+            fake.statuses.append(404)
+            self._send(404, '{"error": {"message": "not found"}}')
+            return
+        with fake._lock:
+            fake.requests.append(body)
+        expected = f"Bearer {fake.api_key}" if fake.api_key else None
+        if expected and self.headers.get("authorization") != expected:
+            fake.statuses.append(401)
+            self._send(401, '{"error": {"message": "bad key", "code": "invalid_api_key"}}')
+            return
+        reply = fake.next_reply()
+        if isinstance(reply, Reset):
+            fake.statuses.append(0)
+            linger = struct.pack("ii", 1, 0)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            self.close_connection = True
+            return
+        if isinstance(reply, Status):
+            fake.statuses.append(reply.status)
+            headers = {} if reply.retry_after is None else {"retry-after": f"{reply.retry_after:g}"}
+            self._send(reply.status, reply.body, headers)
+            return
+        fake.statuses.append(200)
+        self._send(200, json.dumps(fake.complete(body, reply)))

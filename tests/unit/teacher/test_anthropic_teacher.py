@@ -1,0 +1,123 @@
+"""The anthropic teacher through the real SDK against the fake API: the request it sends (cached
+system prompt, forced tool call), what it keeps of each reply, and its accounting, which must
+equal what the server reported exactly."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from distillrun.jobs import generate, validate
+from distillrun.teacher.base import ShardOutput, Usage
+from distillrun.teacher.pricing import from_usd, load_prices
+from distillrun.teacher.prompt import TOOL_NAME
+from tests.fakes.anthropic_server import (
+    FakeAnthropic,
+    bogus_tables,
+    malformed_json,
+    refusal,
+    truncated,
+)
+from tests.fakes.fixtures import fast_teacher, shop_context
+
+
+def test_a_run_sends_cached_schema_and_a_forced_tool_call(
+    tmp_path: Path, anthropic_env: FakeAnthropic
+) -> None:
+    fake = anthropic_env
+    ctx = shop_context(tmp_path, baseUrl=fake.url)
+    result = generate.run(ctx, fast_teacher(ctx))
+
+    assert result.summary["generated"] == 40 and result.summary["malformed"] == 0
+    asked = fake.message_requests()
+    assert len(asked) == 4 and sorted(fake.shards_asked()) == [0, 1, 2, 3]
+    body = asked[0].body
+    assert body is not None
+    system = body["system"]
+    assert system[0]["cache_control"] == {"type": "ephemeral"}
+    assert "CREATE TABLE customers" in system[0]["text"] and "SQLite" in system[0]["text"]
+    assert "How many customers signed up in each country?" in system[0]["text"]
+    assert body["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
+    assert body["tools"][0]["input_schema"]["properties"]["examples"]["type"] == "array"
+    assert body["max_tokens"] <= 10 * 170 + 200
+    # the system prompt is the same for every shard (one cache entry); the user turn differs
+    assert len({str(r.body["system"]) for r in asked if r.body}) == 1
+    assert len({str(r.body["messages"]) for r in asked if r.body}) == 4
+    assert fake.billed.cache_creation_input_tokens > 0 and fake.billed.cache_read_input_tokens > 0
+
+    example = ShardOutput.model_validate_json(
+        ctx.store.get_bytes(
+            generate.shard_object_key(generate.plan_shards(ctx, fast_teacher(ctx))[0].key)
+        )
+    ).examples[0]
+    assert example.teacher == "anthropic:claude-sonnet-5-5"
+    assert example.explanation and example.tables and "filter" in example.constructs
+
+
+def test_accounting_equals_what_the_server_reported(
+    tmp_path: Path, anthropic_env: FakeAnthropic
+) -> None:
+    fake = anthropic_env
+    ctx = shop_context(tmp_path, baseUrl=fake.url, targetExamples=60)
+    summary = generate.run(ctx, fast_teacher(ctx)).summary
+    usage = Usage.model_validate(summary["usage"])
+    billed = fake.billed
+    assert (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_write_tokens,
+        usage.cache_read_tokens,
+        usage.requests,
+    ) == (
+        billed.input_tokens,
+        billed.output_tokens,
+        billed.cache_creation_input_tokens,
+        billed.cache_read_input_tokens,
+        billed.messages,
+    )
+    price = load_prices().price("claude-sonnet-5-5")
+    expected = (
+        billed.input_tokens * price.input
+        + billed.output_tokens * price.output
+        + billed.cache_creation_input_tokens * price.cache_write
+        + billed.cache_read_input_tokens * price.cache_read
+    ) / Decimal(1_000_000)
+    assert from_usd(usage.usd) == expected
+    assert generate.run(ctx, fast_teacher(ctx)).summary["usage"] == summary["usage"]
+
+
+def test_every_unusable_reply_is_classified_and_counted(
+    tmp_path: Path, anthropic_env: FakeAnthropic
+) -> None:
+    fake = anthropic_env
+    fake.script_shard(0, truncated(max_tokens=150))
+    fake.script_shard(1, refusal())
+    fake.script_shard(2, malformed_json())
+    fake.script_shard(3, bogus_tables())
+    ctx = shop_context(tmp_path, baseUrl=fake.url)
+    teacher = fast_teacher(ctx)
+    summary = generate.run(ctx, teacher).summary
+
+    plan = generate.plan_shards(ctx, teacher)
+    shards = [
+        ShardOutput.model_validate_json(ctx.store.get_bytes(generate.shard_object_key(r.key)))
+        for r in plan
+    ]
+    cut, refused, broken, bogus = shards
+    assert [p["reason"] for p in cut.malformed] == ["truncated"]
+    assert cut.malformed[0]["stop_reason"] == "max_tokens"
+    assert 0 < len(cut.examples) < 10
+    assert refused.examples == [] and [p["reason"] for p in refused.malformed] == ["refusal"]
+    assert broken.examples == [] and [p["reason"] for p in broken.malformed] == ["malformed_json"]
+    # SQL on tables that do not exist is kept for the validate stage to reject with a reason
+    assert len(bogus.examples) == 10 and all(
+        e.tables[0].startswith("ghost_") for e in bogus.examples
+    )
+    assert summary["malformed_by_reason"] == {"malformed_json": 1, "refusal": 1, "truncated": 1}
+    assert summary["malformed"] == 3
+    assert summary["generated"] == len(cut.examples) + 10
+    # a refusal and a malformed reply are paid for like any other: the cost is still counted
+    assert all(s.usage.requests == 1 and s.usage.usd > 0 for s in shards)
+    # and the validate stage gives the SQL on missing tables its own reason
+    rejected = validate.run(ctx).summary["rejected"]
+    assert rejected == {"unknown_table": 10}

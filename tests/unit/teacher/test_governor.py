@@ -1,0 +1,161 @@
+"""The rate governor and budget keeper: its buckets and pauses on a controlled clock, the budget
+cap under concurrency against the fake API, and one governor shared by Ray tasks."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from distillrun.api.spec import RateLimits
+from distillrun.jobs import generate
+from distillrun.jobs.context import StageFailed
+from distillrun.teacher.base import ShardOutput
+from distillrun.teacher.errors import BudgetExhausted
+from distillrun.teacher.governor import GovernorClient, LocalGovernor, RateGovernor
+from distillrun.teacher.pricing import from_usd, load_prices
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.fixtures import ThreadExecutor, fast_teacher, shop_context
+from tests.fakes.ratelimits import Limits
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def governor(
+    clock: Clock, rpm: int = 60, itpm: int = 6000, otpm: int = 600, budget: str | None = None
+) -> RateGovernor:
+    limits = RateLimits(
+        requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm
+    )
+    return RateGovernor(limits, Decimal(budget) if budget else None, clock=clock)
+
+
+def test_requests_wait_for_the_tightest_bucket_and_output_is_reserved_up_front() -> None:
+    clock = Clock()
+    g = governor(clock)
+    assert g.try_acquire(100, 400).wait_s == 0
+    # 200 output tokens left of 600/min: a second 400-token request waits 200 / 10 per s
+    assert g.try_acquire(100, 400).wait_s == pytest.approx(20.0)
+    g.settle((100, 400), (80, 100))  # the first used 100: 300 come back
+    assert g.try_acquire(100, 400).wait_s == 0
+    clock.now += 1.0
+    assert g.try_acquire(6000, 1).wait_s == pytest.approx(0.8)  # 5920 of 6000 input left
+
+
+def test_server_headers_lower_the_buckets_and_429_529_pause_everyone() -> None:
+    clock = Clock()
+    g = governor(clock)
+    g.observe(
+        {
+            "anthropic-ratelimit-requests-limit": "30",
+            "anthropic-ratelimit-requests-remaining": "0",
+            "anthropic-ratelimit-output-tokens-remaining": "600",
+        }
+    )
+    assert g.snapshot()["limits"]["requests_per_minute"] == 30
+    assert g.try_acquire(1, 1).wait_s == pytest.approx(2.0)  # one request per 2 s at 30/min
+    clock.now += 2.0
+    g.rate_limited(7.0)
+    assert g.try_acquire(1, 1).wait_s == pytest.approx(7.0)
+    clock.now += 7.0
+    g.overloaded(None)
+    g.overloaded(None)
+    assert g.try_acquire(1, 1).wait_s == pytest.approx(2.0)  # 1 s, then 2 s for the second 529
+    g.settle((0, 0), (0, 0))  # a success resets the overload backoff
+    clock.now += 2.0
+    g.overloaded(None)
+    assert g.try_acquire(1, 1).wait_s == pytest.approx(1.0)
+
+
+def test_the_budget_counts_reservations_in_flight_and_stops_everyone() -> None:
+    g = governor(Clock(), budget="1.00")
+    assert g.reserve(Decimal("0.60")).stop is None
+    refused = g.reserve(Decimal("0.50")).stop
+    assert refused is not None and refused.reason == "BudgetExhausted"
+    assert "$0.4000" in refused.message
+    g.spend(Decimal("0.60"), Decimal("0.20"))
+    assert g.reserve(Decimal("0.50")).stop is None  # 0.20 spent + 0.50 reserved
+    assert g.reserve(Decimal("0.90"), True).stop is None  # an already-submitted batch
+    client = GovernorClient(LocalGovernor(g))
+    with pytest.raises(BudgetExhausted):
+        client.reserve(Decimal("0.01"))
+    with pytest.raises(BudgetExhausted):
+        client.acquire(1, 1)  # the refusal stopped the governor for every worker
+
+
+def test_the_budget_cap_holds_with_many_workers_in_flight(
+    tmp_path: Path, anthropic_env: FakeAnthropic
+) -> None:
+    fake = anthropic_env
+    fake.latency_s = 0.1
+    budget = 0.25
+    ctx = shop_context(
+        tmp_path,
+        baseUrl=fake.url,
+        targetExamples=200,
+        examplesPerShard=10,
+        budget={"maxUSD": budget},
+    )
+    teacher = fast_teacher(ctx)
+    with pytest.raises(StageFailed) as failed:
+        generate.run(ctx, teacher, ThreadExecutor(8))
+    assert failed.value.reason == "BudgetExhausted"
+
+    price = load_prices().price("claude-sonnet-5-5")
+    b = fake.billed
+    billed = (
+        b.input_tokens * price.input
+        + b.output_tokens * price.output
+        + b.cache_creation_input_tokens * price.cache_write
+        + b.cache_read_input_tokens * price.cache_read
+    ) / Decimal(1_000_000)
+    assert Decimal(0) < billed <= Decimal(str(budget))
+    # every request that was paid for was committed (the stage drained the shards in flight)
+    committed = [
+        ShardOutput.model_validate_json(ctx.store.get_bytes(key))
+        for key in ctx.store.list_keys(generate.SHARDS_PREFIX)
+    ]
+    assert len(committed) == b.messages < 20
+    assert sum(from_usd(s.usage.usd) for s in committed) == billed
+
+    # a rerun with the same budget starts from what was spent: it stops before any request
+    with pytest.raises(StageFailed) as again:
+        generate.run(ctx, teacher, ThreadExecutor(8))
+    assert again.value.reason == "BudgetExhausted" and fake.billed.messages == b.messages
+
+
+def test_one_governor_paces_every_ray_task(
+    tmp_path: Path, anthropic_env: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distillrun.local.runner import local_ray
+
+    fake = anthropic_env
+    server_limits = Limits(
+        requests_per_minute=60, input_tokens_per_minute=10**7, output_tokens_per_minute=10**7
+    )
+    with FakeAnthropic(limits=server_limits, api_key=fake.api_key) as limited:
+        ctx = shop_context(
+            tmp_path,
+            baseUrl=limited.url,
+            targetExamples=62,
+            examplesPerShard=1,
+            rateLimits={
+                "requestsPerMinute": 60,
+                "inputTokensPerMinute": 10**7,
+                "outputTokensPerMinute": 10**7,
+            },
+        )
+        with local_ray(2) as executor:
+            summary = generate.run(ctx, fast_teacher(ctx), executor).summary
+        assert summary["shards"] == 62 and summary["usage"]["requests"] == 62
+        # 60 in the first burst, then one a second: the server never had to refuse one
+        assert limited.client_caused_429 == 0
+        governor_numbers = ctx.store.get_json(generate.MANIFEST_KEY)["governor"]
+        assert governor_numbers["granted"] == 62 and governor_numbers["rate_limited"] == 0
