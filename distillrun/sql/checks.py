@@ -12,12 +12,15 @@ make rejections early, cheap and precisely classified.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect as SqlglotDialect
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
@@ -73,8 +76,10 @@ subquery (`WITH x AS (DELETE ... RETURNING *) SELECT ...`)."""
 _STATEMENT_KEYWORDS = frozenset(
     {
         "alter", "analyze", "attach", "begin", "call", "checkpoint", "commit", "copy", "create",
-        "delete", "detach", "drop", "explain", "export", "grant", "import", "insert", "install",
-        "load", "merge", "pragma", "revoke", "rollback", "set", "truncate", "update", "vacuum",
+        "deallocate", "delete", "detach", "discard", "drop", "execute", "explain", "export",
+        "flush", "grant", "handler", "import", "insert", "install", "kill", "listen", "load",
+        "merge", "notify", "pragma", "prepare", "reindex", "reset", "revoke", "rollback",
+        "savepoint", "set", "shutdown", "truncate", "unlock", "update", "vacuum",
     }
 )  # fmt: skip
 """Unquoted aliases with these names are a second statement glued on without a semicolon:
@@ -94,16 +99,28 @@ FORBIDDEN_FUNCTIONS: dict[Dialect, frozenset[str]] = {
         }
     ),
     Dialect.POSTGRES: frozenset(
-        {"current_setting", "set_config", "query_to_xml", "query_to_xml_and_xmlschema"}
+        {
+            "current_setting", "currval", "cursor_to_xml", "cursor_to_xmlschema",
+            "database_to_xml", "database_to_xml_and_xmlschema", "database_to_xmlschema",
+            "lastval", "loread", "lowrite", "nextval", "query_to_xml",
+            "query_to_xml_and_xmlschema", "query_to_xmlschema", "schema_to_xml",
+            "schema_to_xml_and_xmlschema", "schema_to_xmlschema", "set_config", "setval",
+            "table_to_xml", "table_to_xml_and_xmlschema", "table_to_xmlschema", "ts_rewrite",
+            "ts_stat",
+        }
     ),
     Dialect.MYSQL: frozenset(
         {
-            "benchmark", "get_lock", "load_file", "master_pos_wait", "release_lock", "sleep",
-            "source_pos_wait", "sys_eval", "sys_exec",
+            "benchmark", "get_lock", "is_free_lock", "is_used_lock", "lib_mysqludf_sys_info",
+            "load_file", "master_gtid_wait", "master_pos_wait", "release_all_locks",
+            "release_lock", "sleep", "source_pos_wait", "sys_eval", "sys_exec", "sys_get",
+            "sys_set",
         }
     ),
 }  # fmt: skip
-"""Functions that read or write files, reach the network, load code or touch the session."""
+"""Functions that read or write files, reach the network, load code or touch the session,
+and PostgreSQL functions that run SQL given as text (`query_to_xml`, `ts_stat`) or write
+(`nextval`). The server sandboxes also revoke EXECUTE on them (see `sandbox/postgres.py`)."""
 
 FORBIDDEN_PREFIXES: dict[Dialect, tuple[str, ...]] = {
     Dialect.SQLITE: ("pragma_", "shell_", "sqlar_", "sqlite_db", "zipfile"),
@@ -111,7 +128,7 @@ FORBIDDEN_PREFIXES: dict[Dialect, tuple[str, ...]] = {
         "delta_", "duckdb_", "ducklake_", "http", "iceberg_", "json_execute", "mysql_",
         "parquet_", "postgres_", "pragma_", "read_", "sqlite_", "st_read",
     ),
-    Dialect.POSTGRES: ("dblink", "lo_", "pg_"),
+    Dialect.POSTGRES: ("dblink", "lo_", "pg_", "txid_"),
     Dialect.MYSQL: (),
 }  # fmt: skip
 """Families of such functions (DuckDB's `read_csv_auto`, `read_json_objects`, ...)."""
@@ -119,8 +136,21 @@ FORBIDDEN_PREFIXES: dict[Dialect, tuple[str, ...]] = {
 _PSEUDO_COLUMNS: dict[Dialect, tuple[str, ...]] = {
     Dialect.SQLITE: ("rowid", "oid", "_rowid_"),
     Dialect.DUCKDB: ("rowid",),
+    Dialect.POSTGRES: ("ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"),
 }
 """Columns every table has without declaring them."""
+
+_DEFAULT_SCHEMAS: dict[Dialect, tuple[str, ...]] = {
+    Dialect.SQLITE: ("", "main"),
+    Dialect.DUCKDB: ("", "main"),
+    Dialect.POSTGRES: ("", "public"),
+    Dialect.MYSQL: ("",),
+}
+"""Qualifiers a schema table may be written with. MySQL has none: the sandbox's database has a
+private name, and naming any other database reaches outside the schema."""
+
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+"""MySQL runs the text of `/*! ... */` and `/*M! ... */` comments as SQL; sqlglot skips them."""
 
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 """Quoted names that read the same unquoted (`"name"`, `[name]`), so the quotes can go."""
@@ -164,17 +194,23 @@ def check_query(sql: str, schema: SchemaInfo) -> CheckedQuery:
         tree = _parse_single(text, dialect)
         if dialect == Dialect.SQLITE and isinstance(tree, exp.Subquery):
             raise QueryRejected(Reason.PARSE, "SQLite does not accept a query in parentheses")
-        root = _reject_non_select(tree)
-        _reject_keyword_aliases(tree)
-        _reject_forbidden(tree, dialect, text)
-        tables = _resolve_tables(tree, schema)
+        nodes = list(tree.walk())  # one walk for every check below, not one each
+        root = _reject_non_select(tree, nodes)
+        if dialect in _DERIVED_ALIAS_REQUIRED:
+            _require_derived_aliases(nodes, dialect)
+        _reject_keyword_aliases(nodes)
+        _reject_forbidden(nodes, dialect, text)
+        scopes = _scopes(tree)
+        tables = _resolve_tables(nodes, schema, scopes)
         if dialect == Dialect.SQLITE:
-            _sqlite_strings_from_double_quotes(tree, schema, text)
-        _resolve_columns(tree, schema, tables)
-        normalized = normalize_sql(text, dialect, schema)
+            _sqlite_strings_from_double_quotes(schema, text, scopes)
+        _reject_alias_references(schema, scopes)
+        ordered = _ordered(root)
+        qualified = _resolve_columns(tree, nodes, schema, tables)  # rewrites the tree: last
+        normalized = _canonical_form(qualified, dialect)
     except RecursionError:
         raise QueryRejected(Reason.PARSE, "query is nested too deeply to check") from None
-    return CheckedQuery(sql=text, normalized=normalized, tables=tables, ordered=_ordered(root))
+    return CheckedQuery(sql=text, normalized=normalized, tables=tables, ordered=ordered)
 
 
 def normalize_sql(sql: str, dialect: Dialect, schema: SchemaInfo | None = None) -> str:
@@ -194,7 +230,7 @@ def normalize_sql(sql: str, dialect: Dialect, schema: SchemaInfo | None = None) 
     try:
         tree = _parse_single(text, dialect)
         if schema is not None and dialect == Dialect.SQLITE:
-            _sqlite_strings_from_double_quotes(tree, schema, text)
+            _sqlite_strings_from_double_quotes(schema, text, _scopes(tree))
         return _canonical(tree, dialect, schema)
     except (QueryRejected, SqlglotError, RecursionError):
         return _fold(text)
@@ -210,9 +246,12 @@ def _parse_single(text: str, dialect: Dialect) -> exp.Expr:
         raise QueryRejected(
             Reason.FORBIDDEN, f"query is {len(text)} characters long; the limit is {MAX_SQL_CHARS}"
         )
-    _reject_second_statement(_tokenize(text, dialect), dialect)
+    tokens = _tokenize(text, dialect)
+    _reject_second_statement(tokens, dialect)
+    if dialect == Dialect.MYSQL:
+        _reject_executable_comments(text, tokens)
     try:
-        parsed = sqlglot.parse(text, read=str(dialect))
+        parsed = SqlglotDialect.get_or_raise(str(dialect)).parser().parse(tokens, text)
     except ParseError as error:
         first = error.errors[0] if error.errors else {}
         line, col = first.get("line"), first.get("col")
@@ -262,7 +301,30 @@ def _reject_second_statement(tokens: list[Token], dialect: Dialect) -> None:
             )
 
 
-def _reject_non_select(tree: exp.Expr) -> exp.Expr:
+def _reject_executable_comments(text: str, tokens: list[Token]) -> None:
+    """MySQL executes `/*! ... */`: SQL there would run without any check having seen it.
+
+    The text between tokens is whitespace and comments, whatever the lexer does with them, so
+    the search there cannot be fooled by a `/*!` inside a string literal.
+    """
+    previous_end = -1
+    for token in [*tokens, None]:
+        gap = text[previous_end + 1 : token.start if token is not None else len(text)]
+        if _EXECUTABLE_COMMENT.search(gap):
+            raise QueryRejected(
+                Reason.FORBIDDEN,
+                "MySQL runs the SQL inside /*! ... */ comments; write it outside the comment",
+            )
+        if token is not None:
+            previous_end = token.end
+
+
+def _of(nodes: list[exp.Expr], *types: type[exp.Expr]) -> Iterator[Any]:
+    """The nodes of the given types, in the order of the walk they came from."""
+    return (node for node in nodes if isinstance(node, types))
+
+
+def _reject_non_select(tree: exp.Expr, nodes: list[exp.Expr]) -> exp.Expr:
     """Returns the query under any wrapping parentheses, or raises NOT_SELECT."""
     root = tree
     while isinstance(root, exp.Subquery):
@@ -270,7 +332,7 @@ def _reject_non_select(tree: exp.Expr) -> exp.Expr:
     if not isinstance(root, exp.Select | exp.SetOperation):
         kind = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
         raise QueryRejected(Reason.NOT_SELECT, f"only SELECT queries are allowed, not {kind}")
-    for node in tree.walk():
+    for node in nodes:
         if isinstance(node, exp.Into):
             raise QueryRejected(Reason.NOT_SELECT, "SELECT ... INTO writes a table")
         if isinstance(node, _WRITES):
@@ -281,8 +343,21 @@ def _reject_non_select(tree: exp.Expr) -> exp.Expr:
     return root
 
 
-def _reject_keyword_aliases(tree: exp.Expr) -> None:
-    for alias in tree.find_all(exp.Alias, exp.TableAlias):
+_DERIVED_ALIAS_REQUIRED = frozenset({Dialect.POSTGRES, Dialect.MYSQL})
+"""Dialects whose servers refuse a subquery in FROM without an alias (PostgreSQL before 16,
+the version the sandbox runs; MySQL and MariaDB always)."""
+
+
+def _require_derived_aliases(nodes: list[exp.Expr], dialect: Dialect) -> None:
+    for subquery in _of(nodes, exp.Subquery):
+        if isinstance(subquery.parent, exp.From | exp.Join) and not subquery.alias:
+            raise QueryRejected(
+                Reason.PARSE, f"{dialect} needs an alias for a subquery in FROM: (...) AS t"
+            )
+
+
+def _reject_keyword_aliases(nodes: list[exp.Expr]) -> None:
+    for alias in _of(nodes, exp.Alias, exp.TableAlias):
         ident = alias.args.get("alias") if isinstance(alias, exp.Alias) else alias.this
         if (
             isinstance(ident, exp.Identifier)
@@ -314,8 +389,21 @@ def _function_names(func: exp.Func) -> set[str]:
     return {name.lower() for name in func.sql_names()}
 
 
-def _reject_forbidden(tree: exp.Expr, dialect: Dialect, text: str) -> None:
-    for func in tree.find_all(exp.Func):
+def _reject_forbidden(nodes: list[exp.Expr], dialect: Dialect, text: str) -> None:
+    for node in _of(nodes, exp.Lock, exp.SessionParameter, exp.PropertyEQ):
+        if isinstance(node, exp.Lock):
+            raise QueryRejected(
+                Reason.FORBIDDEN, "SELECT ... FOR UPDATE/SHARE locks rows; reading needs no lock"
+            )
+        if isinstance(node, exp.SessionParameter):
+            raise QueryRejected(
+                Reason.FORBIDDEN, f"server variable @@{node.name} is session state, not data"
+            )
+        if isinstance(node.this, exp.Parameter):
+            raise QueryRejected(
+                Reason.FORBIDDEN, f"assigning the session variable @{node.this.name} is not allowed"
+            )
+    for func in _of(nodes, exp.Func):
         for name in _function_names(func):
             if is_forbidden_function(name, dialect):
                 raise QueryRejected(
@@ -323,7 +411,7 @@ def _reject_forbidden(tree: exp.Expr, dialect: Dialect, text: str) -> None:
                     f"function {name} is not allowed in {dialect}: it reaches files, the "
                     "network or the session",
                 )
-    for table in tree.find_all(exp.Table):
+    for table in _of(nodes, exp.Table):
         if isinstance(table.this, exp.Func):
             name = sorted(_function_names(table.this))[0]
             raise QueryRejected(
@@ -335,7 +423,7 @@ def _reject_forbidden(tree: exp.Expr, dialect: Dialect, text: str) -> None:
                 Reason.FORBIDDEN,
                 f"FROM '{table.name}': DuckDB reads a quoted string in FROM as a file or URL",
             )
-    for lateral in tree.find_all(exp.Lateral):
+    for lateral in _of(nodes, exp.Lateral):
         if isinstance(lateral.this, exp.Func):
             raise QueryRejected(Reason.FORBIDDEN, "table functions in LATERAL are not allowed")
 
@@ -358,7 +446,9 @@ def _scopes(tree: exp.Expr) -> list[Scope]:
         raise QueryRejected(Reason.UNKNOWN_COLUMN, str(error)) from None
 
 
-def _resolve_tables(tree: exp.Expr, schema: SchemaInfo) -> tuple[str, ...]:
+def _resolve_tables(
+    nodes: list[exp.Expr], schema: SchemaInfo, scopes: list[Scope]
+) -> tuple[str, ...]:
     """Every table that is not a CTE reference must be a schema table; returns their names.
 
     CTE references are told apart through sqlglot's scopes (which map a name to the CTE in
@@ -366,21 +456,38 @@ def _resolve_tables(tree: exp.Expr, schema: SchemaInfo) -> tuple[str, ...]:
     used outside the CTE's reach is the real one.
     """
     cte_refs: set[int] = set()
-    for scope in _scopes(tree):
+    for scope in scopes:
         for node, source in scope.selected_sources.values():
             if isinstance(source, Scope) and isinstance(node, exp.Table):
                 cte_refs.add(id(node))
     found: set[str] = set()
-    for table in tree.find_all(exp.Table):
+    for table in _of(nodes, exp.Table):
         if id(table) in cte_refs:
             continue
         qualifier = ".".join(part for part in (table.catalog, table.db) if part)
         known = schema.table(table.name)
-        if qualifier.lower() not in ("", "main") or known is None:
+        if known is not None and not _same_table_name(table.this, known.name, schema.dialect):
+            known = None
+        if qualifier.lower() not in _DEFAULT_SCHEMAS[schema.dialect] or known is None:
             shown = f"{qualifier}.{table.name}" if qualifier else table.name
             raise QueryRejected(Reason.UNKNOWN_TABLE, f"table {shown} is not in the schema")
         found.add(known.name)
     return tuple(sorted(found))
+
+
+def _same_table_name(written: exp.Expr, declared: str, dialect: Dialect) -> bool:
+    """Whether a table name as written reaches the table declared as `declared`.
+
+    SQLite and DuckDB ignore case. MySQL on Linux (and in the sandbox) keeps table names case
+    sensitive. PostgreSQL folds unquoted names to lower case and keeps quoted ones as written,
+    so `"Customers"` misses a table declared (unquoted) as `customers` or `Customers`.
+    """
+    name = written.name if isinstance(written, exp.Identifier) else str(written)
+    if dialect == Dialect.MYSQL:
+        return name == declared
+    if dialect == Dialect.POSTGRES and isinstance(written, exp.Identifier) and written.quoted:
+        return name == declared.lower()
+    return True
 
 
 # --- columns --------------------------------------------------------------------------------
@@ -444,7 +551,7 @@ def _alias_columns(node: exp.Expr, source: Scope) -> Iterator[str]:
             yield from owner.alias_column_names
 
 
-def _sqlite_strings_from_double_quotes(tree: exp.Expr, schema: SchemaInfo, text: str) -> None:
+def _sqlite_strings_from_double_quotes(schema: SchemaInfo, text: str, scopes: list[Scope]) -> None:
     """Rewrites `"US"` into the string 'US' where SQLite would.
 
     SQLite reads a double-quoted token as an identifier when a column of that name is visible
@@ -452,7 +559,7 @@ def _sqlite_strings_from_double_quotes(tree: exp.Expr, schema: SchemaInfo, text:
     models write `WHERE country = "US"` often; without this the query would be rejected as
     an unknown column although SQLite runs it. Brackets and backticks never become strings.
     """
-    for scope in _scopes(tree):
+    for scope in scopes:
         visible = _visible_columns(scope, schema)
         if visible is None:
             continue
@@ -467,41 +574,129 @@ def _sqlite_strings_from_double_quotes(tree: exp.Expr, schema: SchemaInfo, text:
                 column.replace(exp.Literal.string(ident.name))
 
 
+@functools.lru_cache(maxsize=16)
 def _sqlglot_schema(schema: SchemaInfo, *, pseudo_columns: bool) -> MappingSchema:
-    """The schema as `qualify` wants it; with `pseudo_columns`, plus the implicit rowids."""
+    """The schema as `qualify` wants it; with `pseudo_columns`, plus the implicit rowids.
+
+    For MySQL the column names are lower-cased, to match `_for_qualify`. Cached: building it
+    normalizes every name, which costs as much as checking a small query.
+    """
     pseudo = _PSEUDO_COLUMNS.get(schema.dialect, ()) if pseudo_columns else ()
+    fold = schema.dialect == Dialect.MYSQL
     tables: dict[str, object] = {}
     for name, columns in schema.mapping().items():
         lowered = {column.lower() for column in columns}
-        tables[name] = {**columns, **{p: "BIGINT" for p in pseudo if p not in lowered}}
+        named = {(c.lower() if fold else c): t for c, t in columns.items()}
+        tables[name] = {**named, **{p: "BIGINT" for p in pseudo if p not in lowered}}
     return MappingSchema(tables, dialect=str(schema.dialect))
 
 
-def _resolve_columns(tree: exp.Expr, schema: SchemaInfo, tables: tuple[str, ...]) -> None:
+def _for_qualify(tree: exp.Expr, dialect: Dialect) -> exp.Expr:
+    """The tree made ready for sqlglot's `qualify` (in place; returned for convenience).
+
+    sqlglot treats every MySQL identifier as case-sensitive, which is right for table names
+    and aliases on Linux but not for columns and column aliases, which MySQL compares without
+    case (`SELECT c.NAME` reads column `name`). Those are lower-cased.
+    """
+    if dialect == Dialect.MYSQL:
+        for node in tree.find_all(exp.Column, exp.Alias):
+            key = "this" if isinstance(node, exp.Column) else "alias"
+            ident = node.args.get(key)
+            if isinstance(ident, exp.Identifier):
+                node.set(key, exp.to_identifier(ident.name.lower(), quoted=ident.quoted))
+    return tree
+
+
+def _resolve_columns(
+    tree: exp.Expr, nodes: list[exp.Expr], schema: SchemaInfo, tables: tuple[str, ...]
+) -> exp.Expr:
     """Every column must resolve to exactly one source, through aliases, CTEs and subqueries.
 
     sqlglot's `qualify` does the resolution (it knows each dialect's alias rules); two gaps are
     closed here: the ORDER BY of a set operation, which `qualify` never checks, and the
-    message for an ambiguous column, which `qualify` reports as unresolved.
+    message for an ambiguous column, which `qualify` reports as unresolved. The tree is
+    qualified in place and returned: the canonical form is made from it, so a query costs one
+    `qualify`, not two. Pseudo-columns (`rowid`) join the schema only for a query that names
+    one, so `SELECT *` expands to the declared columns.
     """
-    _check_set_operation_order(tree)
+    _check_set_operation_order(nodes)
+    pseudo = _PSEUDO_COLUMNS.get(schema.dialect, ())
+    names_pseudo = bool(pseudo) and any(c.name.lower() in pseudo for c in _of(nodes, exp.Column))
     try:
-        qualify(
-            tree.copy(),
+        return qualify(
+            _for_qualify(tree, schema.dialect),
             dialect=str(schema.dialect),
-            schema=_sqlglot_schema(schema, pseudo_columns=True),
+            schema=_sqlglot_schema(schema, pseudo_columns=names_pseudo),
             validate_qualify_columns=True,
             quote_identifiers=False,
         )
     except OptimizeError as error:
         message = str(error)
-        match = _UNRESOLVED.search(message)
-        if match is not None:
-            name = match.group("name").lower()
-            owners = [t for t in tables if name in _column_names(schema, t)]
-            if len(owners) > 1:
-                message = f"column {name} is ambiguous: it is in {', '.join(owners)}"
-        raise QueryRejected(Reason.UNKNOWN_COLUMN, message) from None
+    match = _UNRESOLVED.search(message)
+    if match is not None:
+        name = match.group("name").lower()
+        owners = [t for t in tables if name in _column_names(schema, t)]
+        if len(owners) > 1:
+            message = f"column {name} is ambiguous: it is in {', '.join(owners)}"
+    raise QueryRejected(Reason.UNKNOWN_COLUMN, message)
+
+
+_ALIAS_FREE_CLAUSES: dict[Dialect, tuple[type[exp.Expr], ...]] = {
+    Dialect.POSTGRES: (exp.Where, exp.Having),
+    Dialect.MYSQL: (exp.Where,),
+}
+"""Clauses where a dialect does not let a name refer to an output alias of the same SELECT
+(`SELECT a + 1 AS b FROM t WHERE b > 2`); SQLite and DuckDB allow it everywhere, and sqlglot's
+`qualify` resolves such names for every dialect."""
+
+
+def _names_in_reach(scope: Scope, schema: SchemaInfo) -> tuple[set[str], set[str]] | None:
+    """Source columns and output aliases visible in a scope (outer scopes included), or None
+    when some source's columns cannot be known (`SELECT *` of an unknown shape)."""
+    sources: set[str] = set()
+    aliases: set[str] = set()
+    current: Scope | None = scope
+    while current is not None:
+        columns = _sources_columns(current, schema)
+        if columns is None:
+            return None
+        sources |= columns
+        if isinstance(current.expression, exp.Select):
+            aliases.update(
+                s.alias.lower() for s in current.expression.selects if isinstance(s, exp.Alias)
+            )
+        current = current.parent
+    return sources, aliases
+
+
+def _reject_alias_references(schema: SchemaInfo, scopes: list[Scope]) -> None:
+    """A bare name in an alias-free clause (see `_ALIAS_FREE_CLAUSES`) that only an output
+    alias could explain is an unknown column to PostgreSQL and MySQL."""
+    clauses = _ALIAS_FREE_CLAUSES.get(schema.dialect)
+    if clauses is None:
+        return
+    for scope in scopes:
+        reach = _names_in_reach(scope, schema)
+        if reach is None:
+            continue
+        sources, aliases = reach
+        select = scope.expression
+        for clause in (select.args.get(c.key) for c in clauses):
+            if clause is None:
+                continue
+            for column in clause.find_all(exp.Column):
+                name = column.name.lower()
+                if (
+                    not column.table
+                    and column.find_ancestor(exp.Select) is select
+                    and name in aliases
+                    and name not in sources
+                ):
+                    raise QueryRejected(
+                        Reason.UNKNOWN_COLUMN,
+                        f"column {column.name} in {clause.key.upper()} names an output alias, "
+                        f"which {schema.dialect} does not allow there; repeat the expression",
+                    )
 
 
 def _leaf_outputs(query: exp.Expr) -> set[str] | None:
@@ -514,8 +709,8 @@ def _leaf_outputs(query: exp.Expr) -> set[str] | None:
     return None if outputs is None else {n.lower() for n in outputs}
 
 
-def _check_set_operation_order(tree: exp.Expr) -> None:
-    for setop in tree.find_all(exp.SetOperation):
+def _check_set_operation_order(nodes: list[exp.Expr]) -> None:
+    for setop in _of(nodes, exp.SetOperation):
         order = setop.args.get("order")
         names = _leaf_outputs(setop)
         if order is None or names is None:
@@ -535,8 +730,8 @@ def _check_set_operation_order(tree: exp.Expr) -> None:
 
 def _canonical(tree: exp.Expr, dialect: Dialect, schema: SchemaInfo | None) -> str:
     try:
-        tree = qualify(
-            tree.copy(),
+        qualified = qualify(
+            _for_qualify(tree, dialect),
             dialect=str(dialect),
             schema=_sqlglot_schema(schema, pseudo_columns=False) if schema else None,
             validate_qualify_columns=False,
@@ -544,12 +739,17 @@ def _canonical(tree: exp.Expr, dialect: Dialect, schema: SchemaInfo | None) -> s
         )
     except SqlglotError:
         return tree.sql(dialect=str(dialect), comments=False)
-    _rename_table_aliases(tree)
-    _renumber_output_aliases(tree)
-    for ident in tree.find_all(exp.Identifier):
+    return _canonical_form(qualified, dialect)
+
+
+def _canonical_form(qualified: exp.Expr, dialect: Dialect) -> str:
+    """The canonical text of a qualified tree (renames it in place)."""
+    _rename_table_aliases(qualified)
+    _renumber_output_aliases(qualified)
+    for ident in qualified.find_all(exp.Identifier):
         if ident.quoted and _PLAIN_NAME.fullmatch(ident.name):
             ident.set("quoted", False)
-    return tree.sql(dialect=str(dialect), comments=False)
+    return qualified.sql(dialect=str(dialect), comments=False)
 
 
 _SOURCE_TYPES = (exp.Table, exp.Subquery, exp.Lateral, exp.Unnest, exp.Values)

@@ -53,3 +53,12 @@ class QueryFailed(SqlError):
 
 class SandboxError(SqlError):
     """The sandbox cannot be built or used (bad DDL or seed rows, engine missing, worker lost)."""
+
+
+class SessionLost(SandboxError):
+    """A server sandbox's session ended under a query, or none could be opened.
+
+    The server restarted, the session was killed or the private database is gone. The server
+    sandbox repairs itself and re-runs the query once; only when it cannot does this reach the
+    caller, as a `SandboxError` (not the query's fault).
+    """

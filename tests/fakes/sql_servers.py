@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from distillrun.api.spec import Dialect
-from distillrun.sql.sandbox import ServerTarget
+from distillrun.operator.builders.sandbox import MARIADB_HARDENING
+from distillrun.sql.target import ServerTarget
 
 READY_TIMEOUT_S = 60.0
 SERVER_USER = "nobody"
@@ -223,9 +224,10 @@ def postgres_server() -> Iterator[RunningServer]:
 def mariadb_server() -> Iterator[RunningServer]:
     """A MariaDB server with an `admin` account (all privileges) reachable over TCP.
 
-    The server is started hardened as a sandbox server should be: no LOCAL INFILE, file
-    access only under an empty directory, no symbolic links, no name resolution, read-only for
-    every account without READ_ONLY ADMIN (so a login cannot even change its own password).
+    The server runs with the same hardening flags as the Kubernetes sandbox server
+    (`MARIADB_HARDENING`): no LOCAL INFILE, no symbolic links, no name resolution, read-only for
+    every account without READ_ONLY ADMIN (so a login cannot even change its own password), and
+    file access only under an empty directory.
     """
     server_bin, install_bin = _mariadb_bins()
     root = Path(tempfile.mkdtemp(prefix="distillrun-mariadb-"))
@@ -251,8 +253,8 @@ def mariadb_server() -> Iterator[RunningServer]:
                 server_bin, "--no-defaults", data, f"--port={port}", "--bind-address=127.0.0.1",
                 f"--socket={socket_path}", f"--pid-file={root / 'mysqld.pid'}",
                 f"--log-error={log}", "--skip-log-bin", "--skip-name-resolve",
-                "--local-infile=0", f"--secure-file-priv={root / 'nofiles'}",
-                "--skip-symbolic-links", "--max-connections=50", "--read-only", *_INNODB_FAST,
+                *MARIADB_HARDENING, f"--secure-file-priv={root / 'nofiles'}",
+                "--max-connections=50", *_INNODB_FAST,
             ],
             log,
         )  # fmt: skip

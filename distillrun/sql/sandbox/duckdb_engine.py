@@ -4,7 +4,7 @@ Layers: the file is attached read-only (no write statement can run); external ac
 (no file, URL, COPY, ATTACH, INSTALL or LOAD reaches outside); extension autoinstall and
 autoload are off; the configuration is locked so no `SET` can undo any of this; spilling to
 disk is off; the engine's own parser must see exactly one SELECT before anything runs; and a
-timer interrupts the query at its deadline.
+watchdog thread interrupts the query at its deadline.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import hashlib
 import json
 import threading
 import time
-from types import TracebackType
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
 
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError
 from distillrun.sql.sandbox.base import ResultSet
-from distillrun.sql.sandbox.engine import Engine, Limits, excerpt
+from distillrun.sql.sandbox.engine import FileEngine, Limits, excerpt
 from distillrun.sql.sandbox.protocol import plain, rows_digest
 from distillrun.sql.verdict import Reason
 
@@ -75,40 +76,55 @@ def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-class _Interrupter:
-    """Interrupts the connection when the deadline passes, but never once the query is over.
+class _Watchdog:
+    """Interrupts the connection when a query's deadline passes, but never once it is over.
 
-    The lock closes the race where the timer fires just as the query finishes and the
-    interrupt would otherwise hit the next, innocent query.
+    One thread for the engine's whole life (starting a timer thread per query would cost more
+    than most queries). The condition's lock closes the race where the deadline passes just as
+    the query finishes and the interrupt would otherwise hit the next, innocent query.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, seconds: float) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
-        self._lock = threading.Lock()
-        self._active = True
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self._changed = threading.Condition()
+        self._deadline: float | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._watch, name="duckdb-watchdog", daemon=True)
+        self._thread.start()
 
-    def _fire(self) -> None:
-        with self._lock:
-            if self._active:
+    def _watch(self) -> None:
+        with self._changed:
+            while not self._closed:
+                if self._deadline is None:
+                    self._changed.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._changed.wait(remaining)
+                    continue
                 self._con.interrupt()
+                self._deadline = None
 
-    def __enter__(self) -> None:
-        self._timer.start()
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Interrupts the connection if the block runs longer than `seconds`."""
+        with self._changed:
+            self._deadline = time.monotonic() + seconds
+            self._changed.notify()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._deadline = None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        with self._lock:
-            self._active = False
-        self._timer.cancel()
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+        self._thread.join()
 
 
-class DuckdbEngine(Engine):
+class DuckdbEngine(FileEngine):
     @staticmethod
     def build(path: str, ddl: str, seed: str | None) -> None:
         """Creates the database file from the schema DDL and seed rows, in one transaction.
@@ -142,6 +158,7 @@ class DuckdbEngine(Engine):
             self._con = duckdb.connect(path, read_only=True, config=config)
         except duckdb.Error as error:
             raise SandboxError(f"cannot open the DuckDB sandbox database: {error}") from None
+        self._watchdog = _Watchdog(self._con)
 
     def execute(self, sql: str) -> ResultSet:
         con, limit = self._con, self._limits.max_rows
@@ -162,7 +179,7 @@ class DuckdbEngine(Engine):
             )
         started = time.monotonic()
         try:
-            with _Interrupter(con, self._limits.timeout_ms / 1000):
+            with self._watchdog.deadline(self._limits.timeout_ms / 1000):
                 con.execute(statement)
                 rows = con.fetchmany(limit + 1)
                 columns = tuple(d[0] for d in con.description or ())
@@ -213,4 +230,5 @@ class DuckdbEngine(Engine):
         return hasher.hexdigest()
 
     def close(self) -> None:
+        self._watchdog.close()
         self._con.close()

@@ -1,8 +1,10 @@
 """The in-process side of a sandbox: one engine, one read-only database, cooperative limits.
 
 Engines live inside the worker process. Their limits (SQLite's progress handler, DuckDB's
-interrupt) are cooperative: they stop a query at the engine's next check. The worker process
-around them is what makes the limits hard (see `process.py`).
+interrupt, a server's statement timeout) are cooperative: they stop a query at the engine's
+next check. The worker process around them is what makes the limits hard (see `process.py`).
+Embedded engines (`FileEngine`) also build their database file; server engines are only
+clients of a database the parent process built (see `server.py`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,28 @@ def excerpt(sql: str) -> str:
 
 
 class Engine(ABC):
-    """A read-only connection to a database built by the engine's `build`."""
+    """A read-only connection to a sandbox database."""
+
+    @abstractmethod
+    def __init__(self, location: str, limits: Limits) -> None:
+        """Opens the database at `location` read-only, with `limits` on every query.
+
+        `location` is a file path for embedded engines and a JSON object (host, port, user,
+        password, database) for server engines.
+        """
+
+    @abstractmethod
+    def execute(self, sql: str) -> ResultSet:
+        """Runs one query; raises QueryTimeout or QueryFailed (server engines also SessionLost,
+        when their session to the server could not be opened or ended under the query)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Closes the connection."""
+
+
+class FileEngine(Engine):
+    """An embedded engine whose database is a file the worker builds first."""
 
     @staticmethod
     @abstractmethod
@@ -48,17 +71,8 @@ class Engine(ABC):
         """
 
     @abstractmethod
-    def __init__(self, path: str, limits: Limits) -> None:
-        """Opens the database at `path` read-only, with `limits` on every query."""
-
-    @abstractmethod
-    def execute(self, sql: str) -> ResultSet:
-        """Runs one query; raises QueryTimeout or QueryFailed."""
-
-    @abstractmethod
     def checksum(self) -> str:
-        """sha256 over every object and table row in the database, temporary ones included."""
+        """sha256 over every object and table row in the database, temporary ones included.
 
-    @abstractmethod
-    def close(self) -> None:
-        """Closes the connection."""
+        (Server sandboxes checksum on the server, as the administrator: see `server.py`.)
+        """

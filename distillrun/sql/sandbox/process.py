@@ -8,6 +8,9 @@ parent waits `timeout + grace` at most, then kills the worker and starts a fresh
 same read-only database file; the worker's address space is capped, so memory bombs fail
 inside it. A worker found dead (killed from outside, crashed) is replaced and the query
 re-sent once; a query that kills two workers in a row is reported as failed.
+
+`EngineWorker` is that supervision, for any engine; `WorkerSandbox` is the embedded-engine
+sandbox built on it (the server sandboxes in `server.py` use it too).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import distillrun
 from distillrun.api.spec import Dialect, SandboxSpec
 from distillrun.sql.checks import FORBIDDEN_FUNCTIONS, FORBIDDEN_PREFIXES
-from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError
+from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
 from distillrun.sql.sandbox.base import ResultSet, Sandbox
 from distillrun.sql.sandbox.protocol import decode_value, encode_frame, read_frame, write_frame
 from distillrun.sql.schema import SchemaInfo
@@ -39,55 +43,52 @@ START_TIMEOUT_S = 300.0
 CHECKSUM_TIMEOUT_S = 120.0
 """How long hashing every row of the database may take."""
 
-_SERVERS = {Dialect.POSTGRES: "PostgreSQL", Dialect.MYSQL: "MySQL"}
-
 
 class _WorkerGone(Exception):
     """The worker exited, closed its pipes or garbled its answer: it must be replaced."""
 
 
-def open_sandbox(schema: SchemaInfo, seed_sql: str | None, limits: SandboxSpec) -> Sandbox:
-    """A sandbox for `schema.dialect`, holding the schema and the seed rows.
+def worker_start(
+    dialect: Dialect, location: str, limits: SandboxSpec, *, ddl: str | None, seed: str | None
+) -> dict[str, Any]:
+    """The start-up message of a worker; with `ddl`, the worker builds the database first."""
+    return {
+        "engine": str(dialect),
+        "location": location,
+        "build": ddl is not None,
+        "ddl": ddl or "",
+        "seed": seed,
+        "timeout_ms": limits.statement_timeout_ms,
+        "max_rows": limits.max_rows,
+        "memory_bytes": WORKER_MEMORY_BYTES,
+        "deny_functions": sorted(FORBIDDEN_FUNCTIONS[dialect]),
+        "deny_prefixes": list(FORBIDDEN_PREFIXES[dialect]),
+    }
 
-    Raises SandboxError when the DDL or seed rows do not load (naming the statement), when
-    the engine is not installed, or for dialects that need a database server.
+
+class EngineWorker:
+    """One engine in a supervised worker process, replaced whenever it dies or hangs.
+
+    The first worker gets `start` as given (it may build the database); replacements get it
+    with `build` off. `on_kill` runs after a worker was killed for not answering in time: a
+    server sandbox uses it to cancel what the lost worker left running on the server.
     """
-    dialect = Dialect(schema.dialect)
-    if dialect in _SERVERS:
-        raise SandboxError(
-            f"dialect {dialect} needs a {_SERVERS[dialect]} sandbox server, which this version "
-            "does not provide yet; use sqlite or duckdb"
-        )
-    return WorkerSandbox(schema, seed_sql, limits)
 
-
-class WorkerSandbox(Sandbox):
-    """A SQLite or DuckDB engine in a worker process over a private read-only database file."""
-
-    def __init__(self, schema: SchemaInfo, seed_sql: str | None, limits: SandboxSpec) -> None:
-        dialect = Dialect(schema.dialect)
+    def __init__(
+        self,
+        start: dict[str, Any],
+        limits: SandboxSpec,
+        cwd: str,
+        on_kill: Callable[[], None] | None = None,
+    ) -> None:
+        self._start = dict(start)
         self._limits = limits
-        self._directory = tempfile.mkdtemp(prefix="distillrun-sandbox-")
+        self._cwd = cwd
+        self._on_kill = on_kill
         self._process: subprocess.Popen[bytes] | None = None
         self._closed = False
-        self._start: dict[str, Any] = {
-            "engine": str(dialect),
-            "path": str(Path(self._directory) / f"sandbox.{dialect}"),
-            "build": True,
-            "ddl": schema.ddl,
-            "seed": seed_sql,
-            "timeout_ms": limits.statement_timeout_ms,
-            "max_rows": limits.max_rows,
-            "memory_bytes": WORKER_MEMORY_BYTES,
-            "deny_functions": sorted(FORBIDDEN_FUNCTIONS[dialect]),
-            "deny_prefixes": list(FORBIDDEN_PREFIXES[dialect]),
-        }
-        try:
-            self._spawn()
-        except BaseException:
-            self.close()
-            raise
-        # Later workers reopen the file the first one built.
+        self._spawn()
+        # Later workers reopen the database the first one built.
         self._start.update(build=False, ddl="", seed=None)
 
     @property
@@ -96,12 +97,15 @@ class WorkerSandbox(Sandbox):
         return self._worker().pid
 
     def execute(self, sql: str) -> ResultSet:
+        """Runs one query in the worker; raises QueryTimeout, QueryFailed or SessionLost."""
         timeout_s = self._limits.statement_timeout_ms / 1000
         wait_s = timeout_s + 1.0 + timeout_s / 2
         try:
             reply = self._call({"op": "execute", "sql": sql}, wait_s)
         except TimeoutError:
             self._stop_worker()
+            if self._on_kill is not None:
+                self._on_kill()
             raise QueryTimeout(
                 f"the sandbox worker did not answer within {wait_s:.1f} s (statement timeout "
                 f"{self._limits.statement_timeout_ms} ms) and was replaced"
@@ -117,9 +121,12 @@ class WorkerSandbox(Sandbox):
             )
         if reply.get("error") == "timeout":
             raise QueryTimeout(reply["message"])
+        if reply.get("error") == "lost":
+            raise SessionLost(reply["message"])
         raise QueryFailed(reply["message"], reason=Reason(reply.get("reason", "execution_error")))
 
-    def data_checksum(self) -> str:
+    def checksum(self) -> str:
+        """The engine's checksum of its database; SandboxError when the worker cannot say."""
         try:
             reply = self._call({"op": "checksum"}, CHECKSUM_TIMEOUT_S)
         except (TimeoutError, _WorkerGone) as error:
@@ -128,13 +135,11 @@ class WorkerSandbox(Sandbox):
         return str(reply["checksum"])
 
     def close(self) -> None:
+        """Ends the worker gently; safe to call twice."""
         if self._closed:
             return
         self._closed = True
         self._stop_worker(gently=True)
-        shutil.rmtree(self._directory, ignore_errors=True)
-
-    # --- the worker -------------------------------------------------------------------------
 
     def _call(self, request: dict[str, Any], wait_s: float) -> dict[str, Any]:
         """Sends one request; a worker that is gone is replaced and the request re-sent once."""
@@ -178,7 +183,7 @@ class WorkerSandbox(Sandbox):
             [sys.executable, "-m", "distillrun.sql.sandbox.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            cwd=self._directory,
+            cwd=self._cwd,
             env=env,
         )
         try:
@@ -207,3 +212,40 @@ class WorkerSandbox(Sandbox):
         process.wait()
         process.stdin.close()
         process.stdout.close()
+
+
+class WorkerSandbox(Sandbox):
+    """A SQLite or DuckDB engine in a worker process over a private read-only database file."""
+
+    def __init__(self, schema: SchemaInfo, seed_sql: str | None, limits: SandboxSpec) -> None:
+        dialect = Dialect(schema.dialect)
+        self._directory = tempfile.mkdtemp(prefix="distillrun-sandbox-")
+        self._worker: EngineWorker | None = None
+        path = str(Path(self._directory) / f"sandbox.{dialect}")
+        start = worker_start(dialect, path, limits, ddl=schema.ddl, seed=seed_sql)
+        try:
+            self._worker = EngineWorker(start, limits, self._directory)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pid(self) -> int:
+        """Process id of the current worker (started on demand), for supervision and tests."""
+        return self._engine().pid
+
+    def execute(self, sql: str) -> ResultSet:
+        return self._engine().execute(sql)
+
+    def data_checksum(self) -> str:
+        return self._engine().checksum()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+    def _engine(self) -> EngineWorker:
+        if self._worker is None:
+            raise SandboxError("the sandbox is closed")
+        return self._worker

@@ -35,7 +35,8 @@ def plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str | bytes):
         return value
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        integral = value.is_finite() and value == value.to_integral_value()
+        return int(value) if integral else float(value)  # NaN and infinities as floats
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date | dt.time):

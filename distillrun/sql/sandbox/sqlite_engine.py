@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError
 from distillrun.sql.sandbox.base import ResultSet
-from distillrun.sql.sandbox.engine import Engine, Limits, excerpt
+from distillrun.sql.sandbox.engine import FileEngine, Limits, excerpt
 from distillrun.sql.sandbox.protocol import plain, rows_digest
 from distillrun.sql.verdict import Reason
 
@@ -62,7 +62,7 @@ def _run_script(con: sqlite3.Connection, script: str, label: str) -> None:
             ) from None
 
 
-class SqliteEngine(Engine):
+class SqliteEngine(FileEngine):
     @staticmethod
     def build(path: str, ddl: str, seed: str | None) -> None:
         """Creates the database file from the schema DDL and seed rows, in one transaction."""

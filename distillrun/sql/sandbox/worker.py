@@ -1,6 +1,6 @@
 """The sandbox worker process: `python -m distillrun.sql.sandbox.worker`.
 
-It reads one start-up message (engine, database path, build inputs, limits) and then answers
+It reads one start-up message (engine, database location, build inputs, limits) and then answers
 requests (`execute`, `checksum`) one at a time until its stdin closes. Its address space is
 capped before any engine loads, so a query that tries to allocate its way out fails inside
 the worker instead of taking the host down.
@@ -12,8 +12,8 @@ import os
 import resource
 from typing import Any
 
-from distillrun.sql.errors import QueryFailed, QueryTimeout, SqlError
-from distillrun.sql.sandbox.engine import Engine, Limits
+from distillrun.sql.errors import QueryFailed, QueryTimeout, SessionLost, SqlError
+from distillrun.sql.sandbox.engine import Engine, FileEngine, Limits
 from distillrun.sql.sandbox.protocol import (
     MAX_FRAME_BYTES,
     encode_frame,
@@ -42,16 +42,25 @@ def _open_engine(start: dict[str, Any]) -> Engine:
     )
     engine_class = _engine_class(start["engine"])
     if start["build"]:
-        engine_class.build(start["path"], start["ddl"], start["seed"])
-    return engine_class(start["path"], limits)
+        assert issubclass(engine_class, FileEngine), "only embedded engines build their database"
+        engine_class.build(start["location"], start["ddl"], start["seed"])
+    return engine_class(start["location"], limits)
 
 
 def _engine_class(name: str) -> type[Engine]:
-    """Imported on demand: a SQLite sandbox must not need DuckDB installed."""
+    """Imported on demand: a SQLite sandbox must not need DuckDB or a server driver."""
     if name == "duckdb":
         from distillrun.sql.sandbox.duckdb_engine import DuckdbEngine
 
         return DuckdbEngine
+    if name == "postgres":
+        from distillrun.sql.sandbox.postgres import PostgresEngine
+
+        return PostgresEngine
+    if name == "mysql":
+        from distillrun.sql.sandbox.mysql import MysqlEngine
+
+        return MysqlEngine
     from distillrun.sql.sandbox.sqlite_engine import SqliteEngine
 
     return SqliteEngine
@@ -59,6 +68,10 @@ def _engine_class(name: str) -> type[Engine]:
 
 def _answer(engine: Engine, request: dict[str, Any]) -> bytes:
     if request["op"] == "checksum":
+        if not isinstance(engine, FileEngine):
+            return encode_frame(
+                {"error": "failed", "message": "server engines checksum on the server"}
+            )
         return encode_frame({"ok": True, "checksum": engine.checksum()})
     try:
         result = engine.execute(request["sql"])
@@ -66,6 +79,8 @@ def _answer(engine: Engine, request: dict[str, Any]) -> bytes:
         return encode_frame({"error": "timeout", "message": error.message})
     except QueryFailed as error:
         return encode_frame({"error": "failed", "message": error.message, "reason": error.reason})
+    except SessionLost as error:
+        return encode_frame({"error": "lost", "message": error.message})
     frame = encode_frame(
         {
             "ok": True,

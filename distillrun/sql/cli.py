@@ -1,0 +1,307 @@
+"""`distillrun sql check` and `distillrun sql compare`: the run's validator, pointed at your SQL.
+
+  distillrun sql check --schema FILE --dialect D [--data FILE] [QUERIES]
+      one JSON verdict per query: {"line", "id"?, "ok", "reason", "message", "rows", "ms"}
+  distillrun sql compare --schema FILE --dialect D [--data FILE] [PAIRS]
+      one JSON line per gold/predicted pair, then {"pairs", "scored", "matched", "accuracy"}
+
+Both use exactly the rules of the validate and evaluate stages (`judge`, `results_match`), so a
+query accepted here is accepted in a run. QUERIES is a file of one query per line, or JSON
+Lines with a `sql` field (and an optional `id`); PAIRS is JSON Lines with `gold` and `pred`
+(or the evaluate stage's `gold_sql` and `predicted_sql`). Either may be `-` for stdin (the
+default). Queries run in a sandbox built from the schema and the optional seed rows; for
+postgres and mysql that is a sandbox server named by the DISTILLRUN_SANDBOX_* variables.
+
+Bad input files end with a message naming the file (and line) and exit status 1, never a
+traceback; the verdicts themselves do not change the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from distillrun.api.spec import Dialect, SandboxSpec
+
+if TYPE_CHECKING:  # the SQL layer (sqlglot, the sandboxes) loads only when a command runs
+    from distillrun.sql.sandbox import Sandbox
+    from distillrun.sql.schema import SchemaInfo
+    from distillrun.sql.verdict import Verdict
+
+CORRECT = "correct"
+WRONG_RESULT = "wrong_result"
+GOLD_FAILED = "gold_failed"
+"""Pair outcomes besides the predicted query's own rejection reasons, named as the evaluate
+stage names them."""
+
+
+class InputError(Exception):
+    """An input file that cannot be used; the message names it (and the line)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One query (or pair) from an input file: its line number, optional id and fields."""
+
+    line: int
+    id: str | None
+    fields: dict[str, str]
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {what} {path}: {error}") from None
+
+
+def _json_line(raw: str, origin: str, number: int) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{origin} line {number}: not valid JSON ({error.msg})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{origin} line {number}: expected a JSON object")
+    return value
+
+
+def _field(record: dict[str, Any], names: tuple[str, ...], origin: str, number: int) -> str:
+    for name in names:
+        value = record.get(name)
+        if isinstance(value, str) and value.strip():
+            return value
+    wanted = " or ".join(f'"{n}"' for n in names)
+    raise InputError(f"{origin} line {number}: needs a non-empty string field {wanted}")
+
+
+def _identity(record: dict[str, Any]) -> str | None:
+    value = record.get("id")
+    return None if value is None else str(value)
+
+
+def read_queries(path: str) -> list[Item]:
+    """Queries from a file: JSON Lines when the first non-blank line is an object, else one
+    query per non-blank line."""
+    origin = "stdin" if path == "-" else path
+    lines = [(n, raw) for n, raw in enumerate(_read_text(path, "queries").splitlines(), 1)]
+    lines = [(n, raw) for n, raw in lines if raw.strip()]
+    if not lines:
+        raise InputError(f"{origin} holds no query")
+    if not lines[0][1].lstrip().startswith("{"):
+        return [Item(n, None, {"sql": raw.strip()}) for n, raw in lines]
+    items = []
+    for number, raw in lines:
+        record = _json_line(raw, origin, number)
+        sql = _field(record, ("sql",), origin, number)
+        items.append(Item(number, _identity(record), {"sql": sql}))
+    return items
+
+
+def read_pairs(path: str) -> list[Item]:
+    """Gold/predicted pairs from JSON Lines."""
+    origin = "stdin" if path == "-" else path
+    items = []
+    for number, raw in enumerate(_read_text(path, "pairs").splitlines(), 1):
+        if not raw.strip():
+            continue
+        record = _json_line(raw, origin, number)
+        gold = _field(record, ("gold", "gold_sql"), origin, number)
+        pred = _field(record, ("pred", "predicted_sql", "predicted"), origin, number)
+        items.append(Item(number, _identity(record), {"gold": gold, "pred": pred}))
+    if not items:
+        raise InputError(f"{origin} holds no pair")
+    return items
+
+
+def _schema(args: argparse.Namespace) -> tuple[SchemaInfo, str | None]:
+    from distillrun.sql.schema import SchemaError, parse_schema
+
+    ddl = _read_text(args.schema, "schema")
+    try:
+        schema = parse_schema(ddl, Dialect(args.dialect))
+    except SchemaError as error:
+        raise InputError(f"schema {args.schema}: {error}") from None
+    seed = _read_text(args.data, "data") if args.data else None
+    return schema, seed
+
+
+@contextmanager
+def _sandbox(
+    schema: SchemaInfo, seed: str | None, args: argparse.Namespace
+) -> Iterator[Sandbox | None]:
+    from distillrun.sql.errors import SandboxError
+    from distillrun.sql.sandbox import open_sandbox
+
+    if getattr(args, "no_execute", False):
+        yield None
+        return
+    limits = SandboxSpec(statement_timeout_ms=args.timeout_ms, max_rows=args.max_rows)
+    try:
+        sandbox = open_sandbox(schema, seed, limits)
+    except SandboxError as error:
+        origin = {"seed": f"data {args.data}: ", "schema": f"schema {args.schema}: "}
+        prefix = next((o for k, o in origin.items() if error.message.startswith(k)), "")
+        raise InputError(f"cannot build the sandbox: {prefix}{error.message}") from None
+    with sandbox:
+        yield sandbox
+
+
+def _emit(record: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def _head(item: Item) -> dict[str, Any]:
+    return {"line": item.line, **({"id": item.id} if item.id is not None else {})}
+
+
+def _verdict_fields(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "ok": verdict.ok,
+        "reason": None if verdict.reason is None else str(verdict.reason),
+        "message": verdict.message,
+        "rows": verdict.rows,
+        "ms": None if verdict.ms is None else round(verdict.ms, 3),
+    }
+
+
+def _check(args: argparse.Namespace, err: Console) -> int:
+    from distillrun.sql.judge import judge
+
+    items = read_queries(args.queries)
+    schema, seed = _schema(args)
+    counts: Counter[str] = Counter()
+    with _sandbox(schema, seed, args) as sandbox:
+        for item in items:
+            verdict, _, _ = judge(item.fields["sql"], schema, sandbox)
+            counts[str(verdict.reason) if verdict.reason else "accepted"] += 1
+            _emit({**_head(item), **_verdict_fields(verdict)})
+    accepted = counts.pop("accepted", 0)
+    detail = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+    noun = "query" if len(items) == 1 else "queries"
+    summary = f"{len(items)} {noun}: {accepted} accepted, {sum(counts.values())} rejected"
+    err.print(summary + (f" ({detail})" if detail else ""), highlight=False, markup=False)
+    return 0
+
+
+def _compare(args: argparse.Namespace, err: Console) -> int:
+    items = read_pairs(args.pairs)
+    schema, seed = _schema(args)
+    outcomes: Counter[str] = Counter()
+    with _sandbox(schema, seed, args) as sandbox:
+        assert sandbox is not None
+        for item in items:
+            record = {**_head(item), **_compare_one(item, schema, sandbox)}
+            outcomes[record["reason"]] += 1
+            _emit(record)
+    scored = len(items) - outcomes[GOLD_FAILED]
+    matched = outcomes[CORRECT]
+    accuracy = round(matched / scored, 6) if scored else 0.0
+    _emit({"pairs": len(items), "scored": scored, "matched": matched, "accuracy": accuracy})
+    err.print(
+        f"execution accuracy {accuracy:.3f} ({matched} of {scored} pairs whose gold SQL ran)",
+        highlight=False,
+        markup=False,
+    )
+    return 0
+
+
+def _compare_one(item: Item, schema: SchemaInfo, sandbox: Sandbox) -> dict[str, Any]:
+    """The evaluate stage's rule: the gold must run; the prediction must run and match."""
+    from distillrun.sql.compare import results_match
+    from distillrun.sql.judge import judge
+
+    gold, gold_checked, gold_result = judge(item.fields["gold"], schema, sandbox)
+    if not gold.ok or gold_checked is None or gold_result is None:
+        return {
+            "match": False,
+            "reason": GOLD_FAILED,
+            "message": f"the gold SQL failed: {gold.message}",
+        }
+    pred, _, pred_result = judge(item.fields["pred"], schema, sandbox)
+    if not pred.ok or pred_result is None:
+        return {"match": False, "reason": str(pred.reason), "message": pred.message}
+    match = results_match(gold_result, pred_result, ordered=gold_checked.ordered)
+    return {
+        "match": match,
+        "reason": CORRECT if match else WRONG_RESULT,
+        "message": "" if match else "runs, but its result differs from the gold result",
+    }
+
+
+def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from distillrun.sql.errors import SandboxError
+
+    try:
+        code: int = args.sql_handler(args, err)
+    except InputError as error:
+        err.print(f"distillrun sql {args.sql_command}: {error}", highlight=False, markup=False)
+        return 1
+    except SandboxError as error:
+        err.print(
+            f"distillrun sql {args.sql_command}: the sandbox failed: {error.message}",
+            highlight=False,
+            markup=False,
+        )
+        return 1
+    return code
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--schema", required=True, metavar="FILE", help="CREATE TABLE statements")
+    parser.add_argument(
+        "--dialect", required=True, choices=[str(d) for d in Dialect], help="SQL dialect"
+    )
+    parser.add_argument("--data", metavar="FILE", help="seed rows (INSERT statements)")
+    parser.add_argument(
+        "--timeout-ms", type=_positive, default=2000, help="statement timeout (default 2000)"
+    )
+    parser.add_argument(
+        "--max-rows", type=_positive, default=1000, help="rows fetched per query (default 1000)"
+    )
+
+
+def register(commands: Any) -> None:
+    """Adds `sql check` and `sql compare` to the `distillrun` command's subparsers."""
+    sql = commands.add_parser("sql", help="check or compare your own SQL as a run would")
+    sql.set_defaults(handler=_handle)
+    actions = sql.add_subparsers(dest="sql_command", required=True)
+
+    check = actions.add_parser("check", help="one JSON verdict per query")
+    _common(check)
+    check.add_argument(
+        "--no-execute", action="store_true", help="static checks only (no sandbox, no rows)"
+    )
+    check.add_argument(
+        "queries", nargs="?", default="-", help="one query per line, or JSONL with 'sql'"
+    )
+    check.set_defaults(sql_handler=_check)
+
+    compare = actions.add_parser("compare", help="execution match of gold/predicted pairs")
+    _common(compare)
+    compare.add_argument(
+        "pairs",
+        nargs="?",
+        default="-",
+        help="JSONL with 'gold' and 'pred' (or gold_sql/predicted_sql)",
+    )
+    compare.set_defaults(sql_handler=_compare)

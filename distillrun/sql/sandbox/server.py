@@ -1,0 +1,260 @@
+"""Sandboxes on a real PostgreSQL or MySQL/MariaDB server.
+
+The server is shared (one per run on Kubernetes, one per test session locally), so each
+sandbox gets its own private database and its own read-only login, both made by an
+administrator connection that stays in this process and never runs untrusted SQL:
+
+- the administrator creates the database, loads the schema and seed rows, grants the login
+  SELECT on the tables and nothing else, revokes what the server grants everyone by default
+  (PostgreSQL: EXECUTE on file, large-object, session and sleep functions; TEMP; CREATE), and
+  sets the login's own limits (statement timeout, read-only transactions, connection cap);
+- every query runs in the supervised worker process (`process.EngineWorker`), in a fresh
+  session of the read-only login, in a read-only transaction, under a statement timeout and a
+  row cap; the server's parser must see exactly one SELECT;
+- after every query the administrator recomputes the checksum of the reference data (tables,
+  rows, definitions, grants, the login's attributes) on the server. A change means the query
+  escaped: the database is dropped and rebuilt from the schema and seed rows (the sandbox is
+  replaced) and the query is refused as FORBIDDEN. A database that vanished or a session that
+  died is repaired the same way and the query re-run once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from typing import Any
+
+import sqlglot
+from sqlglot.errors import TokenError
+from sqlglot.tokenizer_core import TokenType
+
+from distillrun.api.spec import Dialect, SandboxSpec
+from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
+from distillrun.sql.sandbox.base import ResultSet, Sandbox
+from distillrun.sql.sandbox.process import EngineWorker, worker_start
+from distillrun.sql.schema import SchemaInfo
+from distillrun.sql.target import ServerTarget
+from distillrun.sql.verdict import Reason
+
+NAME_PREFIX = "distillrun_sb_"
+"""Private databases and logins are named `distillrun_sb_<random>` (and `..._ro`)."""
+
+
+def split_statements(script: str, dialect: Dialect) -> list[str]:
+    """The statements of a DDL or seed script, cut at the `;` the dialect's lexer sees.
+
+    Working on tokens means a `;` in a string, a comment or a dollar-quoted function body
+    never cuts. Raises SandboxError when the script does not tokenize.
+    """
+    try:
+        tokens = sqlglot.tokenize(script, read=str(dialect))
+    except TokenError as error:
+        raise SandboxError(f"the script does not tokenize as {dialect}: {error}") from None
+    statements: list[str] = []
+    start = 0
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            text = script[start : token.start].strip()
+            if text:
+                statements.append(text)
+            start = token.end + 1
+    rest = script[start:].strip()
+    if rest and any(token.start >= start for token in tokens):
+        statements.append(rest)
+    return statements
+
+
+class ServerAdmin(ABC):
+    """The administrator's side of one server sandbox: build, checksum, cancel, drop."""
+
+    def __init__(self, target: ServerTarget, name: str, limits: SandboxSpec) -> None:
+        self.target = target
+        self.database = name
+        self.reader = f"{name}_ro"
+        self.reader_password = secrets.token_hex(24)
+        self.limits = limits
+
+    @abstractmethod
+    def build(self, ddl: str, seed: str | None) -> None:
+        """Creates the database and the read-only login, loads the DDL and seed rows, locks
+        everything down. Raises SandboxError naming a statement that does not load, or
+        saying why the server refused the administrator."""
+
+    @abstractmethod
+    def checksum(self) -> str:
+        """sha256 over the private database's definitions, grants and rows and the login's
+        attributes, computed on the server. Raises SandboxError when the server is gone."""
+
+    @abstractmethod
+    def exists(self) -> bool:
+        """Whether the private database and the login are both still there."""
+
+    @abstractmethod
+    def reader_works(self) -> bool:
+        """Whether the read-only login can open a session (its password, its grants)."""
+
+    @abstractmethod
+    def cancel_queries(self) -> None:
+        """Stops whatever the read-only login is running on the server right now."""
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Ends the login's sessions and drops the database and the login (if they exist)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Closes the administrator's connections."""
+
+    def reader_location(self) -> dict[str, Any]:
+        """How the worker connects: as the read-only login, to the private database."""
+        return {
+            "host": self.target.host,
+            "port": self.target.port,
+            "user": self.reader,
+            "password": self.reader_password,
+            "database": self.database,
+        }
+
+
+def _admin(target: ServerTarget, name: str, limits: SandboxSpec) -> ServerAdmin:
+    """Imported on demand: a PostgreSQL sandbox must not need the MySQL driver."""
+    if target.dialect == Dialect.POSTGRES:
+        from distillrun.sql.sandbox.postgres import PostgresAdmin
+
+        return PostgresAdmin(target, name, limits)
+    from distillrun.sql.sandbox.mysql import MysqlAdmin
+
+    return MysqlAdmin(target, name, limits)
+
+
+class ServerSandbox(Sandbox):
+    """A private database on a sandbox server, queried by a worker as a read-only login."""
+
+    def __init__(
+        self, schema: SchemaInfo, seed_sql: str | None, limits: SandboxSpec, target: ServerTarget
+    ) -> None:
+        if Dialect(schema.dialect) != target.dialect:
+            raise SandboxError(
+                f"a {schema.dialect} schema cannot run on a {target.dialect} sandbox server"
+            )
+        self._ddl, self._seed = schema.ddl, seed_sql
+        self._directory = tempfile.mkdtemp(prefix="distillrun-sandbox-")
+        self._admin = _admin(target, NAME_PREFIX + secrets.token_hex(6), limits)
+        self._worker: EngineWorker | None = None
+        self._closed = False
+        self.replacements = 0
+        """How often the private database was rebuilt because it changed or vanished."""
+        try:
+            self._admin.build(self._ddl, self._seed)
+            self._baseline = self._admin.checksum()
+            location = json.dumps(self._admin.reader_location())
+            start = worker_start(target.dialect, location, limits, ddl=None, seed=None)
+            self._worker = EngineWorker(
+                start, limits, self._directory, on_kill=self._admin.cancel_queries
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def database(self) -> str:
+        """Name of the private database on the server."""
+        return self._admin.database
+
+    @property
+    def pid(self) -> int:
+        """Process id of the current worker (started on demand), for supervision and tests."""
+        return self._engine().pid
+
+    def execute(self, sql: str) -> ResultSet:
+        """Runs the query, then proves the reference data unchanged (see the module docstring).
+
+        Raises QueryTimeout or QueryFailed for the query's own failures, QueryFailed with
+        FORBIDDEN when the data changed, SandboxError when the server cannot be used.
+        """
+        outcome: ResultSet | QueryTimeout | QueryFailed
+        try:
+            outcome = self._run(sql)
+        except (QueryTimeout, QueryFailed) as failure:
+            outcome = failure
+        if self._admin.checksum() != self._baseline:
+            self._replace()
+            raise QueryFailed(
+                "the reference data changed while this query ran; the sandbox database was "
+                "rebuilt from the schema and seed rows",
+                reason=Reason.FORBIDDEN,
+            )
+        if isinstance(outcome, ResultSet):
+            return outcome
+        raise outcome
+
+    def data_checksum(self) -> str:
+        if self._closed:
+            raise SandboxError("the sandbox is closed")
+        return self._admin.checksum()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._worker is not None:
+                self._worker.close()
+            self._admin.drop()
+        finally:
+            self._admin.close()
+            shutil.rmtree(self._directory, ignore_errors=True)
+
+    def _run(self, sql: str) -> ResultSet:
+        """One query; a lost session is repaired and the query re-run once."""
+        engine = self._engine()
+        try:
+            return engine.execute(sql)
+        except SessionLost as lost:
+            self._repair(lost)
+        try:
+            return engine.execute(sql)
+        except SessionLost as again:
+            self._repair(again)
+            raise QueryFailed(
+                f"the query lost its database session twice ({again.message}); the sandbox "
+                "itself is healthy"
+            ) from None
+
+    def _repair(self, lost: SessionLost) -> None:
+        """Makes the sandbox whole after a lost session; SandboxError when the server is gone.
+
+        `checksum` reaches the server as the administrator (raising when it cannot); a
+        database or login that vanished, data that changed or a login that no longer opens a
+        session mean a rebuild.
+        """
+        try:
+            healthy = (
+                self._admin.exists()
+                and self._admin.checksum() == self._baseline
+                and self._admin.reader_works()
+            )
+        except SandboxError as error:
+            raise SandboxError(
+                f"the sandbox server is unusable ({error.message}) after: {lost.message}"
+            ) from None
+        if not healthy:
+            self._replace()
+
+    def _replace(self) -> None:
+        """Drops the private database and login and builds them again from the same inputs."""
+        self._admin.cancel_queries()
+        self._admin.drop()
+        self._admin.build(self._ddl, self._seed)
+        rebuilt = self._admin.checksum()
+        if rebuilt != self._baseline:
+            raise SandboxError("the rebuilt sandbox database does not match the original")
+        self.replacements += 1
+
+    def _engine(self) -> EngineWorker:
+        if self._closed or self._worker is None:
+            raise SandboxError("the sandbox is closed")
+        return self._worker

@@ -1,0 +1,206 @@
+"""`distillrun sql check` and `distillrun sql compare`: JSON verdicts per query, accuracy per
+pair set, and a clear message with exit status 1 (never a traceback) for bad input files."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distillrun.api.spec import Dialect
+from distillrun.cli import main
+from distillrun.sql.sandbox import ServerTarget
+from distillrun.sql.target import ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_USER
+from tests.unit.sql.cases import SHOP
+
+SCHEMA = str(SHOP / "schema.sql")
+SEED = str(SHOP / "seed.sql")
+QUERIES = (
+    "SELECT COUNT(*) FROM customers\n"
+    "SELECT nme FROM customers\n"
+    "\n"
+    "DROP TABLE customers\n"
+    "SELECT name FROM customers WHERE country = 'US' ORDER BY name\n"
+)
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], *argv: str, stdin: str | None = None
+) -> tuple[int, list[dict[str, Any]], str]:
+    if stdin is not None:
+        sys.stdin = io.StringIO(stdin)
+    try:
+        code = main(["sql", *argv])
+    finally:
+        sys.stdin = sys.__stdin__
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
+    return code, lines, captured.err
+
+
+@pytest.fixture
+def server_env(targets: dict[Dialect, ServerTarget], monkeypatch: pytest.MonkeyPatch) -> None:
+    target = targets[Dialect.POSTGRES]
+    monkeypatch.setenv(ENV_HOST, target.host)
+    monkeypatch.setenv(ENV_PORT, str(target.port))
+    monkeypatch.setenv(ENV_USER, target.user)
+    monkeypatch.setenv(ENV_PASSWORD, target.password)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "duckdb"])
+def test_check_prints_one_verdict_per_query(
+    dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queries = tmp_path / "queries.sql"
+    queries.write_text(QUERIES)
+    code, lines, err = run(
+        capsys, "check", "--schema", SCHEMA, "--dialect", dialect, "--data", SEED, str(queries)
+    )
+    assert code == 0
+    assert [(v["line"], v["ok"], v["reason"]) for v in lines] == [
+        (1, True, None),
+        (2, False, "unknown_column"),
+        (4, False, "not_select"),
+        (5, True, None),
+    ]
+    assert lines[0]["rows"] == 1 and lines[3]["rows"] == 7 and lines[0]["ms"] >= 0
+    assert lines[1]["rows"] is None and "nme" in lines[1]["message"]
+    assert set(lines[0]) == {"line", "ok", "reason", "message", "rows", "ms"}
+    assert "4 queries: 2 accepted, 2 rejected (not_select 1, unknown_column 1)" in err
+
+
+def test_check_reads_jsonl_from_stdin_on_a_server(
+    server_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stdin = (
+        json.dumps({"id": "q1", "sql": "SELECT name FROM customers WHERE id = 1"})
+        + "\n"
+        + json.dumps({"id": 7, "sql": "SELECT pg_read_file('/etc/passwd')"})
+        + "\n"
+    )
+    code, lines, _ = run(
+        capsys, "check", "--schema", SCHEMA, "--dialect", "postgres", "--data", SEED, stdin=stdin
+    )
+    assert code == 0
+    assert [(v["id"], v["ok"], v["reason"], v["rows"]) for v in lines] == [
+        ("q1", True, None, 1),
+        ("7", False, "forbidden", None),
+    ]
+
+
+def test_check_without_execution_needs_no_sandbox(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines, _ = run(
+        capsys,
+        "check",
+        "--schema",
+        SCHEMA,
+        "--dialect",
+        "mysql",
+        "--no-execute",
+        stdin="SELECT name FROM customers\nSELECT @@datadir\n",
+    )
+    assert code == 0
+    assert [(v["ok"], v["reason"], v["rows"]) for v in lines] == [
+        (True, None, None),
+        (False, "forbidden", None),
+    ]
+
+
+def test_compare_prints_matches_and_the_accuracy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {
+            "id": "same",
+            "gold": "SELECT name FROM customers",
+            "pred": "SELECT c.name FROM customers c",
+        },
+        {"gold": "SELECT COUNT(*) FROM orders", "pred": "SELECT COUNT(*) FROM customers"},
+        {"gold_sql": "SELECT 1 FROM nowhere", "predicted_sql": "SELECT 1"},
+        {"gold": "SELECT id FROM products ORDER BY price", "pred": "SELEC id FROM products"},
+        {
+            "gold": "SELECT MAX(price) FROM products",
+            "pred": "SELECT price FROM products ORDER BY price DESC LIMIT 1",
+        },
+    ]
+    pairs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    code, lines, err = run(
+        capsys, "compare", "--schema", SCHEMA, "--dialect", "sqlite", "--data", SEED, str(pairs)
+    )
+    assert code == 0
+    assert [(p["line"], p["match"], p["reason"]) for p in lines[:-1]] == [
+        (1, True, "correct"),
+        (2, False, "wrong_result"),
+        (3, False, "gold_failed"),
+        (4, False, "parse"),
+        (5, True, "correct"),
+    ]
+    assert lines[0]["id"] == "same"
+    assert lines[-1] == {"pairs": 5, "scored": 4, "matched": 2, "accuracy": 0.5}
+    assert "execution accuracy 0.500" in err
+
+
+CHECK = ["check", "--schema", SCHEMA, "--dialect", "sqlite"]
+COMPARE = ["compare", "--schema", SCHEMA, "--dialect", "duckdb"]
+FIRST = '{"sql": "SELECT 1"}\n'
+BAD_INPUT = {
+    "missing-schema": (
+        ["check", "--schema", "/no/such/schema.sql", "--dialect", "sqlite"],
+        "SELECT 1",
+        "cannot read schema /no/such/schema.sql",
+    ),
+    "no-queries": (CHECK, "", "stdin holds no query"),
+    "jsonl-field": (
+        CHECK,
+        FIRST + '{"sq": 1}\n',
+        'stdin line 2: needs a non-empty string field "sql"',
+    ),
+    "jsonl-mixed": (CHECK, FIRST + "SELECT 2\n", "stdin line 2: not valid JSON"),
+    "jsonl-array": (CHECK, FIRST + '["SELECT 1"]\n', "stdin line 2: expected a JSON object"),
+    "not-ddl": (["check", "--schema", SEED, "--dialect", "sqlite"], "SELECT 1", "defines no table"),
+    "bad-seed": ([*CHECK, "--data", SCHEMA], "SELECT 1", f"data {SCHEMA}: seed statement 1 failed"),
+    "no-server": (
+        ["check", "--schema", SCHEMA, "--dialect", "mysql"],
+        "SELECT 1",
+        f"set {ENV_HOST}",
+    ),
+    "pair-field": (
+        COMPARE,
+        '{"gold": "SELECT 1"}\n',
+        'line 1: needs a non-empty string field "pred"',
+    ),
+    "no-pairs": (COMPARE, "\n\n", "stdin holds no pair"),
+}
+
+
+@pytest.mark.parametrize(("argv", "stdin", "message"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_exits_1_with_a_message(
+    argv: list[str],
+    stdin: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV_HOST, raising=False)
+    code, lines, err = run(capsys, *argv, stdin=stdin)
+    assert code == 1 and not lines
+    assert message in err and "Traceback" not in err
+
+
+def test_installed_command_never_shows_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "queries.jsonl"
+    bad.write_bytes(b"\xff\xfe not text")
+    result = subprocess.run(
+        [sys.executable, "-m", "distillrun.cli", "sql", *CHECK, str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"cannot read queries {bad}" in result.stderr and "Traceback" not in result.stderr
