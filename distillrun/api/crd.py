@@ -6,7 +6,8 @@ Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3.0 schema, so this mod
 `$ref`s, turns `anyOf [X, null]` into `nullable`, drops titles and `additionalProperties: false`
 (pruning does that job), converts numeric `exclusiveMinimum` to the v3.0 boolean form, and adds
 the cross-field rules as CEL (`x-kubernetes-validations`) that the model validators enforce in
-Python.
+Python, plus the transition rules that make the fields a run has already paid for immutable
+(checked by the apiserver on update; the models cannot see the old object).
 """
 
 from __future__ import annotations
@@ -36,8 +37,36 @@ _SQL_SOURCE_RULE = {
     "message": "set exactly one of ddl, uri or configMapRef",
 }
 
+
+def _immutable(field: str, why: str, *, optional: bool) -> dict[str, str]:
+    """A transition rule on `spec` refusing any change to `spec.<field>` once the run exists."""
+    rule = f"self.{field} == oldSelf.{field}"
+    if optional:
+        rule = (
+            f"has(self.{field}) == has(oldSelf.{field}) && "
+            f"(!has(self.{field}) || self.{field} == oldSelf.{field})"
+        )
+    return {
+        "rule": rule,
+        "message": f"{field} is immutable once the run exists: {why}; create a new DistillRun",
+        "fieldPath": f".{field}",
+        "reason": "FieldValueForbidden",
+    }
+
+
+# What a run has already paid for depends on these; student, evaluation and scheduling may change
+# and apply to the stages that have not started yet.
+_IMMUTABLE_RULES = [
+    _immutable("database", "examples are generated and checked against it", optional=False),
+    _immutable("seedQuestions", "generated shards are keyed by them", optional=False),
+    _immutable("teacher", "generated shards are keyed by its model and parameters", optional=True),
+    _immutable("validation", "the accepted dataset depends on it", optional=True),
+    _immutable("artifacts", "the run's outputs are stored there", optional=True),
+]
+
 # CEL rules per path of object properties below spec (the same checks the validators make).
 _CEL_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
+    (): _IMMUTABLE_RULES,
     ("database", "schema"): [_SQL_SOURCE_RULE],
     ("database", "seedData"): [_SQL_SOURCE_RULE],
     ("teacher",): [
@@ -55,9 +84,16 @@ _CEL_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
             "hardwareProfile cpu can run lora or full",
         },
         {
-            "rule": "(has(self.hardwareProfile) && self.hardwareProfile == 'cpu') "
-            "== (has(self.gpusPerWorker) && self.gpusPerWorker == 0)",
-            "message": "gpusPerWorker must be 0 exactly when hardwareProfile is cpu",
+            "rule": "!has(self.hardwareProfile) || self.hardwareProfile != 'cpu' "
+            "|| !has(self.gpusPerWorker) || self.gpusPerWorker == 0",
+            "message": "gpusPerWorker must be 0 when hardwareProfile is cpu",
+        },
+        {
+            # custom-<name> profiles may be CPU or GPU: training's planner checks those
+            "rule": "!has(self.hardwareProfile) || self.hardwareProfile == 'cpu' "
+            "|| self.hardwareProfile.startsWith('custom-') "
+            "|| (has(self.gpusPerWorker) && self.gpusPerWorker >= 1)",
+            "message": "gpusPerWorker must be at least 1 for a GPU hardwareProfile",
         },
     ],
     ("artifacts",): [

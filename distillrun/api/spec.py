@@ -8,10 +8,11 @@ local runner and the operator report a bad manifest the same way.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -52,11 +53,24 @@ class TrainingMethod(StrEnum):
 
 
 class HardwareProfileName(StrEnum):
+    """The profiles distillrun ships (`distillrun/jobs/training/profiles/`)."""
+
     A100_80GB = "a100-80gb"
     A100_40GB = "a100-40gb"
     H100_80GB = "h100-80gb"
     RTX4090 = "rtx4090"
     CPU = "cpu"
+
+
+CUSTOM_PROFILE_PREFIX = "custom-"
+"""Team-defined hardware profiles are named `custom-<name>`; they live in the directory that
+`DISTILLRUN_PROFILES_DIR` names, which the contract cannot see, so their existence is
+checked when training is planned rather than here."""
+
+HARDWARE_PROFILE_PATTERN = (
+    "^(" + "|".join(p.value for p in HardwareProfileName) + ")$"
+    "|^" + CUSTOM_PROFILE_PREFIX + "[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+)
 
 
 class DedupMode(StrEnum):
@@ -172,7 +186,11 @@ class TeacherSpec(WireModel):
     ] = "claude-sonnet-5-5"
     base_url: Annotated[
         str | None,
-        Field(default=None, description="Endpoint for openai-compatible servers."),
+        Field(
+            default=None,
+            description="API endpoint: required for openai-compatible servers; "
+            "for anthropic, a gateway in front of the Messages API.",
+        ),
     ] = None
     api_key_secret_ref: Annotated[
         SecretKeyRef | None,
@@ -264,7 +282,7 @@ class LoraSpec(WireModel):
 
 
 class StudentSpec(WireModel):
-    """The small model that learns the schema."""
+    """The small model that learns the schema, and how it is trained."""
 
     model: Annotated[
         str,
@@ -279,9 +297,15 @@ class StudentSpec(WireModel):
     ] = TrainingMethod.LORA
     lora: Annotated[LoraSpec, Field(default_factory=LoraSpec, description="Adapter shape.")]
     hardware_profile: Annotated[
-        HardwareProfileName,
-        Field(default=HardwareProfileName.A100_80GB, description="Picks precision, ZeRO, batch."),
-    ] = HardwareProfileName.A100_80GB
+        str,
+        Field(
+            default=HardwareProfileName.A100_80GB.value,
+            description="Picks precision, DeepSpeed ZeRO stage, batch, sequence limit, NCCL "
+            "env and the pods' GPU requests: a100-80gb, a100-40gb, h100-80gb, rtx4090, cpu, or "
+            "custom-<name> for a team profile (DISTILLRUN_PROFILES_DIR).",
+            json_schema_extra={"pattern": HARDWARE_PROFILE_PATTERN},
+        ),
+    ] = HardwareProfileName.A100_80GB.value
     gpus_per_worker: Annotated[int, Field(default=1, ge=0, le=16, description="GPUs each.")] = 1
     workers: Annotated[int, Field(default=1, ge=1, le=512, description="Training workers.")] = 1
     epochs: Annotated[int, Field(default=3, ge=1, le=100, description="Passes over the data.")] = 3
@@ -293,11 +317,61 @@ class StudentSpec(WireModel):
         float, Field(default=2e-4, gt=0.0, lt=1.0, description="Peak learning rate.")
     ] = 2e-4
     micro_batch_size: Annotated[
-        int, Field(default=4, ge=1, le=1024, description="Examples per device per step.")
-    ] = 4
+        int | None,
+        Field(
+            default=None,
+            ge=1,
+            le=1024,
+            description="Examples per device per step; unset: the hardware profile's.",
+        ),
+    ] = None
+    gradient_accumulation_steps: Annotated[
+        int | None,
+        Field(
+            default=None,
+            ge=1,
+            le=1024,
+            description="Micro batches per optimizer step; unset: the hardware profile's.",
+        ),
+    ] = None
+    gradient_checkpointing: Annotated[
+        bool | None,
+        Field(
+            default=None,
+            description="Recompute activations to save memory; unset: the profile decides "
+            "(and the memory pre-flight may turn it on).",
+        ),
+    ] = None
     max_seq_length: Annotated[
         int, Field(default=512, ge=32, le=131_072, description="Tokens per example at most.")
     ] = 512
+    checkpoint_every_steps: Annotated[
+        int,
+        Field(
+            default=50,
+            ge=1,
+            description="Save a resumable checkpoint to the store every N optimizer steps; a "
+            "restarted training loses at most this many.",
+        ),
+    ] = 50
+    merge_weights: Annotated[
+        bool,
+        Field(
+            default=False,
+            description="Also publish the base model with the adapter merged in (lora only).",
+        ),
+    ] = False
+
+    @field_validator("hardware_profile")
+    @classmethod
+    def _known_profile_name(cls, value: str) -> str:
+        if not re.match(HARDWARE_PROFILE_PATTERN, value):
+            builtin = ", ".join(p.value for p in HardwareProfileName)
+            raise ValueError(
+                f"unknown hardware profile {value!r}: use one of {builtin}, or "
+                f"{CUSTOM_PROFILE_PREFIX}<name> for a profile your team defines"
+            )
+        return value
 
     @model_validator(mode="after")
     def _hardware_fits_method(self) -> StudentSpec:
@@ -309,17 +383,40 @@ class StudentSpec(WireModel):
                 )
             if self.gpus_per_worker != 0:
                 raise ValueError("gpusPerWorker must be 0 when hardwareProfile is cpu")
-        elif self.gpus_per_worker == 0:
+        elif self.gpus_per_worker == 0 and not self.hardware_profile.startswith(
+            CUSTOM_PROFILE_PREFIX
+        ):
             raise ValueError(
                 f"gpusPerWorker must be at least 1 for hardwareProfile {self.hardware_profile}"
             )
+        if self.merge_weights and self.method == TrainingMethod.FULL:
+            raise ValueError("mergeWeights applies to lora and qlora; full fine-tunes are whole")
         return self
 
 
 class GoldSet(WireModel):
-    """A user-written set of question/SQL pairs, scored separately from the holdout."""
+    """A user-written set of question/SQL pairs, scored like the holdout and reported apart
+    from it (the gate is the holdout's)."""
 
-    uri: Annotated[str, Field(min_length=1, description="JSONL with question and sql fields.")]
+    uri: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="JSONL with question and sql fields: an s3:// or file:// URI or a path.",
+        ),
+    ]
+
+
+class TrainingEvaluationSpec(WireModel):
+    """Execution accuracy on a sample of the holdout while training runs."""
+
+    every_steps: Annotated[
+        int,
+        Field(default=100, ge=0, description="Score the sample every N optimizer steps; 0: never."),
+    ] = 100
+    examples: Annotated[
+        int, Field(default=32, ge=1, le=10_000, description="Holdout examples in the sample.")
+    ] = 32
 
 
 class EvaluationSpec(WireModel):
@@ -332,6 +429,13 @@ class EvaluationSpec(WireModel):
     max_new_tokens: Annotated[
         int, Field(default=256, ge=8, le=8192, description="Tokens generated per prediction.")
     ] = 256
+    during_training: Annotated[
+        TrainingEvaluationSpec,
+        Field(
+            default_factory=TrainingEvaluationSpec,
+            description="Accuracy on a holdout sample while training.",
+        ),
+    ]
     gold_set: Annotated[
         GoldSet | None, Field(default=None, description="Optional user gold set.")
     ] = None

@@ -1,37 +1,36 @@
-"""The evaluate stage: execution accuracy of the trained student on the holdout, and the gate.
+"""The evaluate stage: execution accuracy of the trained student, the gate, and publication.
 
-For every holdout record the student (base + adapter from `adapter/`) answers the question by
-greedy generation, `extract_sql` takes the SQL out of the answer, and both the prediction and
-the gold SQL run in a sandbox built from the run's schema and seed rows. A prediction is
-correct when it passes the same checks as training data and its result matches the gold
-result (row order counts only when the gold SQL has a top-level ORDER BY). Writes
-`evaluate/predictions.jsonl` (one line per holdout record) and `evaluate/metrics.json`, then
-fails with `AccuracyBelowThreshold` when the accuracy is under
-`spec.evaluation.minExecutionAccuracy` -- after writing the metrics, so the report still shows
-what the gate saw.
+The candidate adapter from `train/adapter/` answers every holdout question (and every question
+of the user's gold set, `spec.evaluation.goldSet`, scored the same way and reported apart);
+`training.scoring` runs each answer and the gold SQL in a sandbox of the run's schema and seed
+rows and compares the results. Writes `evaluate/predictions.jsonl`,
+`evaluate/gold_predictions.jsonl` (with a gold set) and `evaluate/metrics.json`, then applies the
+gate on the holdout accuracy:
 
-Reuse: the metrics record a fingerprint of the adapter, the holdout and the generation and
-sandbox settings; the same fingerprint means the same predictions, so they are not redone (the
-gate is still applied with the current threshold).
+- at or above `spec.evaluation.minExecutionAccuracy` the candidate is published: copied to
+  `adapter/` with its model card rewritten to carry the accuracy (and, with
+  `student.mergeWeights`, the base with the adapter merged in under `adapter/merged/`), and
+  `adapter/_done.json` written last;
+- below it the run fails with `AccuracyBelowThreshold`: the candidate stays in
+  `train/adapter/` for inspection, and no adapter -- neither this one nor an older one -- is
+  left under `adapter/` as the run's result.
+
+Reuse: the metrics record a fingerprint of the candidate, the holdout, the gold set and the
+generation and sandbox settings; the same fingerprint means the same predictions, so they are
+not redone (the gate is still applied with the current threshold).
 """
-
-# mypy: disable-error-code="no-untyped-call"
-# (GenerationConfig and torch's Module.eval are untyped)
 
 from __future__ import annotations
 
 import hashlib
 import json
 import tempfile
-import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from distillrun.api.spec import HardwareProfileName, TrainingMethod
+from distillrun.api.spec import TrainingMethod
 from distillrun.api.status import StageName
-from distillrun.jobs import prompting
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
 from distillrun.jobs.student import (
     known_library_warnings,
@@ -43,26 +42,25 @@ from distillrun.jobs.student import (
     resolve_student,
     seed_everything,
 )
-from distillrun.jobs.train import ADAPTER_DONE_KEY, ADAPTER_PREFIX, SEED
-from distillrun.sql.compare import results_match
-from distillrun.sql.judge import judge
-from distillrun.sql.sandbox import open_sandbox
+from distillrun.jobs.training import scoring
+from distillrun.jobs.training.card import CardFacts, render
+from distillrun.jobs.training.layout import (
+    CANDIDATE_DONE_KEY,
+    CANDIDATE_PREFIX,
+    HOLDOUT_KEY,
+    MERGED_DIR,
+    PUBLISHED_DONE_KEY,
+    PUBLISHED_PREFIX,
+    SEED,
+)
+from distillrun.store import StoreError, read_uri
 
-HOLDOUT_KEY = "dataset/holdout.jsonl"
 PREDICTIONS_KEY = "evaluate/predictions.jsonl"
+GOLD_PREDICTIONS_KEY = "evaluate/gold_predictions.jsonl"
 METRICS_KEY = "evaluate/metrics.json"
 
-EVAL_FORMAT = 1
+EVAL_FORMAT = 2
 """Bump when scoring changes: stored metrics are then recomputed."""
-
-GENERATION_BATCH = 8
-"""Questions generated for at once (left-padded)."""
-
-# Outcome classes besides the SQL layer's rejection reasons (parse, unknown_column, ...).
-CORRECT = "correct"
-WRONG_RESULT = "wrong_result"
-NO_SQL = "no_sql"
-GOLD_FAILED = "gold_failed"
 
 
 def _read_holdout(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]]:
@@ -80,29 +78,63 @@ def _read_holdout(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]]:
     return data, records
 
 
-def _adapter_marker(ctx: StageContext) -> dict[str, Any]:
-    if not ctx.store.exists(ADAPTER_DONE_KEY):
+def _read_gold_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]] | None:
+    """The user's gold set (question/sql per JSONL line), or None when the spec has none."""
+    gold = ctx.run.spec.evaluation.gold_set
+    if gold is None:
+        return None
+    try:
+        data = read_uri(gold.uri)
+    except StoreError as exc:
+        raise StageFailed(
+            StageName.EVALUATE, "InvalidGoldSet", f"spec.evaluation.goldSet.uri: {exc}"
+        ) from None
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            record = exc
+        if not isinstance(record, dict) or not record.get("question") or not record.get("sql"):
+            raise StageFailed(
+                StageName.EVALUATE,
+                "InvalidGoldSet",
+                f"{gold.uri} line {number}: each line must be a JSON object with question and sql",
+            )
+        records.append({"id": record.get("id", f"gold-{number:04d}"), **record})
+    if not records:
+        raise StageFailed(StageName.EVALUATE, "InvalidGoldSet", f"{gold.uri} has no examples")
+    return data, records
+
+
+def _candidate_marker(ctx: StageContext) -> dict[str, Any]:
+    if not ctx.store.exists(CANDIDATE_DONE_KEY):
         raise StageFailed(
             StageName.EVALUATE,
             "NoAdapter",
-            f"no finished adapter at {ctx.store.url(ADAPTER_PREFIX)}: run the train stage first",
+            f"no finished adapter at {ctx.store.url(CANDIDATE_PREFIX)}: run the train stage first",
         )
-    marker = ctx.store.get_json(ADAPTER_DONE_KEY)
+    marker = ctx.store.get_json(CANDIDATE_DONE_KEY)
     if not isinstance(marker, dict) or "fingerprint" not in marker:
         raise StageFailed(
             StageName.EVALUATE,
             "NoAdapter",
-            f"{ctx.store.url(ADAPTER_DONE_KEY)} is not a done marker: run the train stage again",
+            f"{ctx.store.url(CANDIDATE_DONE_KEY)} is not a done marker: run the train stage again",
         )
     return marker
 
 
-def fingerprint(ctx: StageContext, adapter_fingerprint: str, holdout_bytes: bytes) -> str:
+def fingerprint(
+    ctx: StageContext, adapter_fingerprint: str, holdout_bytes: bytes, gold_bytes: bytes | None
+) -> str:
     """What the predictions depend on (the threshold is applied afterwards, so not it)."""
     spec = ctx.run.spec
     material = {
         "adapter": adapter_fingerprint,
         "holdout": hashlib.sha256(holdout_bytes).hexdigest(),
+        "gold": hashlib.sha256(gold_bytes).hexdigest() if gold_bytes is not None else None,
         "max_new_tokens": spec.evaluation.max_new_tokens,
         "sandbox": spec.database.sandbox.model_dump(mode="json"),
         "seed_sql": hashlib.sha256((ctx.seed_sql or "").encode()).hexdigest(),
@@ -112,186 +144,193 @@ def fingerprint(ctx: StageContext, adapter_fingerprint: str, holdout_bytes: byte
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def _gate(ctx: StageContext, metrics: dict[str, Any]) -> None:
-    threshold = ctx.run.spec.evaluation.min_execution_accuracy
-    accuracy = float(metrics["execution_accuracy"])
-    if accuracy < threshold:
-        raise StageFailed(
-            StageName.EVALUATE,
-            "AccuracyBelowThreshold",
-            f"execution accuracy {accuracy:.2f} < {threshold:.2f} "
-            f"(spec.evaluation.minExecutionAccuracy) on {metrics['examples']} holdout examples; "
-            f"see {ctx.store.url(PREDICTIONS_KEY)} for what the student got wrong",
+def run(ctx: StageContext) -> StageResult:
+    """Scores the candidate (or reuses the stored scores), then gates and publishes it."""
+    holdout_bytes, records = _read_holdout(ctx)
+    gold = _read_gold_set(ctx)
+    marker = _candidate_marker(ctx)
+    wanted = fingerprint(
+        ctx, str(marker["fingerprint"]), holdout_bytes, gold[0] if gold is not None else None
+    )
+
+    stored = ctx.store.get_json(METRICS_KEY) if ctx.store.exists(METRICS_KEY) else None
+    if isinstance(stored, dict) and stored.get("fingerprint") == wanted:
+        ctx.progress.note(StageName.EVALUATE, "scores are up to date with the adapter; reused")
+        metrics = stored
+        reused = True
+    else:
+        metrics = _evaluate(ctx, records, gold[1] if gold is not None else None, marker, wanted)
+        reused = False
+    _gate(ctx, metrics)
+    published = _publish(ctx, marker, metrics)
+    return StageResult(StageName.EVALUATE, _summary(ctx, metrics, published), reused=reused)
+
+
+def _evaluate(
+    ctx: StageContext,
+    records: list[dict[str, Any]],
+    gold_records: list[dict[str, Any]] | None,
+    marker: dict[str, Any],
+    wanted: str,
+) -> dict[str, Any]:
+    questions = [str(r["question"]) for r in records]
+    gold_questions = [str(r["question"]) for r in gold_records or []]
+    with tempfile.TemporaryDirectory(prefix="distillrun-evaluate-") as tmp:
+        answers = _generate(ctx, questions + gold_questions, marker, Path(tmp))
+    limits = ctx.run.spec.database.sandbox
+
+    def report(scored: int, correct: int) -> None:
+        ctx.progress.counts(
+            StageName.EVALUATE, {"scored": scored, "correct": correct}, total=len(records)
         )
 
-
-def _summary(ctx: StageContext, metrics: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "execution_accuracy": metrics["execution_accuracy"],
-        "examples": metrics["examples"],
-        "correct": metrics["correct"],
-        "metrics": ctx.store.url(METRICS_KEY),
+    predictions = scoring.score(
+        records, answers[: len(records)], ctx.schema, ctx.seed_sql, limits, report
+    )
+    metrics: dict[str, Any] = {
+        **scoring.accuracy(predictions),
+        "fingerprint": wanted,
+        "adapter_fingerprint": marker["fingerprint"],
+        "base_model": marker.get("base_model"),
+        "gold_set": None,
     }
-
-
-def run(ctx: StageContext) -> StageResult:
-    """Scores the adapter on the holdout (or reuses the stored scores), then applies the gate."""
-    holdout_bytes, records = _read_holdout(ctx)
-    marker = _adapter_marker(ctx)
-    wanted = fingerprint(ctx, str(marker["fingerprint"]), holdout_bytes)
-
-    if ctx.store.exists(METRICS_KEY):
-        stored = ctx.store.get_json(METRICS_KEY)
-        if isinstance(stored, dict) and stored.get("fingerprint") == wanted:
-            ctx.progress.note(StageName.EVALUATE, "scores are up to date with the adapter; reused")
-            _gate(ctx, stored)
-            return StageResult(StageName.EVALUATE, _summary(ctx, stored), reused=True)
-
-    with tempfile.TemporaryDirectory(prefix="distillrun-evaluate-") as tmp:
-        answers = _generate(ctx, records, marker, Path(tmp))
-    predictions = _score(ctx, records, answers)
-    metrics = _metrics(predictions, wanted, marker)
     ctx.store.put_jsonl(PREDICTIONS_KEY, predictions)
+    if gold_records is not None:
+        gold_predictions = scoring.score(
+            gold_records, answers[len(records) :], ctx.schema, ctx.seed_sql, limits
+        )
+        ctx.store.put_jsonl(GOLD_PREDICTIONS_KEY, gold_predictions)
+        metrics["gold_set"] = scoring.accuracy(gold_predictions)
+        ctx.progress.note(
+            StageName.EVALUATE,
+            f"gold set: execution accuracy {metrics['gold_set']['execution_accuracy']:.3f} "
+            f"on {len(gold_records)} examples",
+        )
     ctx.store.put_json(METRICS_KEY, metrics)
-    _gate(ctx, metrics)
-    return StageResult(StageName.EVALUATE, _summary(ctx, metrics))
+    return metrics
+
+
+def _load_student(ctx: StageContext, marker: dict[str, Any], adapter_dir: Path) -> Any:
+    """The base with the adapter applied (or the whole fine-tuned model), on the CPU."""
+    spec = ctx.run.spec
+    dtype = model_dtype(spec.student)
+    if marker.get("method") == str(TrainingMethod.FULL):
+        return load_model(str(adapter_dir), dtype=dtype)
+    from peft import PeftModel
+
+    student = resolve_student(spec.student, ctx.store, adapter_dir.parent, stage=StageName.EVALUATE)
+    if marker.get("base_model") not in (None, student.model_id):
+        raise StageFailed(
+            StageName.EVALUATE,
+            "AdapterBaseMismatch",
+            f"the adapter was trained on {marker.get('base_model')} but the student base "
+            f"is now {student.model_id}: run the train stage again",
+        )
+    base = load_model(student.location, dtype=dtype)
+    with known_library_warnings():
+        return PeftModel.from_pretrained(base, str(adapter_dir))
 
 
 def _generate(
-    ctx: StageContext, records: Sequence[dict[str, Any]], marker: dict[str, Any], workdir: Path
+    ctx: StageContext, questions: Sequence[str], marker: dict[str, Any], workdir: Path
 ) -> list[str]:
-    """The student's raw answer to every holdout question, in order."""
+    """The student's raw answer to every question, in order."""
     import torch
-    from transformers import GenerationConfig
 
     spec = ctx.run.spec
     quiet_library_progress()
     limit_torch_threads()
     seed_everything(SEED)
 
-    adapter_dir = ctx.store.get_tree(ADAPTER_PREFIX, workdir / "adapter")
-    tokenizer = load_tokenizer(str(adapter_dir), padding_side="left")
-    dtype = model_dtype(spec.student)
-    model: Any
-    if marker.get("method") == str(TrainingMethod.FULL):
-        model = load_model(str(adapter_dir), dtype=dtype)
-    else:
-        from peft import PeftModel
-
-        student = resolve_student(spec.student, ctx.store, workdir, stage=StageName.EVALUATE)
-        if marker.get("base_model") not in (None, student.model_id):
-            raise StageFailed(
-                StageName.EVALUATE,
-                "AdapterBaseMismatch",
-                f"the adapter was trained on {marker.get('base_model')} but the student base "
-                f"is now {student.model_id}: run the train stage again",
-            )
-        base = load_model(student.location, dtype=dtype)
-        with known_library_warnings():
-            model = PeftModel.from_pretrained(base, str(adapter_dir))
-    use_gpu = spec.student.hardware_profile != HardwareProfileName.CPU and torch.cuda.is_available()
-    device = torch.device("cuda" if use_gpu else "cpu")
-    model.to(device)
+    adapter_dir = ctx.store.get_tree(CANDIDATE_PREFIX, workdir / "adapter")
+    tokenizer = load_tokenizer(str(adapter_dir))
+    model = _load_student(ctx, marker, adapter_dir)
+    if torch.cuda.is_available() and model_dtype(spec.student) != torch.float32:
+        model.to("cuda")
     model.eval()
-
-    eos_ids: list[int] = [tokenizer.eos_token_id]
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    for extra in configured if isinstance(configured, list) else [configured]:
-        if extra is not None and extra not in eos_ids:
-            eos_ids.append(extra)
-    generation = GenerationConfig(
+    return scoring.generate_answers(
+        model,
+        tokenizer,
+        ctx.schema,
+        questions,
+        reasoning=spec.teacher.reasoning,
         max_new_tokens=spec.evaluation.max_new_tokens,
-        do_sample=False,
-        eos_token_id=eos_ids,
-        pad_token_id=tokenizer.pad_token_id,
+        on_batch=lambda done: ctx.progress.counts(
+            StageName.EVALUATE, {"generated": done}, total=len(questions)
+        ),
     )
-    reasoning = spec.teacher.reasoning
-    answers: list[str] = []
-    for start in range(0, len(records), GENERATION_BATCH):
-        batch = records[start : start + GENERATION_BATCH]
-        prompts = [
-            prompting.render_prompt(tokenizer, ctx.schema, str(r["question"]), reasoning=reasoning)
-            for r in batch
-        ]
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        encoded = encoded.to(device)
-        with torch.inference_mode():
-            output = model.generate(**encoded, generation_config=generation)
-        prompt_length = encoded["input_ids"].shape[1]
-        answers.extend(
-            str(tokenizer.decode(row[prompt_length:], skip_special_tokens=True)) for row in output
+
+
+def _withdraw(ctx: StageContext) -> None:
+    """Removes the published adapter (marker first): what is under `adapter/` is the run's
+    result, and after a failed gate the run has none."""
+    ctx.store.delete(PUBLISHED_DONE_KEY)
+    for key in ctx.store.list_keys(PUBLISHED_PREFIX):
+        ctx.store.delete(key)
+
+
+def _gate(ctx: StageContext, metrics: dict[str, Any]) -> None:
+    threshold = ctx.run.spec.evaluation.min_execution_accuracy
+    accuracy = float(metrics["execution_accuracy"])
+    if accuracy < threshold:
+        _withdraw(ctx)
+        raise StageFailed(
+            StageName.EVALUATE,
+            "AccuracyBelowThreshold",
+            f"execution accuracy {accuracy:.2f} < {threshold:.2f} "
+            f"(spec.evaluation.minExecutionAccuracy) on {metrics['examples']} holdout examples; "
+            f"the adapter is kept, unpublished, at {ctx.store.url(CANDIDATE_PREFIX)}; see "
+            f"{ctx.store.url(PREDICTIONS_KEY)} for what the student got wrong",
         )
-        ctx.progress.counts(StageName.EVALUATE, {"generated": len(answers)}, total=len(records))
-    return answers
 
 
-def _score(
-    ctx: StageContext, records: Sequence[dict[str, Any]], answers: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Judges every prediction and compares its result with the gold SQL's."""
-    predictions: list[dict[str, Any]] = []
-    correct = 0
-    limits = ctx.run.spec.database.sandbox
-    with open_sandbox(ctx.schema, ctx.seed_sql, limits) as sandbox:
-        for record, answer in zip(records, answers, strict=True):
-            gold_sql = str(record["sql"])
-            predicted = prompting.extract_sql(answer)
-            started = time.monotonic()
-            line: dict[str, Any] = {
-                "id": record["id"],
-                "question": record["question"],
-                "gold_sql": gold_sql,
-                "predicted_sql": predicted,
-                "answer": answer,
-            }
-            gold_verdict, gold_checked, gold_result = judge(gold_sql, ctx.schema, sandbox)
-            if not gold_verdict.ok or gold_checked is None or gold_result is None:
-                line.update(
-                    ok=False,
-                    reason=GOLD_FAILED,
-                    message=f"the gold SQL failed: {gold_verdict.message}",
-                    match=False,
-                )
-            elif predicted is None:
-                line.update(
-                    ok=False, reason=NO_SQL, message="no SQL found in the answer", match=False
-                )
-            else:
-                verdict, _, result = judge(predicted, ctx.schema, sandbox)
-                line.update(verdict.model_dump(mode="json"))
-                if verdict.ok and result is not None:
-                    match = results_match(gold_result, result, ordered=gold_checked.ordered)
-                    line["match"] = match
-                    line["reason"] = CORRECT if match else WRONG_RESULT
-                    if not match:
-                        line["message"] = "runs, but its result differs from the gold result"
-                else:
-                    line["match"] = False
-                    line["message"] = verdict.message or "the query returned no result"
-            line["judge_ms"] = round((time.monotonic() - started) * 1000, 2)
-            correct += int(line["match"])
-            predictions.append(line)
-            ctx.progress.counts(
-                StageName.EVALUATE,
-                {"scored": len(predictions), "correct": correct},
-                total=len(records),
-            )
-    return predictions
-
-
-def _metrics(
-    predictions: Sequence[dict[str, Any]], wanted: str, marker: dict[str, Any]
-) -> dict[str, Any]:
-    scored = [p for p in predictions if p["reason"] != GOLD_FAILED]
-    correct = sum(1 for p in scored if p["match"])
-    by_reason = Counter(str(p["reason"]) for p in predictions)
-    return {
-        "execution_accuracy": round(correct / len(scored), 6) if scored else 0.0,
-        "examples": len(predictions),
-        "scored": len(scored),
-        "correct": correct,
-        "by_reason": dict(sorted(by_reason.items())),
-        "fingerprint": wanted,
-        "adapter_fingerprint": marker["fingerprint"],
+def _publish(ctx: StageContext, marker: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """Copies the candidate under `adapter/` with its accuracy (once per candidate and scores)."""
+    merge = ctx.run.spec.student.merge_weights and marker.get("method") != str(TrainingMethod.FULL)
+    record = {
+        "fingerprint": marker["fingerprint"],
+        "evaluation": metrics["fingerprint"],
+        "execution_accuracy": metrics["execution_accuracy"],
+        "gold_execution_accuracy": (metrics.get("gold_set") or {}).get("execution_accuracy"),
+        "merged": merge,
         "base_model": marker.get("base_model"),
+        "method": marker.get("method"),
+        "source": ctx.store.url(CANDIDATE_PREFIX),
+    }
+    url = ctx.store.url(PUBLISHED_PREFIX)
+    if ctx.store.exists(PUBLISHED_DONE_KEY) and ctx.store.get_json(PUBLISHED_DONE_KEY) == record:
+        return url
+    _withdraw(ctx)
+    with tempfile.TemporaryDirectory(prefix="distillrun-publish-") as tmp:
+        local = ctx.store.get_tree(CANDIDATE_PREFIX, Path(tmp) / "adapter")
+        (local / Path(CANDIDATE_DONE_KEY).name).unlink()
+        facts: CardFacts | None = marker.get("card")
+        if facts is not None:
+            card = render(facts, holdout=metrics, gold=metrics.get("gold_set"))
+            (local / "README.md").write_text(card, encoding="utf-8")
+        if merge:
+            _merge_into(ctx, marker, local, local / MERGED_DIR)
+        ctx.store.put_tree(PUBLISHED_PREFIX, local)
+    ctx.store.put_json(PUBLISHED_DONE_KEY, record)  # last: published once this exists
+    ctx.progress.note(StageName.EVALUATE, f"adapter published at {url}")
+    return url
+
+
+def _merge_into(ctx: StageContext, marker: dict[str, Any], adapter_dir: Path, out: Path) -> None:
+    """The base with the adapter folded into its weights, loadable without peft."""
+    model = _load_student(ctx, marker, adapter_dir)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(out)
+    load_tokenizer(str(adapter_dir)).save_pretrained(out)
+
+
+def _summary(ctx: StageContext, metrics: dict[str, Any], published: str) -> dict[str, Any]:
+    gold = metrics.get("gold_set") or {}
+    return {
+        "execution_accuracy": metrics["execution_accuracy"],
+        "examples": metrics["examples"],
+        "correct": metrics["correct"],
+        "gold_execution_accuracy": gold.get("execution_accuracy"),
+        "metrics": ctx.store.url(METRICS_KEY),
+        "adapter": published,
     }

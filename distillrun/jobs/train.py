@@ -1,96 +1,70 @@
-"""The train stage: fine-tune the student on the validated dataset with trl's SFTTrainer.
+"""The train stage: fine-tune the student on the validated dataset.
 
-Reads `dataset/train.jsonl`, formats every record as a conversational prompt-completion example
-(`distillrun.jobs.prompting`, loss on the completion only) and trains a LoRA adapter (peft,
-shaped by `spec.student.lora`) or, with `method: full`, every weight. Writes:
+Reads `dataset/train.jsonl`, finds or builds the base model, and plans the training from the
+student spec and its hardware profile (`training.plan`): precision, DeepSpeed config, micro
+batch and accumulation, sequence limit, activation checkpointing, packing -- downgraded, with a
+note saying why, when the GPU memory estimate says the asked-for settings do not fit, and
+refused (`InsufficientGPUMemory`, with what would fit) when nothing does. Training then runs
+in-process for one CPU worker or on Ray Train across `workers x gpusPerWorker`
+(`training.launch`), with checkpoints in the store every `checkpointEverySteps` steps so a lost
+worker or driver resumes where it was.
 
-- `adapter/`: the adapter (`adapter_model.safetensors`, `adapter_config.json`) or, for a full
-  fine-tune, the whole model, plus the tokenizer and a model card `README.md`;
-- `train/metrics.json`: the loss at every logged step, steps, runtime, examples;
-- `adapter/_done.json` last: the fingerprint (sha256 of the train dataset's bytes, the student
-  spec, the base model's identity and the prompt format), so a rerun with the same inputs
-  returns at once (`reused=True`) and anything else trains again.
+Writes (see `training.layout`):
 
-This first depth trains in one process (CPU, or one GPU in bf16); multi-worker DeepSpeed is
-the Ray entrypoint's business. QLoRA needs CUDA and bitsandbytes and fails with
-`QLoRAUnavailable` without them.
+- `train/adapter/`: the candidate -- the adapter (`adapter_model.safetensors`,
+  `adapter_config.json`) or, for a full fine-tune, the whole model, plus the tokenizer and a
+  model card; evaluation publishes it under `adapter/` only if it passes the accuracy gate;
+- `train/metrics.json`: loss curve, holdout-sample accuracy curve, plan, counts, runtime;
+- `train/adapter/_done.json` last: the fingerprint (the train dataset's bytes, the student
+  spec, the base model's identity, the hardware profile, the prompt format), so a rerun with the
+  same inputs returns at once (`reused=True`) and anything else trains again.
 """
-
-# mypy: disable-error-code="no-untyped-call"
-# (transformers, peft and bitsandbytes configs have untyped constructors)
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import json
-import math
+import secrets
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from distillrun.api.spec import HardwareProfileName, StudentSpec, TrainingMethod
+from distillrun.api.spec import StudentSpec
 from distillrun.api.status import StageName
 from distillrun.jobs import prompting
-from distillrun.jobs.context import ProgressSink, StageContext, StageFailed, StageResult
+from distillrun.jobs.context import StageContext, StageFailed, StageResult
 from distillrun.jobs.student import (
     BASE_PREFIX,
     BUILTIN_SCHEME,
     Student,
-    known_library_warnings,
-    limit_torch_threads,
-    load_model,
-    load_tokenizer,
-    model_dtype,
     quiet_library_progress,
     resolve_student,
-    seed_everything,
     student_model_id,
 )
-
-if TYPE_CHECKING:
-    from transformers import TrainerCallback
-
-TRAIN_KEY = "dataset/train.jsonl"
-ADAPTER_PREFIX = "adapter/"
-ADAPTER_DONE_KEY = "adapter/_done.json"
-METRICS_KEY = "train/metrics.json"
-
-SEED = 0
-"""Seeds weight init of the builtin student, adapter init, data order and dropout."""
+from distillrun.jobs.training import zero
+from distillrun.jobs.training.launch import run_training, runs_in_process
+from distillrun.jobs.training.layout import (
+    CANDIDATE_DONE_KEY,
+    CANDIDATE_PREFIX,
+    HOLDOUT_KEY,
+    SEED,
+    TRAIN_KEY,
+)
+from distillrun.jobs.training.plan import PlanRefused, TrainingPlan, make_plan
+from distillrun.jobs.training.profiles import HardwareProfile, ProfileError, load_profiles
+from distillrun.jobs.training.shapes import KNOWN_SHAPES, ModelShape
+from distillrun.jobs.training.worker import WorkerJob
 
 PROMPT_FORMAT = 1
 """Bump when `prompting` renders examples differently: finished adapters then train again."""
 
+TRAINING_FORMAT = 2
+"""Bump when the training loop changes what it produces: candidates then train again."""
 
-def _is_cpu(spec: StudentSpec) -> bool:
-    import torch
-
-    return spec.hardware_profile == HardwareProfileName.CPU or not torch.cuda.is_available()
-
-
-def _check_method(spec: StudentSpec) -> None:
-    """QLoRA loads the base in 4 bits with bitsandbytes, which needs a CUDA GPU."""
-    if spec.method != TrainingMethod.QLORA:
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise StageFailed(
-            StageName.TRAIN,
-            "QLoRAUnavailable",
-            "method qlora needs a CUDA GPU (4-bit weights through bitsandbytes) and this "
-            "worker has none; use method lora or full, or run on a GPU hardwareProfile",
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise StageFailed(
-            StageName.TRAIN,
-            "QLoRAUnavailable",
-            "method qlora needs the bitsandbytes package, which is not installed in this "
-            "image; use method lora, or install bitsandbytes",
-        )
+_NOT_IN_FINGERPRINT = {"checkpoint_every_steps", "merge_weights"}
+"""Student fields that change neither the trained weights nor their meaning."""
 
 
 def _read_train_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]]:
@@ -107,18 +81,40 @@ def _read_train_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]]:
     return data, records
 
 
+def _profiles(spec: StudentSpec) -> tuple[HardwareProfile, dict[str, HardwareProfile]]:
+    try:
+        profiles = load_profiles()
+    except ProfileError as exc:
+        raise StageFailed(StageName.TRAIN, "InvalidHardwareProfile", str(exc)) from None
+    if spec.hardware_profile not in profiles:
+        raise StageFailed(
+            StageName.TRAIN,
+            "UnknownHardwareProfile",
+            f"spec.student.hardwareProfile {spec.hardware_profile!r} is not a known profile; "
+            f"known profiles: {', '.join(sorted(profiles))}",
+        )
+    return profiles[spec.hardware_profile], profiles
+
+
 def fingerprint(
-    train_bytes: bytes, spec: StudentSpec, base_model_id: str, schema_fp: str, reasoning: bool
+    train_bytes: bytes,
+    spec: StudentSpec,
+    base_model_id: str,
+    schema_fp: str,
+    reasoning: bool,
+    profile: HardwareProfile,
 ) -> str:
     """What a finished adapter depends on; equal fingerprints mean training would redo it."""
     digest = hashlib.sha256()
     digest.update(hashlib.sha256(train_bytes).digest())
     material = {
-        "student": spec.model_dump(mode="json"),
+        "student": spec.model_dump(mode="json", exclude=_NOT_IN_FINGERPRINT),
+        "profile": profile.model_dump(mode="json"),
         "base": base_model_id,
         "schema": schema_fp,
         "reasoning": reasoning,
         "prompt_format": PROMPT_FORMAT,
+        "training_format": TRAINING_FORMAT,
         "seed": SEED,
     }
     digest.update(json.dumps(material, sort_keys=True).encode())
@@ -133,93 +129,6 @@ def _builtin_corpus(
     return prompting.builtin_tokenizer_corpus(records, ctx.schema, reasoning=reasoning)
 
 
-def _progress_callback(sink: ProgressSink) -> TrainerCallback:
-    """A TrainerCallback that reports every logged step to the stage's ProgressSink and keeps
-    the loss history."""
-    from transformers import TrainerCallback
-
-    class ProgressReporter(TrainerCallback):
-        def __init__(self) -> None:
-            self.history: list[dict[str, float | int]] = []
-
-        def on_log(
-            self,
-            args: Any,
-            state: Any,
-            control: Any,
-            logs: dict[str, Any] | None = None,
-            **kwargs: Any,
-        ) -> None:
-            if not logs or "loss" not in logs:
-                return
-            point: dict[str, float | int] = {"step": int(state.global_step)}
-            for name in ("loss", "grad_norm", "learning_rate"):
-                if name in logs:
-                    point[name] = float(logs[name])
-            self.history.append(point)
-            sink.counts(
-                StageName.TRAIN,
-                {"step": point["step"], "loss": point["loss"]},
-                total=int(state.max_steps) or None,
-            )
-
-    return ProgressReporter()
-
-
-def _peft_config(spec: StudentSpec) -> Any:
-    if spec.method == TrainingMethod.FULL:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=spec.lora.r,
-        lora_alpha=spec.lora.alpha,
-        lora_dropout=spec.lora.dropout,
-        target_modules=list(spec.lora.target_modules),
-        task_type="CAUSAL_LM",
-    )
-
-
-def _load_base(student: Student, spec: StudentSpec) -> Any:
-    if spec.method != TrainingMethod.QLORA:
-        return load_model(student.location, dtype=model_dtype(spec))
-    import torch
-    from peft import prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    quantization = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
-    model = AutoModelForCausalLM.from_pretrained(
-        student.location, quantization_config=quantization, dtype=torch.bfloat16
-    )
-    return prepare_model_for_kbit_training(model)
-
-
-def _count_truncated(tokenizer: Any, examples: Sequence[Mapping[str, Any]], max_length: int) -> int:
-    truncated = 0
-    for example in examples:
-        ids = tokenizer.apply_chat_template(
-            list(example["prompt"]) + list(example["completion"]),
-            tokenize=True,
-            return_dict=False,
-            **prompting.CHAT_TEMPLATE_KWARGS,
-        )
-        if len(ids) > max_length:
-            truncated += 1
-    return truncated
-
-
-def _clear_prefix(ctx: StageContext, prefix: str) -> None:
-    """Removes an older adapter (done marker first), so no file of it outlives the new one."""
-    ctx.store.delete(ADAPTER_DONE_KEY)
-    for key in ctx.store.list_keys(prefix):
-        ctx.store.delete(key)
-
-
 def _base_reference(ctx: StageContext, student: Student) -> str:
     """Where a user finds the base this adapter goes on (the model card, adapter_config.json)."""
     if student.kind == "builtin":
@@ -227,197 +136,117 @@ def _base_reference(ctx: StageContext, student: Student) -> str:
     return student.model_id
 
 
-def _model_card(
+def model_shape(student: Student) -> ModelShape:
+    """The base model's shape: its config.json when it is local, our table for common hub
+    students, else the hub's config (one small file)."""
+    config_file = Path(student.location) / "config.json"
+    if config_file.is_file():
+        return ModelShape.from_config(json.loads(config_file.read_text(encoding="utf-8")))
+    if student.model_id in KNOWN_SHAPES:
+        return KNOWN_SHAPES[student.model_id]
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(student.location)
+    except (OSError, ValueError) as exc:
+        raise StageFailed(
+            StageName.TRAIN,
+            "StudentNotFound",
+            f"cannot read the config of student {student.model_id}: {exc}",
+        ) from None
+    return ModelShape.from_config(config.to_dict())
+
+
+def _plan(
     ctx: StageContext,
-    student: Student,
-    summary: Mapping[str, Any],
-    *,
-    truncated: int,
-) -> str:
+    shape: ModelShape,
+    profile: HardwareProfile,
+    profiles: dict[str, HardwareProfile],
+) -> TrainingPlan:
     spec = ctx.run.spec.student
-    method = str(spec.method)
-    lora = (
-        f"- LoRA: r={spec.lora.r}, alpha={spec.lora.alpha}, dropout={spec.lora.dropout}, "
-        f"target modules: {', '.join(spec.lora.target_modules)}\n"
-        if spec.method != TrainingMethod.FULL
-        else ""
-    )
-    final_loss = summary["final_loss"]
-    loss_text = f"{final_loss:.4f}" if isinstance(final_loss, float) else "n/a"
-    library = "peft" if spec.method != TrainingMethod.FULL else "transformers"
-    return (
-        "---\n"
-        f"base_model: {_base_reference(ctx, student)}\n"
-        f"library_name: {library}\n"
-        "pipeline_tag: text-generation\n"
-        f"tags: [distillrun, text-to-sql, {ctx.schema.dialect}, {method}]\n"
-        "---\n\n"
-        f"# {ctx.run.metadata.name}: text-to-SQL student\n\n"
-        f"Fine-tuned by distillrun to write {ctx.schema.dialect} SQL for one schema "
-        f"(schema sha256 `{ctx.schema.fingerprint[:16]}`).\n\n"
-        f"- Base model: `{student.model_id}`\n"
-        f"- Method: {method}\n"
-        f"{lora}"
-        f"- Hardware profile: {spec.hardware_profile}\n"
-        f"- Training examples: {summary['examples']} ({truncated} truncated to "
-        f"{spec.max_seq_length} tokens)\n"
-        f"- Optimizer steps: {summary['steps']}, epochs: {spec.epochs}, "
-        f"learning rate: {spec.learning_rate}, micro batch: {spec.micro_batch_size}\n"
-        f"- Final training loss: {loss_text}\n"
-        f"- Explanations in the target: {'yes' if ctx.run.spec.teacher.reasoning else 'no'}\n\n"
-        "Prompts are chat messages: a system message with the dialect and the schema's DDL, "
-        "a user message with the question; answers end in a ```sql fenced block. Use "
-        "`distillrun.jobs.prompting` to build prompts and `extract_sql` to read answers.\n"
-    )
+    try:
+        plan = make_plan(
+            spec,
+            profile,
+            shape,
+            flash_attention=importlib.util.find_spec("flash_attn") is not None,
+            profiles=profiles,
+        )
+    except PlanRefused as refused:
+        raise StageFailed(StageName.TRAIN, refused.reason, refused.message) from None
+    ctx.progress.note(StageName.TRAIN, f"plan: {plan.describe()}")
+    for note in plan.notes:
+        ctx.progress.note(StageName.TRAIN, note)
+    return plan
+
+
+def _eval_sample(ctx: StageContext) -> list[dict[str, Any]]:
+    """The holdout sample scored during training (the first N: validation shuffled them)."""
+    during = ctx.run.spec.evaluation.during_training
+    if not during.every_steps or not ctx.store.exists(HOLDOUT_KEY):
+        return []
+    return ctx.store.read_jsonl(HOLDOUT_KEY)[: during.examples]
+
+
+def _clear_candidate(ctx: StageContext) -> None:
+    """Removes an older candidate (done marker first), so no file of it outlives the new one."""
+    ctx.store.delete(CANDIDATE_DONE_KEY)
+    for key in ctx.store.list_keys(CANDIDATE_PREFIX):
+        ctx.store.delete(key)
 
 
 def run(ctx: StageContext) -> StageResult:
-    """Trains the adapter, or reuses the stored one when its inputs have not changed."""
+    """Trains the candidate adapter, or reuses the stored one when its inputs have not changed."""
     spec = ctx.run.spec.student
     reasoning = ctx.run.spec.teacher.reasoning
-    _check_method(spec)
     train_bytes, records = _read_train_set(ctx)
+    profile, profiles = _profiles(spec)
     corpus = _builtin_corpus(ctx, records, reasoning)
     base_id = student_model_id(spec, stage=StageName.TRAIN, corpus=corpus, seed=SEED)
-    wanted = fingerprint(train_bytes, spec, base_id, ctx.schema.fingerprint, reasoning)
+    wanted = fingerprint(train_bytes, spec, base_id, ctx.schema.fingerprint, reasoning, profile)
 
-    if ctx.store.exists(ADAPTER_DONE_KEY):
-        done = ctx.store.get_json(ADAPTER_DONE_KEY)
+    if ctx.store.exists(CANDIDATE_DONE_KEY):
+        done = ctx.store.get_json(CANDIDATE_DONE_KEY)
         if done.get("fingerprint") == wanted:
             ctx.progress.note(StageName.TRAIN, "adapter is up to date with its inputs; reused")
             return StageResult(StageName.TRAIN, dict(done["summary"]), reused=True)
 
-    with tempfile.TemporaryDirectory(prefix="distillrun-train-") as tmp:
-        summary = _train(ctx, records, corpus, wanted, Path(tmp))
-    return StageResult(StageName.TRAIN, summary)
-
-
-def _train(
-    ctx: StageContext,
-    records: list[dict[str, Any]],
-    corpus: list[str] | None,
-    wanted: str,
-    workdir: Path,
-) -> dict[str, Any]:
-    from datasets import Dataset
-    from transformers import PrinterCallback, ProgressCallback
-    from trl.trainer.sft_config import SFTConfig
-    from trl.trainer.sft_trainer import SFTTrainer
-
-    spec = ctx.run.spec.student
-    reasoning = ctx.run.spec.teacher.reasoning
     quiet_library_progress()
-    limit_torch_threads()
-    seed_everything(SEED)
+    with tempfile.TemporaryDirectory(prefix="distillrun-train-") as tmp:
+        student = resolve_student(
+            spec, ctx.store, Path(tmp), stage=StageName.TRAIN, corpus=corpus, seed=SEED
+        )
+        ctx.progress.note(StageName.TRAIN, f"student base: {student.model_id}")
+        plan = _plan(ctx, model_shape(student), profile, profiles)
+        evaluation = ctx.run.spec.evaluation
+        job = WorkerJob(
+            store_uri=ctx.store.url(),
+            run_name=ctx.run.metadata.name,
+            student=spec,
+            plan=plan,
+            deepspeed_config=zero.load_config(plan.deepspeed) if plan.deepspeed else None,
+            fingerprint=wanted,
+            base_model_id=student.model_id,
+            base_reference=_base_reference(ctx, student),
+            records=records,
+            eval_sample=_eval_sample(ctx),
+            eval_every_steps=evaluation.during_training.every_steps,
+            max_new_tokens=evaluation.max_new_tokens,
+            reasoning=reasoning,
+            schema=ctx.schema,
+            seed_sql=ctx.seed_sql,
+            sandbox=ctx.run.spec.database.sandbox,
+            launch_token=secrets.token_hex(6),
+            threads=None if runs_in_process(plan) else plan.cpus_per_process,
+        )
+        _clear_candidate(ctx)
+        run_training(job, ctx.progress)
 
-    student = resolve_student(
-        spec, ctx.store, workdir, stage=StageName.TRAIN, corpus=corpus, seed=SEED
-    )
-    ctx.progress.note(StageName.TRAIN, f"student base: {student.model_id}")
-    tokenizer = load_tokenizer(student.location)
-    model = _load_base(student, spec)
-    examples = [prompting.training_example(r, ctx.schema, reasoning=reasoning) for r in records]
-    truncated = _count_truncated(tokenizer, examples, spec.max_seq_length)
-    if truncated:
-        ctx.progress.note(
+    done = ctx.store.get_json(CANDIDATE_DONE_KEY) if ctx.store.exists(CANDIDATE_DONE_KEY) else {}
+    if done.get("fingerprint") != wanted:
+        raise StageFailed(
             StageName.TRAIN,
-            f"{truncated} of {len(examples)} examples are longer than maxSeqLength "
-            f"{spec.max_seq_length} and are cut at the end",
+            "TrainingIncomplete",
+            f"training ended without a finished adapter at {ctx.store.url(CANDIDATE_PREFIX)}",
         )
-
-    cpu = _is_cpu(spec)
-    steps_per_epoch = math.ceil(len(examples) / spec.micro_batch_size)
-    planned_steps = spec.max_steps or steps_per_epoch * spec.epochs
-    config = SFTConfig(
-        output_dir=str(workdir / "trainer"),
-        per_device_train_batch_size=spec.micro_batch_size,
-        num_train_epochs=float(spec.epochs),
-        max_steps=spec.max_steps or -1,
-        learning_rate=spec.learning_rate,
-        max_length=spec.max_seq_length,
-        completion_only_loss=True,
-        packing=False,
-        logging_strategy="steps",
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        push_to_hub=False,
-        use_cpu=cpu,
-        bf16=not cpu,
-        fp16=False,
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        dataloader_pin_memory=not cpu,
-        seed=SEED,
-        data_seed=SEED,
-    )
-    reporter = _progress_callback(ctx.progress)
-    ctx.progress.counts(StageName.TRAIN, {"step": 0}, total=planned_steps)
-    with known_library_warnings():
-        trainer = SFTTrainer(
-            model=model,
-            args=config,
-            train_dataset=Dataset.from_list(examples),
-            processing_class=tokenizer,
-            peft_config=_peft_config(spec),
-            callbacks=[reporter],
-        )
-    # Our reporter replaces the console printers (the CLI draws the ProgressSink).
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    prepared: Any = trainer.train_dataset
-    used = len(prepared) if prepared is not None else 0
-    started = time.monotonic()
-    result = trainer.train()
-    runtime = time.monotonic() - started
-
-    history: list[dict[str, float | int]] = list(getattr(reporter, "history", []))
-    final_loss = float(history[-1]["loss"]) if history else None
-    steps = int(trainer.state.global_step)
-
-    adapter_dir = workdir / "adapter"
-    trained: Any = trainer.model
-    if spec.method != TrainingMethod.FULL:
-        trained.peft_config["default"].base_model_name_or_path = _base_reference(ctx, student)
-        # The vocabulary is never resized, so no embedding matrix goes with the adapter (and
-        # peft need not look the base up, on a hub or elsewhere, to find that out).
-        trained.save_pretrained(adapter_dir, save_embedding_layers=False)
-    else:
-        trained.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
-    summary: dict[str, Any] = {
-        "steps": steps,
-        "final_loss": final_loss,
-        "examples": used,
-        "adapter": ctx.store.url(ADAPTER_PREFIX),
-    }
-    (adapter_dir / "README.md").write_text(
-        _model_card(ctx, student, summary, truncated=truncated), encoding="utf-8"
-    )
-    _clear_prefix(ctx, ADAPTER_PREFIX)
-    ctx.store.put_tree(ADAPTER_PREFIX, adapter_dir)
-    metrics = {
-        "steps": steps,
-        "examples": used,
-        "examples_truncated": truncated,
-        "examples_dropped": len(examples) - used,
-        "epochs": spec.epochs,
-        "final_loss": final_loss,
-        "train_loss": float(result.training_loss),
-        "runtime_s": round(runtime, 3),
-        "loss_history": history,
-        "base_model": student.model_id,
-        "method": str(spec.method),
-        "hardware_profile": str(spec.hardware_profile),
-    }
-    ctx.store.put_json(METRICS_KEY, metrics)
-    ctx.store.put_json(
-        ADAPTER_DONE_KEY,
-        {
-            "fingerprint": wanted,
-            "base_model": student.model_id,
-            "method": str(spec.method),
-            "summary": summary,
-        },
-    )  # last: the adapter is complete once this exists
-    return summary
+    return StageResult(StageName.TRAIN, dict(done["summary"]))

@@ -212,6 +212,36 @@ def recorded_progress() -> RecordingProgress:
 ContextFactory = Callable[..., StageContext]
 
 
+@pytest.fixture(scope="session")
+def context_at(
+    shop_schema: SchemaInfo, shop_seed: str
+) -> Callable[[Path, dict[str, Any]], StageContext]:
+    """Builds a StageContext on a file store at a given directory (for module-scoped runs);
+    `spec` changes merge into the quickstart spec."""
+
+    def make(store_dir: Path, spec: dict[str, Any]) -> StageContext:
+        return StageContext(
+            run=make_run(spec),
+            store=open_store(str(store_dir)),
+            schema=shop_schema,
+            seed_sql=shop_seed,
+            progress=RecordingProgress(),
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def progress_of() -> Callable[[StageContext], RecordingProgress]:
+    """The RecordingProgress of a context built by `context_at` or `jobs_context`."""
+
+    def recorded(ctx: StageContext) -> RecordingProgress:
+        assert isinstance(ctx.progress, RecordingProgress)
+        return ctx.progress
+
+    return recorded
+
+
 @pytest.fixture
 def jobs_context(
     tmp_path: Path, shop_schema: SchemaInfo, shop_seed: str, recorded_progress: RecordingProgress

@@ -162,8 +162,7 @@ BAD_SQL = {
     "SELEC name FROM customers": "parse",
     "SELECT 1; DELETE FROM orders": "multiple_statements",
     (
-        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
-        "SELECT count(*) FROM r"
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
     ): "timeout",
 }
 
