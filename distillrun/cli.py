@@ -3,6 +3,9 @@
   distillrun run MANIFEST [--store URI]   every stage on this machine, on a local Ray
   distillrun validate MANIFEST...         check manifests; exit 1 naming each bad field
   distillrun crd                          print the DistillRun CRD
+  distillrun report RUN-URI               (re)build a run's report.html from its artifacts
+  distillrun status RUN-URI               a run's numbers as tables, while it runs too
+  distillrun sql check|compare ...        the run's SQL validator on your own queries
 
 User mistakes (a bad manifest, an unreadable file, an unreachable store) end with a message and
 exit status 1, never a traceback; exit status 2 is for a wrong command line.
@@ -48,7 +51,11 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
         with TerminalProgress(out) as progress:
             outcome = run_manifest(
-                Path(args.manifest), args.store, progress, use_ray=not args.no_ray
+                Path(args.manifest),
+                args.store,
+                progress,
+                use_ray=not args.no_ray,
+                accept_estimate=args.accept_estimate,
             )
     except ManifestError as exc:
         err.print(str(exc), highlight=False, markup=False)
@@ -67,6 +74,35 @@ def _crd(args: argparse.Namespace, out: Console, err: Console) -> int:
     from distillrun.api.crd import render_crd
 
     sys.stdout.write(render_crd())
+    return 0
+
+
+def _report(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from distillrun.report.build import build_report
+    from distillrun.store import StoreError, open_store
+
+    try:
+        uri = build_report(open_store(args.run))
+    except StoreError as exc:
+        err.print(f"report: {exc}", highlight=False, markup=False)
+        return 1
+    out.print(f"report: {uri}", highlight=False, markup=False)
+    return 0
+
+
+def _status(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from datetime import UTC, datetime
+
+    from distillrun.report.read import read_run
+    from distillrun.report.terminal import render_status
+    from distillrun.store import StoreError, open_store
+
+    try:
+        report = read_run(open_store(args.run), with_coverage=False)
+    except StoreError as exc:
+        err.print(f"status: {exc}", highlight=False, markup=False)
+        return 1
+    out.print(render_status(report, datetime.now(UTC)), highlight=False)
     return 0
 
 
@@ -91,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run parallel work in this process instead of on a local Ray",
     )
+    run.add_argument(
+        "--accept-estimate",
+        action="store_true",
+        help="start even when the teacher's pre-flight cost estimate exceeds "
+        "spec.teacher.budget.maxUSD (the budget still stops the run when it is spent)",
+    )
     run.set_defaults(handler=_run)
 
     validate = commands.add_parser("validate", help="check DistillRun manifests")
@@ -99,13 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     crd = commands.add_parser("crd", help="print the DistillRun CustomResourceDefinition")
     crd.set_defaults(handler=_crd)
+
+    run_uri_help = (
+        "the run's artifact prefix: <store>/<namespace>/<run name>/<uid> ('local' for local "
+        "runs), as a path, file://... or s3://..."
+    )
+    report = commands.add_parser("report", help="(re)build a run's report.html from its artifacts")
+    report.add_argument("run", metavar="RUN-URI", help=run_uri_help)
+    report.set_defaults(handler=_report)
+
+    status = commands.add_parser("status", help="print a run's numbers, finished or running")
+    status.add_argument("run", metavar="RUN-URI", help=run_uri_help)
+    status.set_defaults(handler=_status)
+
+    from distillrun.sql.cli import register as register_sql
+
+    register_sql(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = Console()
-    err = Console(stderr=True)
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
     code: int = args.handler(args, out, err)
     return code
 

@@ -70,3 +70,17 @@ def load_inputs(run: DistillRun, base_dir: Path, origin: str) -> tuple[SchemaInf
         field = "spec.database.seedData" if seed_sql else "spec.database.dialect"
         raise ManifestError(origin, [FieldProblem(field, str(exc))]) from None
     return schema, seed_sql
+
+
+def with_inline_sources(run: DistillRun, schema_ddl: str, seed_sql: str | None) -> DistillRun:
+    """The run with its schema and seed rows inline, as its `spec.json` records them: the
+    resolved spec must stand on its own (a report rebuilt later, a stage in a RayJob), without
+    the manifest's directory or the ConfigMap it came from."""
+    database = run.spec.database.model_copy(
+        update={
+            "schema_source": SqlSource(ddl=schema_ddl),
+            "seed_data": SqlSource(ddl=seed_sql) if seed_sql else None,
+        }
+    )
+    spec = run.spec.model_copy(update={"database": database})
+    return run.model_copy(update={"spec": spec})

@@ -4,17 +4,20 @@ It resolves the manifest's inputs, checks them before anything expensive starts,
 resolved spec to the store, then runs generate → validate → train → evaluate. Parallel pieces
 (teacher shards, validation chunks) are Ray tasks; the status is recomputed after every stage
 and written to `status.json` in the run's store prefix, so `distillrun status` and a rerun see
-where it stands. A failing stage ends the run with its reason; what it committed stays.
+where it stands. A failing stage ends the run with its reason; what it committed stays. At the
+end, finished or failed, the run's report page is built from what is in the store.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,14 @@ from distillrun.api.status import DistillRunStatus, StageName
 from distillrun.api.transitions import run_succeeded, stage_failed, stage_started, stage_succeeded
 from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import ProgressSink, StageContext, StageFailed, StageResult
-from distillrun.jobs.inputs import load_inputs
+from distillrun.jobs.inputs import load_inputs, with_inline_sources
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
+from distillrun.local.summary import describe_result
 from distillrun.store import Store, open_store
+from distillrun.teacher.base import Teacher
 from distillrun.teacher.factory import TeacherUnavailable, make_teacher
 
-DEFAULT_STORE = "file://./distillrun-artifacts"
+DEFAULT_STORE = "distillrun-artifacts"  # a plain path: relative to the working directory
 LOCAL_UID = "local"
 API_KEY_VARIABLES = {
     TeacherProvider.ANTHROPIC: "ANTHROPIC_API_KEY",
@@ -47,6 +52,8 @@ class RunOutcome:
     status: DistillRunStatus
     results: dict[StageName, StageResult] = field(default_factory=dict)
     failure: StageFailed | None = None
+    report_problem: str | None = None
+    """Why the report page could not be built, when it could not (the run's outcome stands)."""
 
     @property
     def succeeded(self) -> bool:
@@ -71,19 +78,46 @@ def _with_local_teacher(run: DistillRun, progress: ProgressSink) -> DistillRun:
     return run.model_copy(update={"spec": run.spec.model_copy(update={"teacher": teacher})})
 
 
-def prepare(manifest: Path, store_uri: str | None, progress: ProgressSink) -> StageContext:
-    """Loads and checks everything a run needs; raises ManifestError naming the field at fault."""
+def prepare(
+    manifest: Path,
+    store_uri: str | None,
+    progress: ProgressSink,
+    *,
+    accept_estimate: bool = False,
+) -> StageContext:
+    """Loads and checks everything a run needs; raises ManifestError naming the field at fault.
+    An LLM teacher's cost is estimated here, before any call (see `_check_estimate`)."""
     run = _with_local_teacher(load_run(manifest), progress)
     source = str(manifest)
     schema, seed_sql = load_inputs(run, manifest.parent, source)
+    run = with_inline_sources(run, schema.ddl, seed_sql)
     try:
-        make_teacher(run.spec.teacher)
+        teacher = make_teacher(run.spec.teacher)
     except TeacherUnavailable as exc:
-        raise ManifestError(source, [FieldProblem("spec.teacher.provider", str(exc))]) from None
+        raise ManifestError(source, [FieldProblem(exc.field, str(exc))]) from None
     root = open_store(store_uri or run.spec.artifacts.uri or DEFAULT_STORE)
     meta = run.metadata
     store = root.sub(f"{meta.namespace}/{meta.name}/{meta.uid or LOCAL_UID}")
-    return StageContext(run=run, store=store, schema=schema, seed_sql=seed_sql, progress=progress)
+    ctx = StageContext(run=run, store=store, schema=schema, seed_sql=seed_sql, progress=progress)
+    _check_estimate(ctx, teacher, source, accept_estimate)
+    return ctx
+
+
+def _check_estimate(ctx: StageContext, teacher: Teacher, source: str, accept: bool) -> None:
+    """Shows what the shards still missing should cost, and refuses a run expected to cost more
+    than `budget.maxUSD` unless told to proceed (the budget still caps the run either way)."""
+    estimate = generate.preflight(ctx, teacher)
+    if estimate is None:
+        return
+    budget = ctx.run.spec.teacher.budget.max_usd
+    ctx.progress.note(StageName.GENERATE, estimate.describe(budget))
+    if estimate.usd > Decimal(str(budget)) and not accept:
+        problem = (
+            f"the estimated teacher cost ${estimate.usd:.2f} exceeds the budget ${budget:.2f}; "
+            "raise maxUSD, lower targetExamples, or pass --accept-estimate to generate until "
+            "the budget is spent"
+        )
+        raise ManifestError(source, [FieldProblem("spec.teacher.budget.maxUSD", problem)])
 
 
 @contextmanager
@@ -138,9 +172,9 @@ def _record(status: DistillRunStatus, result: StageResult) -> DistillRunStatus:
             update={"accepted": summary["accepted"], "rejected": summary["rejected"]}
         )
         updates["artifacts"] = status.artifacts.model_copy(update={"dataset": summary["dataset"]})
-    elif result.stage == StageName.TRAIN:
-        updates["artifacts"] = status.artifacts.model_copy(update={"adapter": summary["adapter"]})
     elif result.stage == StageName.EVALUATE:
+        # train leaves a candidate; only evaluate's gate publishes the run's adapter
+        updates["artifacts"] = status.artifacts.model_copy(update={"adapter": summary["adapter"]})
         updates["evaluation"] = status.evaluation.model_copy(
             update={
                 "execution_accuracy": summary["execution_accuracy"],
@@ -158,10 +192,11 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
     for stage, call in _stages(ctx, executor):
         status = stage_started(status, stage, _now())
         ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
+        started = time.monotonic()
         try:
             result = call()
-        except StageFailed as failure:
-            outcome.failure = failure
+        except StageFailed as named:
+            outcome.failure = named
         except Exception as exc:  # a bug, not a user mistake: keep the traceback in the store
             key = f"errors/{stage}.txt"
             ctx.store.put_bytes(key, traceback.format_exc().encode())
@@ -171,17 +206,40 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
                 f"{type(exc).__name__}: {exc} (traceback: {ctx.store.url(key)})",
             )
         if outcome.failure is not None:
-            failure = outcome.failure
-            status = stage_failed(status, stage, failure.reason, str(failure), _now())
+            reason, message = outcome.failure.reason, str(outcome.failure)
+            status = stage_failed(status, stage, reason, message, _now())
             break
         outcome.results[stage] = result
+        ctx.progress.note(stage, describe_result(result, time.monotonic() - started))
         message = "reused committed outputs" if result.reused else "done"
         status = stage_succeeded(_record(status, result), stage, message, _now())
     else:
         status = run_succeeded(status, _now())
     ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
-    outcome.status = status
+    outcome.status = _with_report(ctx, outcome, status)
     return outcome
+
+
+def _with_report(
+    ctx: StageContext, outcome: RunOutcome, status: DistillRunStatus
+) -> DistillRunStatus:
+    """Builds the report page from what the run left in the store (a failed run too) and
+    records where it is. The page is a view of the run, so failing to draw it never fails the
+    run: the reason goes to the outcome and the traceback to errors/report.txt. Imported here:
+    drawing needs matplotlib, which a run should not need to start."""
+    try:
+        from distillrun.report.build import build_report
+
+        uri = build_report(ctx.store, schema=ctx.schema)
+    except Exception as exc:
+        key = "errors/report.txt"
+        ctx.store.put_bytes(key, traceback.format_exc().encode())
+        outcome.report_problem = f"{type(exc).__name__}: {exc} (traceback: {ctx.store.url(key)})"
+        return status
+    artifacts = status.artifacts.model_copy(update={"report": uri})
+    status = status.model_copy(update={"artifacts": artifacts})
+    ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
+    return status
 
 
 def run_manifest(
@@ -191,9 +249,10 @@ def run_manifest(
     *,
     use_ray: bool = True,
     num_cpus: int | None = None,
+    accept_estimate: bool = False,
 ) -> RunOutcome:
     """`distillrun run`: prepares the run, then executes it on a local Ray (or inline)."""
-    ctx = prepare(manifest, store_uri, progress)
+    ctx = prepare(manifest, store_uri, progress, accept_estimate=accept_estimate)
     if not use_ray:
         return execute(ctx, InlineExecutor())
     with local_ray(num_cpus) as executor:

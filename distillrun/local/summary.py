@@ -38,6 +38,10 @@ def render_summary(outcome: RunOutcome) -> str:
             f"on {status.evaluation.examples} holdout examples"
         )
     lines.append(f"  artifacts: {outcome.store.url()}")
+    if status.artifacts.report:
+        lines.append(f"  report: {status.artifacts.report}")
+    if outcome.report_problem:
+        lines.append(f"  report not built: {outcome.report_problem}")
     return "\n".join(lines)
 
 

@@ -47,6 +47,9 @@ def test_quickstart_runs_offline_and_reuses_its_work(tmp_path: Path) -> None:
     status = json.loads((run / "status.json").read_text())
     assert status["phase"] == "Succeeded"
     assert status["evaluation"]["executionAccuracy"] == metrics["execution_accuracy"]
+    assert status["artifacts"]["adapter"].rstrip("/") == f"file://{run}/adapter"
+    assert status["artifacts"]["report"] == f"file://{run}/report.html"
+    assert (run / "report.html").stat().st_size > 0
 
     second = distillrun("run", "examples/quickstart.yaml", "--store", f"file://{store}")
     assert second.returncode == 0, second.stdout + second.stderr

@@ -79,3 +79,15 @@ def test_llm_teacher_without_a_key_falls_back_to_synthetic(
     assert main(["run", str(manifest), "--store", str(tmp_path / "store"), "--no-ray"]) == 1
     out = capsys.readouterr().out
     assert "ANTHROPIC_API_KEY is not set: using the offline synthetic teacher" in out
+
+
+def test_spec_json_is_the_resolved_spec_with_schema_and_seed_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train, "run", lambda ctx: (_ for _ in ()).throw(RuntimeError("stop here")))
+    outcome = run_manifest(
+        small_manifest(tmp_path), str(tmp_path / "store"), SilentProgress(), use_ray=False
+    )
+    database = outcome.store.get_json("spec.json")["spec"]["database"]
+    assert database["schema"] == {"ddl": (EXAMPLES / "shop" / "schema.sql").read_text()}
+    assert database["seedData"] == {"ddl": (EXAMPLES / "shop" / "seed.sql").read_text()}
