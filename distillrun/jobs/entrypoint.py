@@ -1,0 +1,138 @@
+"""The entrypoint of a stage inside a RayJob:
+`python -m distillrun.jobs.entrypoint /etc/distillrun/run.json`.
+
+The operator writes the document (the resolved run, the stage, the attempt number, the run's
+store prefix) into the attempt's ConfigMap; this module turns it into the same `StageContext`
+the local runner builds and calls the same stage function. Under KubeRay the driver has
+`RAY_ADDRESS` and fans shards out over the Ray cluster; without it (a shell on a laptop) the
+stage runs inline.
+
+How it ends is what the operator reads: exit 0 after the stage committed its outputs; on a
+failure the stage can name (budget spent, key refused, accuracy under the gate, bad inputs),
+`errors/<stage>-attempt-<n>.json` with `retryable: false`, so the run fails at once with that
+reason; on a crash, the same file with `retryable: true` (a new attempt reuses every committed
+shard) and the traceback next to it. Secrets arrive as environment variables and files the pod
+spec references; nothing here prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from distillrun.api.errors import ManifestError
+from distillrun.api.resource import parse_run
+from distillrun.api.status import StageName
+from distillrun.jobs import evaluate, generate, train, validate
+from distillrun.jobs.context import StageContext, StageFailed, StageResult
+from distillrun.jobs.inputs import load_inputs
+from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
+from distillrun.store import Store, open_store
+from distillrun.teacher.factory import TeacherUnavailable, make_teacher
+
+RETRYABLE_REASONS = frozenset({"StageCrashed", "TeacherFailed"})
+"""Failures a new attempt may get past (finished shards are reused); every other named failure
+would fail the same way again."""
+
+log = logging.getLogger("distillrun.jobs.entrypoint")
+
+
+class LogProgress:
+    """Progress as log lines in the Ray job's log (`kubectl logs`, the Ray dashboard)."""
+
+    def counts(
+        self, stage: StageName, values: dict[str, float | int], total: int | None = None
+    ) -> None:
+        shown = ", ".join(f"{k}={v}" for k, v in values.items())
+        log.info("%s: %s%s", stage, shown, f" (of {total})" if total is not None else "")
+
+    def note(self, stage: StageName, message: str) -> None:
+        log.info("%s: %s", stage, message)
+
+
+def failure_key(stage: StageName, attempt: int) -> str:
+    """Where the operator looks for this attempt's failure (see `distillrun.operator.outputs`)."""
+    return f"errors/{stage}-attempt-{attempt}.json"
+
+
+def run_stage(ctx: StageContext, stage: StageName, executor: Executor) -> StageResult:
+    """Calls the stage the way the local runner does."""
+    if stage == StageName.GENERATE:
+        try:
+            teacher = make_teacher(ctx.run.spec.teacher)
+        except TeacherUnavailable as exc:
+            raise StageFailed(stage, "TeacherUnavailable", f"{exc.field}: {exc}") from None
+        return generate.run(ctx, teacher, executor)
+    if stage == StageName.VALIDATE:
+        return validate.run(ctx, executor)
+    if stage == StageName.TRAIN:
+        return train.run(ctx)
+    return evaluate.run(ctx)
+
+
+def _executor() -> Executor:
+    if not os.environ.get("RAY_ADDRESS"):
+        return InlineExecutor()
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=True)
+    return RayExecutor()
+
+
+def _record_failure(
+    store: Store, stage: StageName, attempt: int, reason: str, message: str, *, crash: bool
+) -> None:
+    record: dict[str, Any] = {
+        "reason": reason,
+        "message": message,
+        "retryable": crash or reason in RETRYABLE_REASONS,
+    }
+    if crash:
+        key = f"errors/{stage}-attempt-{attempt}.traceback.txt"
+        store.put_bytes(key, traceback.format_exc().encode())
+        record["traceback"] = store.url(key)
+    store.put_json(failure_key(stage, attempt), record)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one distillrun stage from its config.")
+    parser.add_argument("config", type=Path, help="the stage's run.json (from its ConfigMap)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    document = json.loads(args.config.read_text(encoding="utf-8"))
+    stage = StageName(document["stage"])
+    attempt = int(document["attempt"])
+    store = open_store(document["store"])
+    try:
+        run = parse_run(document["run"], str(args.config))
+        schema, seed_sql = load_inputs(run, args.config.parent, str(args.config))
+        ctx = StageContext(run, store, schema, seed_sql, progress=LogProgress())
+        result = run_stage(ctx, stage, _executor())
+    except StageFailed as failed:
+        _record_failure(store, stage, attempt, failed.reason, str(failed), crash=False)
+        log.error("%s", failed)
+        return 1
+    except ManifestError as bad:
+        _record_failure(store, stage, attempt, "InputsInvalid", str(bad), crash=False)
+        log.error("%s", bad)
+        return 1
+    except Exception as exc:  # a bug or a lost resource: a new attempt may get past it
+        message = f"{type(exc).__name__}: {exc}"
+        _record_failure(store, stage, attempt, "StageCrashed", message, crash=True)
+        log.exception("%s crashed", stage)
+        return 1
+    log.info("%s done: %s", stage, json.dumps(result.summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The stages' results as the operator reads them from the artifact store.
+
+A stage writes its outputs under deterministic keys and a completion marker last; the operator
+reads the marker (never the data) when a stage ends, for the counts, cost and accuracy in the
+status. A stage that fails with a reason of its own also writes
+`errors/<stage>-attempt-<n>.json` ({reason, message, retryable}); the operator reads it to tell a
+budget spent from a crash. The keys are repeated here (the operator must not import the stages);
+`tests/unit/operator/test_outputs.py` checks they match the stages' own constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from distillrun.api.status import StageName
+from distillrun.operator.planner import Failure
+from distillrun.store import ObjectNotFound, Store, open_store
+
+SUMMARY_KEYS: Mapping[StageName, str] = {
+    StageName.GENERATE: "generate/_manifest.json",
+    StageName.VALIDATE: "validate/_done.json",
+    StageName.TRAIN: "train/adapter/_done.json",
+    StageName.EVALUATE: "evaluate/metrics.json",
+}
+"""Each stage's completion marker; validate and train nest their numbers under `summary`."""
+
+PUBLISHED_ADAPTER = "adapter/"
+PUBLISHED_DONE_KEY = "adapter/_done.json"
+"""Where evaluate publishes the adapter, and its marker, when the accuracy gate passes."""
+
+
+def failure_key(stage: StageName, attempt: int) -> str:
+    """Where a stage attempt records a failure it could name."""
+    return f"errors/{stage}-attempt-{attempt}.json"
+
+
+class StoreOutputs:
+    """`planner.Outputs` over one run's prefix in the artifact store (opened on first use);
+    with no store (`store_uri` None: the run cannot have started) there are no outputs."""
+
+    def __init__(self, store_uri: str | None) -> None:
+        self.store_uri = store_uri
+        self._store: Store | None = None
+
+    def _json(self, key: str) -> Any:
+        if self.store_uri is None:
+            return None
+        if self._store is None:
+            self._store = open_store(self.store_uri)
+        try:
+            return self._store.get_json(key)
+        except ObjectNotFound:
+            return None
+
+    def summary(self, stage: StageName) -> Mapping[str, Any] | None:
+        data = self._json(SUMMARY_KEYS[stage])
+        if not isinstance(data, dict):
+            return None
+        nested = data.get("summary")
+        summary = dict(nested if isinstance(nested, dict) else data)
+        if stage == StageName.EVALUATE and self._json(PUBLISHED_DONE_KEY) is not None:
+            assert self._store is not None  # opened by the reads above
+            summary["adapter"] = self._store.url(PUBLISHED_ADAPTER)
+        return summary
+
+    def failure(self, stage: StageName, attempt: int) -> Failure | None:
+        data = self._json(failure_key(stage, attempt))
+        if not isinstance(data, dict):
+            return None
+        return Failure(
+            reason=str(data.get("reason") or "StageFailed"),
+            message=str(data.get("message") or ""),
+            retryable=bool(data.get("retryable", False)),
+        )

@@ -1,0 +1,127 @@
+"""The operator's own settings: what the cluster offers and how children are shaped.
+
+Per-run choices live in the DistillRun spec; these are per-installation (set by the Helm chart
+through environment variables), so one team's operator can offer only the GPU pools it has.
+Which namespaces are watched is kopf's own flag (`--namespace` or `--all-namespaces`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from distillrun.api.spec import HARDWARE_PROFILE_PATTERN
+
+
+class SettingsError(ValueError):
+    """An environment variable the operator cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Per-installation settings; every field has an environment variable (see `from_env`)."""
+
+    jobs_image: str = "ghcr.io/distillrun/distillrun-jobs:0.1.0"
+    """Image of every Ray head and worker: distillrun with its `jobs` extra (Ray, torch)."""
+
+    ray_version: str = "2.60.0"
+    """The Ray version inside `jobs_image`; KubeRay uses it to pick compatible start flags."""
+
+    default_artifacts_uri: str | None = None
+    """Store for runs whose spec names none (`spec.artifacts.uri` wins when set)."""
+
+    resync_interval_s: float = 30.0
+    """Period of the level-based timer that recomputes every run's status from what exists, so a
+    missed watch event or an operator that was down catches up."""
+
+    max_attempts: int = 3
+    """RayJobs a stage may use before the run fails: retryable failures (crashes, lost pods, a
+    RayJob deleted by hand) start a new attempt until this many have been made."""
+
+    hardware_profiles: frozenset[str] | None = None
+    """Profiles this cluster can run (None: every profile the operator knows, the builtin ones
+    and those in `DISTILLRUN_PROFILES_DIR`); a run asking for another is held `Ready=False`."""
+
+    cpu_workers: int = 2
+    """Ray workers for the CPU stages (generate, validate)."""
+
+    cpu_worker_cpu: str = "2"
+    """CPU request and limit of each CPU-stage worker."""
+
+    cpu_worker_memory: str = "4Gi"
+    """Memory request and limit of each CPU-stage worker."""
+
+    head_cpu: str = "1"
+    """CPU of every Ray head (it runs the stage driver, not the work)."""
+
+    head_memory: str = "4Gi"
+    """Memory of every Ray head."""
+
+    sandbox_postgres_image: str = "docker.io/library/postgres:15"
+    """Server image of the per-run SQL sandbox of postgres runs."""
+
+    sandbox_mysql_image: str = "docker.io/library/mariadb:10.11"
+    """Server image of the per-run SQL sandbox of mysql runs."""
+
+    ttl_seconds_after_finished: int = 300
+    """How long KubeRay keeps a finished stage's Ray cluster (for logs) before deleting it."""
+
+    workers: int = 16
+    """Threads reconciling at once (kopf runs the sync handlers in a pool of this size); the
+    work is mostly waiting for the apiserver, so more threads than cores pays off."""
+
+    metrics_port: int = 9090
+    """Port of the Prometheus `/metrics` endpoint; 0 turns it off."""
+
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels added to every child (e.g. a team label for cost reports)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Settings from `DISTILLRUN_*` variables; unset ones keep their defaults."""
+        env = os.environ if env is None else env
+        defaults = cls()
+        profiles = defaults.hardware_profiles
+        if raw := env.get("DISTILLRUN_HARDWARE_PROFILES"):
+            profiles = frozenset(p.strip() for p in raw.split(",") if p.strip())
+            bad = sorted(p for p in profiles if not re.match(HARDWARE_PROFILE_PATTERN, p))
+            if bad:
+                raise SettingsError(
+                    f"DISTILLRUN_HARDWARE_PROFILES: {', '.join(bad)} cannot be a profile name "
+                    "(a builtin profile or custom-<name>)"
+                )
+        return cls(
+            jobs_image=env.get("DISTILLRUN_JOBS_IMAGE", defaults.jobs_image),
+            ray_version=env.get("DISTILLRUN_RAY_VERSION", defaults.ray_version),
+            default_artifacts_uri=env.get("DISTILLRUN_ARTIFACTS_URI") or None,
+            resync_interval_s=_number(env, "DISTILLRUN_RESYNC_SECONDS", defaults.resync_interval_s),
+            max_attempts=int(_number(env, "DISTILLRUN_MAX_ATTEMPTS", defaults.max_attempts)),
+            hardware_profiles=profiles,
+            cpu_workers=int(_number(env, "DISTILLRUN_CPU_WORKERS", defaults.cpu_workers)),
+            sandbox_postgres_image=env.get(
+                "DISTILLRUN_SANDBOX_POSTGRES_IMAGE", defaults.sandbox_postgres_image
+            ),
+            sandbox_mysql_image=env.get(
+                "DISTILLRUN_SANDBOX_MYSQL_IMAGE", defaults.sandbox_mysql_image
+            ),
+            ttl_seconds_after_finished=int(
+                _number(env, "DISTILLRUN_RAY_TTL_SECONDS", defaults.ttl_seconds_after_finished)
+            ),
+            workers=max(1, int(_number(env, "DISTILLRUN_WORKERS", defaults.workers))),
+            metrics_port=int(_number(env, "DISTILLRUN_METRICS_PORT", defaults.metrics_port)),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a number") from None
+    if value < 0:
+        raise SettingsError(f"{name}: must not be negative (got {raw})")
+    return value

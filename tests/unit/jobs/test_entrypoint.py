@@ -1,0 +1,84 @@
+"""The RayJob entrypoint runs a stage from the document the operator writes into the stage's
+ConfigMap, and ends in what the operator reads: outputs, or a failure record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distillrun.api.resource import DistillRun, parse_run
+from distillrun.api.status import StageName
+from distillrun.jobs import entrypoint
+from distillrun.operator.builders.config import run_store_uri, stage_config
+from distillrun.operator.outputs import StoreOutputs
+
+EXAMPLES = Path(__file__).parents[3] / "examples"
+
+
+def _run() -> DistillRun:
+    return parse_run(
+        {
+            "apiVersion": "distillrun.dev/v1alpha1",
+            "kind": "DistillRun",
+            "metadata": {"name": "shop", "namespace": "team-a", "uid": "u-1", "generation": 1},
+            "spec": {
+                "database": {
+                    "dialect": "sqlite",
+                    "schema": {"ddl": (EXAMPLES / "shop" / "schema.sql").read_text()},
+                },
+                "seedQuestions": ["How many customers are there?"],
+                "teacher": {"provider": "synthetic", "targetExamples": 20, "examplesPerShard": 10},
+                "student": {"hardwareProfile": "cpu", "gpusPerWorker": 0},
+            },
+        }
+    )
+
+
+def _config(tmp_path: Path, stage: StageName, attempt: int = 1) -> tuple[Path, str]:
+    run = _run()
+    store = run_store_uri(f"file://{tmp_path / 'store'}", run)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(stage_config(run, stage, attempt, store, {})))
+    return path, store
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def test_generate_runs_from_the_operator_document(tmp_path: Path) -> None:
+    config, store = _config(tmp_path, StageName.GENERATE)
+    assert entrypoint.main([str(config)]) == 0
+    summary = StoreOutputs(store).summary(StageName.GENERATE)
+    assert summary is not None and summary["generated"] > 0
+
+
+def test_a_named_failure_is_recorded_as_final(tmp_path: Path) -> None:
+    config, store = _config(tmp_path, StageName.EVALUATE, attempt=2)
+    assert entrypoint.main([str(config)]) == 1
+    failure = StoreOutputs(store).failure(StageName.EVALUATE, 2)
+    assert failure is not None
+    assert failure.reason == "NoHoldoutData" and failure.retryable is False
+
+
+def test_a_crash_is_recorded_as_retryable_with_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*_: Any) -> None:
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(entrypoint, "run_stage", crash)
+    config, store = _config(tmp_path, StageName.TRAIN)
+    assert entrypoint.main([str(config)]) == 1
+    failure = StoreOutputs(store).failure(StageName.TRAIN, 1)
+    assert failure is not None
+    assert (failure.reason, failure.retryable) == ("StageCrashed", True)
+    assert "RuntimeError: worker lost" in failure.message
+    traceback_file = (
+        Path(store.removeprefix("file://")) / "errors" / "train-attempt-1.traceback.txt"
+    )
+    assert "worker lost" in traceback_file.read_text()
