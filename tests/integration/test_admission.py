@@ -7,38 +7,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from distillrun.operator.kube import ApiError, Kube
 from tests.integration.helpers import run_manifest
+from tests.manifest_edits import Manifest, removing, setting
 
 pytestmark = pytest.mark.integration
-
-Manifest = dict[str, Any]
-
-
-def setting(path: str, value: Any) -> Callable[[Manifest], None]:
-    def mutate(data: Manifest) -> None:
-        *parents, last = path.split(".")
-        node = data
-        for name in parents:
-            node = node.setdefault(name, {})
-        node[last] = value
-
-    return mutate
-
-
-def removing(path: str) -> Callable[[Manifest], None]:
-    def mutate(data: Manifest) -> None:
-        *parents, last = path.split(".")
-        node = data
-        for name in parents:
-            node = node[name]
-        del node[last]
-
-    return mutate
 
 
 def both(*mutations: Callable[[Manifest], None]) -> Callable[[Manifest], None]:

@@ -13,9 +13,9 @@ import yaml
 
 from distillrun.api import ManifestError, parse_run
 from distillrun.cli import main
+from tests.manifest_edits import Manifest, removing, setting
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
-Manifest = dict[str, Any]
 
 
 def quickstart() -> Manifest:
@@ -23,28 +23,6 @@ def quickstart() -> Manifest:
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     return data
-
-
-def setting(path: str, value: Any) -> Callable[[Manifest], None]:
-    def mutate(data: Manifest) -> None:
-        *parents, last = path.split(".")
-        node = data
-        for name in parents:
-            node = node.setdefault(name, {})
-        node[last] = value
-
-    return mutate
-
-
-def removing(path: str) -> Callable[[Manifest], None]:
-    def mutate(data: Manifest) -> None:
-        *parents, last = path.split(".")
-        node = data
-        for name in parents:
-            node = node[name]
-        del node[last]
-
-    return mutate
 
 
 BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], str, str]] = [
