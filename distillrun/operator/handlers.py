@@ -76,6 +76,10 @@ def register(
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
         settings.posting.enabled = False  # the controller posts its own, one per transition
         settings.peering.standalone = True  # one replica (strategy: Recreate)
+        # Serve the namespaces and resources known at start-up: kopf's dynamic scanning lists
+        # and watches Namespaces and CRDs cluster-wide, which a per-team install's namespaced
+        # Role does not grant (kopf then retries for about a minute before serving anything).
+        settings.scanning.disabled = True
         settings.execution.max_workers = operator_settings.workers
         metrics = Metrics()
         if operator_settings.metrics_port:
