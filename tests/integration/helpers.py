@@ -4,6 +4,7 @@ part (the outputs the operator reads, written to a file:// store), and read the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,20 @@ def events(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
     mine = [e for e in items if e["involvedObject"]["name"] == name]
     # Timestamps have second precision; etcd's revisions give the order of creation.
     return sorted(mine, key=lambda e: int(e["metadata"]["resourceVersion"]))
+
+
+def wait_events(
+    kube: Kube, namespace: str, name: str, until: Callable[[list[str]], bool], what: str
+) -> list[dict[str, Any]]:
+    """The Events about run `name` once their reasons (oldest first) satisfy `until`: kopf posts
+    Events in the background, so they may land just after the status that announced them."""
+
+    def settled() -> list[dict[str, Any]] | None:
+        found = events(kube, namespace, name)
+        return found if until([e["reason"] for e in found]) else None
+
+    result: list[dict[str, Any]] = wait_for(settled, what, timeout=15.0)
+    return result
 
 
 def wait_rayjob(kube: Kube, namespace: str, name: str, timeout: float = 30.0) -> dict[str, Any]:

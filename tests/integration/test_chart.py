@@ -24,9 +24,9 @@ from tests.integration.conftest import InProcessOperator, fast_settings
 from tests.integration.controlplane import ControlPlane, create_namespace
 from tests.integration.helpers import (
     create_run,
-    events,
     phase,
     run_manifest,
+    wait_events,
     wait_rayjob,
     wait_run,
 )
@@ -385,7 +385,7 @@ def test_the_installed_role_is_all_the_operator_needs(
         create_run(kube, team_a, run_manifest("shop"))
         wait_rayjob(kube, team_a, "shop-generate-1")
         wait_run(kube, team_a, "shop", lambda r: phase(r) == "Generating", "Generating")
-        assert events(kube, team_a, "shop"), "the operator posted no Event"
+        wait_events(kube, team_a, "shop", bool, "an Event from the operator")
     finally:
         operator.stop()
 

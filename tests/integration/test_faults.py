@@ -25,7 +25,6 @@ from tests.integration.helpers import (
     children,
     condition,
     create_run,
-    events,
     finish_stage,
     get_run,
     kuberay_failed,
@@ -34,6 +33,7 @@ from tests.integration.helpers import (
     run_manifest,
     run_store,
     stage,
+    wait_events,
     wait_rayjob,
     wait_run,
     write_failure,
@@ -142,8 +142,10 @@ def test_killed_at_a_side_effect_boundary_then_restarted(
     assert time.monotonic() - restarted < 15
     run = _drive_to_success(kube, namespace, "crash", store)
     _assert_one_attempt_each(kube, namespace, run)
-    reasons = [e["reason"] for e in events(kube, namespace, "crash")]
-    assert reasons.count("StageSucceeded") == 4 and reasons[-1] == "RunSucceeded"
+    done = wait_events(
+        kube, namespace, "crash", lambda r: r[-1:] == ["RunSucceeded"], "the RunSucceeded Event"
+    )
+    assert [e["reason"] for e in done].count("StageSucceeded") == 4
 
 
 def test_a_rayjob_that_finished_while_the_operator_was_down_is_caught_up(
@@ -190,7 +192,10 @@ def test_a_rayjob_deleted_by_hand_is_a_new_attempt_then_a_named_failure(
         lambda r: stage(r, StageName.GENERATE).get("attempts") == 2,
         "attempt 2",
     )
-    retry = [e for e in events(kube, namespace, "handmade") if e["reason"] == "StageRetrying"]
+    posted = wait_events(
+        kube, namespace, "handmade", lambda r: "StageRetrying" in r, "a StageRetrying Event"
+    )
+    retry = [e for e in posted if e["reason"] == "StageRetrying"]
     assert len(retry) == 1 and "RayJobDeleted" in retry[0]["message"]
     assert phase(run) == "Generating"
 
@@ -222,8 +227,10 @@ def test_a_failing_rayjob_is_retried_up_to_the_limit_then_fails_with_its_reason(
     time.sleep(2)
     jobs, maps = children(kube, namespace, created["metadata"]["uid"])
     assert jobs == maps == [f"flaky-generate-{n}" for n in (1, 2, 3)]
-    reasons = [e["reason"] for e in events(kube, namespace, "flaky")]
-    assert reasons.count("StageRetrying") == 2 and reasons[-1] == "RunFailed"
+    failed_events = wait_events(
+        kube, namespace, "flaky", lambda r: r[-1:] == ["RunFailed"], "the RunFailed Event"
+    )
+    assert [e["reason"] for e in failed_events].count("StageRetrying") == 2
 
 
 def test_a_named_stage_failure_is_final_at_once(
@@ -377,7 +384,7 @@ def test_a_spec_edit_mid_run_reaches_later_stages_only(
         "generation 2 observed",
     )
     assert all(c["observedGeneration"] == 2 for c in run["status"]["conditions"])
-    assert "SpecUpdated" in [e["reason"] for e in events(kube, namespace, "edited")]
+    wait_events(kube, namespace, "edited", lambda r: "SpecUpdated" in r, "a SpecUpdated Event")
 
     finish_stage(kube, namespace, store, StageName.GENERATE, "edited-generate-1")
     validate = wait_rayjob(kube, namespace, "edited-validate-1")

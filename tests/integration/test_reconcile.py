@@ -21,13 +21,13 @@ from tests.integration.helpers import (
     children,
     condition,
     create_run,
-    events,
     finish_stage,
     get_run,
     phase,
     run_manifest,
     run_store,
     stage,
+    wait_events,
     wait_rayjob,
     wait_run,
 )
@@ -91,13 +91,14 @@ def test_a_run_goes_through_every_stage(
     time.sleep(2.5)  # two resync periods: a settled run is not written again
     assert get_run(kube, namespace, "shop")["metadata"]["resourceVersion"] == settled
 
-    reasons = [e["reason"] for e in events(kube, namespace, "shop")]
+    posted = wait_events(
+        kube, namespace, "shop", lambda r: r[-1:] == ["RunSucceeded"], "the RunSucceeded Event"
+    )
+    reasons = [e["reason"] for e in posted]
     assert reasons.count("StageStarted") == 4
     assert reasons.count("StageSucceeded") == 4
     assert reasons[-1] == "RunSucceeded"
-    assert all(
-        e["source"]["component"] == "distillrun-operator" for e in events(kube, namespace, "shop")
-    )
+    assert all(e["source"]["component"] == "distillrun-operator" for e in posted)
 
 
 def test_printer_columns_show_phase_accepted_and_accuracy(
