@@ -22,7 +22,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
@@ -34,6 +34,7 @@ from tests.fakes.content import (
     tokens,
     write_examples,
 )
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.ratelimits import Limits, ServerLimiter
 
 Json = dict[str, Any]
@@ -203,19 +204,13 @@ class FakeAnthropic:
         self._cache: set[str] = set()
         self._batches: dict[str, _Batch] = {}
         self._limiter = ServerLimiter(self.limits) if self.limits else None
-        self._server: ThreadingHTTPServer | None = None
+        self._http: LoopbackServer | None = None
         self._active = 0
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __enter__(self) -> FakeAnthropic:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = LoopbackServer(type("Handler", (_Handler,), {"fake": self}))
         return self
 
     def __exit__(
@@ -224,15 +219,13 @@ class FakeAnthropic:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        assert self._http is not None
+        self._http.close()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        assert self._http is not None
+        return self._http.root
 
     # -- scripting ---------------------------------------------------------------------------
 
@@ -459,13 +452,6 @@ def _model_output(
     if cut:
         return [{"type": "text", "text": text[: max_tokens * 4]}], "max_tokens", max_tokens
     return [{"type": "text", "text": text}], "end_turn", tokens(text)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away mid-response (killed, timed out) is not a server error."""
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -12,11 +12,12 @@ import struct
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
 from tests.fakes.content import fit, serialized, tokens, write_examples
+from tests.fakes.loopback import LoopbackServer
 
 Json = dict[str, Any]
 
@@ -65,17 +66,10 @@ class FakeOpenAI:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LoopbackServer | None = None
 
     def __enter__(self) -> FakeOpenAI:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = LoopbackServer(type("Handler", (_Handler,), {"fake": self}))
         return self
 
     def __exit__(
@@ -84,15 +78,13 @@ class FakeOpenAI:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        assert self._http is not None
+        self._http.close()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        assert self._http is not None
+        return f"{self._http.root}/v1"
 
     def script(self, *replies: Reply) -> None:
         with self._lock:
