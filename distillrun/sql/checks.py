@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect as SqlglotDialect
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError, TokenError
@@ -251,7 +250,7 @@ def _parse_single(text: str, dialect: Dialect) -> exp.Expr:
     if dialect == Dialect.MYSQL:
         _reject_executable_comments(text, tokens)
     try:
-        parsed = SqlglotDialect.get_or_raise(str(dialect)).parser().parse(tokens, text)
+        parsed = _sqlglot_dialect(dialect).parser().parse(tokens, text)
     except ParseError as error:
         first = error.errors[0] if error.errors else {}
         line, col = first.get("line"), first.get("col")
@@ -270,9 +269,17 @@ def _parse_single(text: str, dialect: Dialect) -> exp.Expr:
     return statements[0]
 
 
+@functools.cache
+def _sqlglot_dialect(dialect: Dialect) -> SqlglotDialect:
+    """sqlglot's dialect object for `dialect`, made once and passed everywhere instead of the
+    name: given a name, sqlglot builds a new one for each step, several times per query.
+    It holds only settings, which nothing changes."""
+    return SqlglotDialect.get_or_raise(str(dialect))
+
+
 def _tokenize(text: str, dialect: Dialect) -> list[Token]:
     try:
-        return sqlglot.tokenize(text, read=str(dialect))
+        return _sqlglot_dialect(dialect).tokenize(text)
     except TokenError as error:
         raise QueryRejected(Reason.PARSE, f"does not tokenize as {dialect}: {error}") from None
 
@@ -625,7 +632,7 @@ def _resolve_columns(
     try:
         return qualify(
             _for_qualify(tree, schema.dialect),
-            dialect=str(schema.dialect),
+            dialect=_sqlglot_dialect(schema.dialect),
             schema=_sqlglot_schema(schema, pseudo_columns=names_pseudo),
             validate_qualify_columns=True,
             quote_identifiers=False,
@@ -732,55 +739,65 @@ def _canonical(tree: exp.Expr, dialect: Dialect, schema: SchemaInfo | None) -> s
     try:
         qualified = qualify(
             _for_qualify(tree, dialect),
-            dialect=str(dialect),
+            dialect=_sqlglot_dialect(dialect),
             schema=_sqlglot_schema(schema, pseudo_columns=False) if schema else None,
             validate_qualify_columns=False,
             quote_identifiers=False,
         )
     except SqlglotError:
-        return tree.sql(dialect=str(dialect), comments=False)
+        return tree.sql(dialect=_sqlglot_dialect(dialect), comments=False, copy=False)
     return _canonical_form(qualified, dialect)
 
 
 def _canonical_form(qualified: exp.Expr, dialect: Dialect) -> str:
-    """The canonical text of a qualified tree (renames it in place)."""
-    _rename_table_aliases(qualified)
-    _renumber_output_aliases(qualified)
-    for ident in qualified.find_all(exp.Identifier):
+    """The canonical text of a qualified tree (renames it in place, then consumes it).
+
+    One depth-first walk serves every rewrite below. Identifiers the renamings put in are
+    plain `t1`/`c1` names, so unquoting the identifiers of that walk misses none; the ones
+    they replace are detached and unquoting them changes nothing. The tree is not used again,
+    so it is generated in place (`copy=False`): copying it cost a fifth of a query's time.
+    """
+    nodes = list(qualified.walk(bfs=False))
+    _rename_table_aliases(nodes)
+    _renumber_output_aliases(qualified, nodes)
+    for ident in _of(nodes, exp.Identifier):
         if ident.quoted and _PLAIN_NAME.fullmatch(ident.name):
             ident.set("quoted", False)
-    return qualified.sql(dialect=str(dialect), comments=False)
+    return qualified.sql(dialect=_sqlglot_dialect(dialect), comments=False, copy=False)
 
 
 _SOURCE_TYPES = (exp.Table, exp.Subquery, exp.Lateral, exp.Unnest, exp.Values)
 
 
-def _rename_table_aliases(tree: exp.Expr) -> None:
+def _rename_table_aliases(nodes: list[exp.Expr]) -> None:
     """Renames source aliases to t1, t2, ... in order of appearance, consistently everywhere.
 
-    A bijective renaming of alias names cannot change what a query means; after `qualify`
-    every column reference names its source by alias, so the references follow along.
+    `nodes` is the tree's depth-first walk, which fixes the order of appearance. A bijective
+    renaming of alias names cannot change what a query means; after `qualify` every column
+    reference names its source by alias, so the references follow along.
     """
     mapping: dict[str, str] = {}
     aliases = [
         a
-        for a in tree.find_all(exp.TableAlias, bfs=False)
+        for a in _of(nodes, exp.TableAlias)
         if isinstance(a.parent, _SOURCE_TYPES) and isinstance(a.this, exp.Identifier)
     ]
     for alias in aliases:
         mapping.setdefault(alias.name, f"t{len(mapping) + 1}")
     for alias in aliases:
         alias.set("this", exp.to_identifier(mapping[alias.name]))
-    for column in tree.find_all(exp.Column):
+    for column in _of(nodes, exp.Column):
         if column.table in mapping:
             column.set("table", exp.to_identifier(mapping[column.table]))
 
 
-def _renumber_output_aliases(tree: exp.Expr) -> None:
+def _renumber_output_aliases(tree: exp.Expr, nodes: list[exp.Expr]) -> None:
     """Renames the top-level output aliases to c1, c2, ... (they only name result columns).
 
     Only when every other bare column of the top-level query was qualified by `qualify`, so
-    the only references left to an output alias are those in the top-level ORDER BY.
+    the only references left to an output alias are those in the top-level ORDER BY. `nodes`
+    is the tree's walk: after `qualify` bare columns are rare, so finding them there and
+    looking up their ancestors is cheaper than walking the top-level SELECT again.
     """
     root = tree
     while isinstance(root, exp.Subquery):
@@ -791,8 +808,12 @@ def _renumber_output_aliases(tree: exp.Expr) -> None:
     if not isinstance(select, exp.Select):
         return
     order = root.args.get("order")
-    for column in select.find_all(exp.Column):
-        if not column.table and (order is None or column.find_ancestor(exp.Order) is not order):
+    for column in _of(nodes, exp.Column):
+        if (
+            not column.table
+            and _within(column, select)
+            and (order is None or column.find_ancestor(exp.Order) is not order)
+        ):
             return
     mapping: dict[str, str] = {}
     for position, projection in enumerate(select.expressions, start=1):
@@ -803,6 +824,14 @@ def _renumber_output_aliases(tree: exp.Expr) -> None:
         for column in order.find_all(exp.Column):
             if not column.table and column.name in mapping:
                 column.set("this", exp.to_identifier(mapping[column.name]))
+
+
+def _within(node: exp.Expr, ancestor: exp.Expr) -> bool:
+    """Whether `node` is `ancestor` or lies in its subtree."""
+    current: exp.Expr | None = node
+    while current is not None and current is not ancestor:
+        current = current.parent
+    return current is ancestor
 
 
 _STRING_LITERAL = re.compile(r"('(?:[^']|'')*')")
