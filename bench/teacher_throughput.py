@@ -80,6 +80,7 @@ def context(store: Path, url: str, **teacher: Any) -> StageContext:
                 "model": "claude-sonnet-5-5",
                 "mode": "realtime",
                 "examplesPerShard": PER_SHARD,
+                "maxTopUpRounds": 0,  # throughput of a fixed plan
                 "baseUrl": url,
                 "budget": {"maxUSD": 1000},
                 **teacher,

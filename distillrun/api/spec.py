@@ -210,6 +210,27 @@ class TeacherSpec(WireModel):
             default=20, ge=1, le=500, description="Examples asked for per shard (unit of resume)."
         ),
     ] = 20
+    max_top_up_rounds: Annotated[
+        int,
+        Field(
+            default=5,
+            ge=0,
+            le=100,
+            description="Extra rounds of shards, focused on under-covered tables and SQL "
+            "constructs, while fewer than targetExamples are accepted (0: none).",
+        ),
+    ] = 5
+    deadline_hours: Annotated[
+        float | None,
+        Field(
+            default=None,
+            gt=0,
+            le=720,
+            description="How long generation may take. With mode auto: the Batches API (about "
+            "half the price, results within 24 h) when this is at least 24, realtime when it is "
+            "shorter; unset, batch when realtime would take over 30 minutes at the rate limits.",
+        ),
+    ] = None
     seed: Annotated[int, Field(default=0, ge=0, description="Seed for deterministic shards.")] = 0
     temperature: Annotated[
         float, Field(default=1.0, ge=0.0, le=2.0, description="Sampling temperature.")
@@ -251,7 +272,9 @@ class ValidationSpec(WireModel):
     dedup: Annotated[
         DedupMode,
         Field(
-            default=DedupMode.NORMALIZED, description="Drop duplicate SQL: none, exact, normalized."
+            default=DedupMode.NORMALIZED,
+            description="Drop duplicate SQL (exact or normalized; either also drops "
+            "near-duplicate questions) or keep everything (none).",
         ),
     ] = DedupMode.NORMALIZED
     reject_empty_results: Annotated[

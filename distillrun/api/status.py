@@ -93,6 +93,9 @@ class Cost(WireModel):
     input_tokens: Annotated[int, Field(default=0, ge=0, description="Input tokens.")] = 0
     output_tokens: Annotated[int, Field(default=0, ge=0, description="Output tokens.")] = 0
     cache_read_tokens: Annotated[int, Field(default=0, ge=0, description="Cache reads.")] = 0
+    cache_write_tokens: Annotated[
+        int, Field(default=0, ge=0, description="Cache writes (prompt tokens stored for reuse).")
+    ] = 0
     usd: Annotated[float, Field(default=0.0, ge=0.0, description="US dollars.")] = 0.0
 
 

@@ -16,10 +16,23 @@ In batch mode the missing shards go to the provider's batch API as one batch; it
 under `generate/batches/<id>.json` *before* the stage waits for it, so a restarted stage finds
 the record and resumes waiting on the same batch instead of submitting (and paying for) a new
 one. Shards a batch could not write (errored, expired) are written in realtime afterwards.
+
+Top-up rounds: the plan above is round 0. After a round is committed its shards are judged
+(`jobs.judging`, whose stored judgments validate reuses) and screened exactly as validate will,
+so the stage knows how many examples will be accepted. While that is short of
+`targetExamples`, the last round added some, and `teacher.maxTopUpRounds` allows, it plans
+another round (`jobs.topup`: sized from the deficit and the yield, each shard focused on
+under-covered tables and constructs) and stores it under `generate/rounds/` *before* asking for
+any of it, keyed by the shards before it; a restarted stage replays the stored rounds, so it
+asks only for shards not committed and never plans a round twice. With a priced teacher a
+round holds only the shards the budget left can pay for at their worst case; when none fits,
+the stage stops topping up and succeeds with what it has.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,10 +41,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
-from distillrun.api.spec import RateLimits, TeacherMode
+from distillrun.api.spec import RateLimits, TeacherMode, TeacherSpec
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
+from distillrun.jobs.judging import Judged, judge_shards, screen
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
+from distillrun.jobs.topup import Focus, shard_focus, top_up_shards, under_covered
+from distillrun.sql.constructs import CONSTRUCTS
 from distillrun.teacher.base import ShardOutput, ShardRequest, Teacher, Usage, shard_key
 from distillrun.teacher.errors import BudgetExhausted, TeacherFailed, TeacherStop
 from distillrun.teacher.estimate import CostEstimate
@@ -40,12 +56,23 @@ from distillrun.teacher.pricing import from_usd, to_usd
 
 SHARDS_PREFIX = "generate/shards/"
 BATCHES_PREFIX = "generate/batches/"
+ROUNDS_PREFIX = "generate/rounds/"
 MANIFEST_KEY = "generate/_manifest.json"
 BATCH_POLL_INTERVAL_S = 30.0
+BATCH_WINDOW_HOURS = 24.0
+"""The Batches API's promise: every request ends (succeeded, errored or expired) within 24 h."""
 AUTO_BATCH_AFTER_MINUTES = 30.0
-"""`mode: auto` sends a batch when realtime would take longer than this at the account's rate
-limits: a batch then costs half and usually finishes no later. The spec has no deadline field,
-so this stands in for "when the deadline allows"."""
+"""`mode: auto` without `deadlineHours` sends a batch when realtime would take longer than this
+at the account's rate limits: a batch then costs half and usually finishes no later."""
+
+
+def auto_uses_batch(realtime_minutes: float, deadline_hours: float | None) -> bool:
+    """`mode: auto`'s choice. A deadline of at least the batch window lets the Batches API's
+    promise hold, so the cheaper batch is taken; a shorter one could be missed by a batch, so
+    realtime. Without a deadline, batch only when realtime would be slow anyway."""
+    if deadline_hours is not None:
+        return deadline_hours >= BATCH_WINDOW_HOURS
+    return realtime_minutes > AUTO_BATCH_AFTER_MINUTES
 
 
 @runtime_checkable
@@ -84,23 +111,38 @@ def shard_object_key(key: str) -> str:
     return f"{SHARDS_PREFIX}{key}.json"
 
 
-def plan_shards(ctx: StageContext, teacher: Teacher) -> list[ShardRequest]:
-    """Every shard the run needs, in index order; a pure function of the spec and schema."""
+def _request(ctx: StageContext, teacher: Teacher, index: int, focus: Focus) -> ShardRequest:
     spec = ctx.run.spec.teacher
     questions = tuple(ctx.run.spec.seed_questions)
+    key = shard_key(
+        ctx.schema,
+        questions,
+        teacher,
+        spec.seed,
+        spec.examples_per_shard,
+        index,
+        focus.tables,
+        focus.constructs,
+    )
+    return ShardRequest(
+        key=key,
+        index=index,
+        count=spec.examples_per_shard,
+        seed=spec.seed,
+        schema=ctx.schema,
+        seed_questions=questions,
+        reasoning=spec.reasoning,
+        focus_tables=focus.tables,
+        focus_constructs=focus.constructs,
+    )
+
+
+def plan_shards(ctx: StageContext, teacher: Teacher) -> list[ShardRequest]:
+    """The first round: every shard `targetExamples` needs if all were accepted, in index
+    order; a pure function of the spec and schema."""
+    spec = ctx.run.spec.teacher
     count = math.ceil(spec.target_examples / spec.examples_per_shard)
-    return [
-        ShardRequest(
-            key=shard_key(ctx.schema, questions, teacher, spec.seed, spec.examples_per_shard, i),
-            index=i,
-            count=spec.examples_per_shard,
-            seed=spec.seed,
-            schema=ctx.schema,
-            seed_questions=questions,
-            reasoning=spec.reasoning,
-        )
-        for i in range(count)
-    ]
+    return [_request(ctx, teacher, i, Focus()) for i in range(count)]
 
 
 def _committed(ctx: StageContext) -> set[str]:
@@ -115,25 +157,26 @@ def _missing(ctx: StageContext, plan: list[ShardRequest]) -> list[ShardRequest]:
     return [r for r in plan if r.key not in committed]
 
 
-def _use_batch(teacher: Teacher, missing: Sequence[ShardRequest], limits: RateLimits) -> bool:
-    """Whether the missing shards go through the batch API (see AUTO_BATCH_AFTER_MINUTES)."""
+def _use_batch(teacher: Teacher, missing: Sequence[ShardRequest], spec: TeacherSpec) -> bool:
+    """Whether the missing shards go through the batch API (see `auto_uses_batch`)."""
     if not isinstance(teacher, BatchTeacher) or not missing:
         return False
     if teacher.mode != TeacherMode.AUTO:
         return bool(teacher.mode == TeacherMode.BATCH)
     if not isinstance(teacher, GovernedTeacher):
         return False
-    realtime = teacher.estimate(missing, limits, batch=False)
-    return realtime.realtime_minutes > AUTO_BATCH_AFTER_MINUTES
+    realtime = teacher.estimate(missing, spec.rate_limits, batch=False)
+    return auto_uses_batch(realtime.realtime_minutes, spec.deadline_hours)
 
 
 def preflight(ctx: StageContext, teacher: Teacher) -> CostEstimate | None:
-    """What the shards still missing should cost, before any call (None: the teacher is free)."""
+    """What the first round's missing shards should cost, before any call (None: the teacher
+    is free). Top-up rounds come on top, each planned within the budget left."""
     if not isinstance(teacher, GovernedTeacher):
         return None
-    limits = ctx.run.spec.teacher.rate_limits
+    spec = ctx.run.spec.teacher
     missing = _missing(ctx, plan_shards(ctx, teacher))
-    return teacher.estimate(missing, limits, batch=_use_batch(teacher, missing, limits))
+    return teacher.estimate(missing, spec.rate_limits, batch=_use_batch(teacher, missing, spec))
 
 
 @dataclass(frozen=True)
@@ -213,15 +256,17 @@ def _submit(
     governor: GovernorClient,
 ) -> tuple[dict[str, Any], Reservation] | None:
     """Reserves budget shard by shard, submits what fits as one batch and records its id
-    before anything waits on it. A refused reservation has stopped the governor (the rest of
-    the stage then fails with BudgetExhausted); what fit is still submitted."""
+    before anything waits on it. What does not fit the budget stops the governor, so it is
+    not sent afterwards at realtime prices (the stage then fails with BudgetExhausted); what
+    fit is still submitted."""
     chosen: list[ShardRequest] = []
     worst = Decimal(0)
     for request in requests:
         cost = teacher.batch_worst_case([request])
         try:
             governor.reserve(cost)
-        except BudgetExhausted:
+        except BudgetExhausted as refused:
+            governor.stop(refused)
             break
         chosen.append(request)
         worst += cost
@@ -288,7 +333,7 @@ def _generate(
     if not isinstance(teacher, GovernedTeacher):
         _realtime(teacher, missing, executor, progress)
         return {}
-    use_batch = _use_batch(teacher, missing, spec.rate_limits)
+    use_batch = _use_batch(teacher, missing, spec)
     spent = _spent(ctx, _committed(ctx))
     budget = Decimal(str(spec.budget.max_usd))
     use_ray = isinstance(executor, RayExecutor)
@@ -338,21 +383,32 @@ def _total(outputs: Iterable[ShardOutput]) -> tuple[Usage, int, Counter[str]]:
     return usage.model_copy(update={"usd": to_usd(usd)}), examples, problems
 
 
-def run(
+@dataclass(frozen=True)
+class _Written:
+    """What writing one round's shards did."""
+
+    reused: int
+    calls: int
+    governor: dict[str, Any]
+
+
+def _write_round(
     ctx: StageContext,
     teacher: Teacher,
-    executor: Executor | None = None,
-    *,
-    poll_interval_s: float = BATCH_POLL_INTERVAL_S,
-) -> StageResult:
-    """Generates every missing shard of the plan and commits each as soon as it is written."""
-    executor = executor or InlineExecutor()
-    plan = plan_shards(ctx, teacher)
-    missing = _missing(ctx, plan)
-    reused = len(plan) - len(missing)
+    requests: list[ShardRequest],
+    executor: Executor,
+    poll_interval_s: float,
+    committed_before: int,
+) -> _Written:
+    """Writes the round's missing shards; raises StageFailed (after committing everything in
+    flight) when the teacher stops. `committed_before` counts the earlier rounds' shards, for
+    the progress bar and the failure message."""
+    missing = _missing(ctx, requests)
+    reused = len(requests) - len(missing)
     if reused:
         ctx.progress.note(StageName.GENERATE, f"reusing {reused} committed shard(s)")
-    progress = _Progress(ctx, len(plan), reused)
+    total = committed_before + len(requests)
+    progress = _Progress(ctx, total, committed_before + reused)
     governor = (
         _generate(ctx, teacher, missing, executor, progress, poll_interval_s) if missing else {}
     )
@@ -360,16 +416,168 @@ def run(
         raise StageFailed(
             StageName.GENERATE,
             progress.failure.reason,
-            f"{progress.failure.message} ({progress.done} of {len(plan)} shards are committed "
+            f"{progress.failure.message} ({progress.done} of {total} shards are committed "
             "and will be reused)",
         )
+    return _Written(reused, progress.done - committed_before - reused, governor)
+
+
+def _round_key(number: int, before: Sequence[ShardRequest]) -> str:
+    """Where round `number` is stored: keyed by the shards before it, so a changed spec (other
+    shards before it) plans afresh instead of replaying a round planned for other data."""
+    digest = hashlib.sha256(json.dumps([r.key for r in before]).encode()).hexdigest()[:16]
+    return f"{ROUNDS_PREFIX}{number:03d}-{digest}.json"
+
+
+def _affordable(ctx: StageContext, teacher: Teacher, requests: list[ShardRequest]) -> int:
+    """How many of `requests` (in order) the budget left pays for at their worst case."""
+    if not isinstance(teacher, GovernedTeacher):
+        return len(requests)
+    spec = ctx.run.spec.teacher
+    left = Decimal(str(spec.budget.max_usd)) - _spent(ctx, _committed(ctx))
+    batch = _use_batch(teacher, requests, spec)
+    fits = 0
+    for request in requests:
+        left -= teacher.estimate([request], spec.rate_limits, batch=batch).worst_usd
+        if left < 0:
+            break
+        fits += 1
+    return fits
+
+
+def _next_round(
+    ctx: StageContext,
+    teacher: Teacher,
+    number: int,
+    plan: list[ShardRequest],
+    accepted: list[Judged],
+    gained: int,
+) -> list[ShardRequest]:
+    """The shards of top-up round `number` (stored ones replayed), or [] with a note on why
+    the stage stops here."""
+    spec = ctx.run.spec.teacher
+    target = spec.target_examples
+    have = len(accepted)
+    if have >= target:
+        return []
+    short = f"{have} of {target} accepted"
+    if number > spec.max_top_up_rounds:
+        why = f"{short}; no more top-up rounds (teacher.maxTopUpRounds: {spec.max_top_up_rounds})"
+        ctx.progress.note(StageName.GENERATE, why)
+        return []
+    if gained <= 0:
+        ctx.progress.note(
+            StageName.GENERATE, f"{short}; round {number - 1} added none, so no more rounds"
+        )
+        return []
+    key = _round_key(number, plan)
+    if ctx.store.exists(key):
+        record = ctx.store.get_json(key)
+    else:
+        record = _plan_round(ctx, teacher, number, plan, accepted)
+        if record is None:
+            ctx.progress.note(StageName.GENERATE, f"budget reached: {short}")
+            return []
+        ctx.store.put_json(key, record, if_absent=True)
+        record = ctx.store.get_json(key)  # another writer's record wins a race
+    requests = [
+        _request(ctx, teacher, s["index"], Focus(tuple(s["tables"]), tuple(s["constructs"])))
+        for s in record["shards"]
+    ]
+    focus = Focus(tuple(record["focus"]["tables"]), tuple(record["focus"]["constructs"]))
+    ctx.progress.note(
+        StageName.GENERATE,
+        f"round {number}: {len(requests)} shard(s) for {target - have} missing; "
+        f"focus: {focus.describe()}",
+    )
+    return requests
+
+
+def _plan_round(
+    ctx: StageContext,
+    teacher: Teacher,
+    number: int,
+    plan: list[ShardRequest],
+    accepted: list[Judged],
+) -> dict[str, Any] | None:
+    """A new top-up round's record, or None when the budget pays for no shard of it."""
+    spec = ctx.run.spec.teacher
+    missing = spec.target_examples - len(accepted)
+    size = top_up_shards(
+        missing,
+        len(accepted),
+        sum(r.count for r in plan),
+        spec.examples_per_shard,
+        most=len(plan_shards(ctx, teacher)),
+    )
+    under = under_covered(accepted, [t.name for t in ctx.schema.tables], list(CONSTRUCTS))
+    first = max(r.index for r in plan) + 1
+    requests = [_request(ctx, teacher, first + j, shard_focus(under, j)) for j in range(size)]
+    fits = _affordable(ctx, teacher, requests)
+    if not fits:
+        return None
+    return {
+        "round": number,
+        "missing": missing,
+        "focus": {"tables": list(under.tables), "constructs": list(under.constructs)},
+        "shards": [
+            {
+                "key": r.key,
+                "index": r.index,
+                "tables": list(r.focus_tables),
+                "constructs": list(r.focus_constructs),
+            }
+            for r in requests[:fits]
+        ],
+    }
+
+
+def run(
+    ctx: StageContext,
+    teacher: Teacher,
+    executor: Executor | None = None,
+    *,
+    poll_interval_s: float = BATCH_POLL_INTERVAL_S,
+) -> StageResult:
+    """Writes every missing shard of the plan, a round at a time (see the module docstring),
+    committing each shard as soon as it is written."""
+    executor = executor or InlineExecutor()
+    dedup = ctx.run.spec.validation.dedup
+    plan: list[ShardRequest] = []
+    judged: list[Judged] = []
+    rounds: list[dict[str, Any]] = []
+    reused = calls = 0
+    governor: dict[str, Any] = {}
+    accepted: list[Judged] = []
+    requests = plan_shards(ctx, teacher)
+    while requests:
+        written = _write_round(ctx, teacher, requests, executor, poll_interval_s, len(plan))
+        reused += written.reused
+        calls += written.calls
+        governor = written.governor or governor
+        plan += requests
+        outputs = [_read(ctx, r.key) for r in requests]
+        judged += [j for shard in judge_shards(ctx, outputs, executor) for j in shard]
+        before = len(accepted)
+        accepted = screen(judged, dedup).accepted
+        rounds.append(
+            {"round": len(rounds), "shards": len(requests), "accepted": len(accepted) - before}
+        )
+        ctx.progress.counts(
+            StageName.GENERATE,
+            {"shards": len(plan), "screened_accepted": len(accepted)},
+            total=len(plan),
+        )
+        requests = _next_round(ctx, teacher, len(rounds), plan, accepted, len(accepted) - before)
 
     usage, examples, problems = _total(_read(ctx, r.key) for r in plan)
     summary = {
         "shards": len(plan),
         "reused_shards": reused,
-        "teacher_calls": progress.done - reused,
+        "teacher_calls": calls,
+        "rounds": len(rounds),
         "generated": examples,
+        "screened_accepted": len(accepted),
         "malformed": sum(problems.values()),
         "malformed_by_reason": dict(sorted(problems.items())),
         "usage": usage.model_dump(),
@@ -380,7 +588,11 @@ def run(
         "parameters": teacher.parameters,
         "governor": governor,
         "plan": [r.key for r in plan],
+        "by_round": rounds,
     }
     ctx.store.put_json(MANIFEST_KEY, manifest)
-    ctx.progress.counts(StageName.GENERATE, {"shards": len(plan), "generated": examples})
-    return StageResult(StageName.GENERATE, summary, reused=not missing)
+    ctx.progress.counts(
+        StageName.GENERATE,
+        {"shards": len(plan), "generated": examples, "screened_accepted": len(accepted)},
+    )
+    return StageResult(StageName.GENERATE, summary, reused=calls == 0)

@@ -111,6 +111,14 @@ def _check_estimate(ctx: StageContext, teacher: Teacher, source: str, accept: bo
         return
     budget = ctx.run.spec.teacher.budget.max_usd
     ctx.progress.note(StageName.GENERATE, estimate.describe(budget))
+    deadline = ctx.run.spec.teacher.deadline_hours
+    if deadline is not None and not estimate.batch and estimate.realtime_minutes > deadline * 60:
+        ctx.progress.note(
+            StageName.GENERATE,
+            f"warning: at the rate limits realtime needs at least {estimate.realtime_minutes:.0f} "
+            f"min, beyond deadlineHours {deadline:g}; raise the limits or the deadline "
+            "(24 or more lets mode auto use the cheaper Batches API)",
+        )
     if estimate.usd > Decimal(str(budget)) and not accept:
         problem = (
             f"the estimated teacher cost ${estimate.usd:.2f} exceeds the budget ${budget:.2f}; "
@@ -164,6 +172,7 @@ def _record(status: DistillRunStatus, result: StageResult) -> DistillRunStatus:
                 "input_tokens": usage["input_tokens"],
                 "output_tokens": usage["output_tokens"],
                 "cache_read_tokens": usage["cache_read_tokens"],
+                "cache_write_tokens": usage["cache_write_tokens"],
                 "usd": usage["usd"],
             }
         )

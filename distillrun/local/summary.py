@@ -27,10 +27,11 @@ def render_summary(outcome: RunOutcome) -> str:
     if status.counts.rejected:
         reasons = ", ".join(f"{k} {v}" for k, v in status.counts.rejected.items())
         lines.append(f"  rejected: {reasons}")
-    if status.cost.usd or status.cost.input_tokens:
+    cost = status.cost
+    if cost.usd or cost.input_tokens:
         lines.append(
-            f"  teacher cost: ${status.cost.usd:.2f} "
-            f"({status.cost.input_tokens} in / {status.cost.output_tokens} out tokens)"
+            f"  teacher cost: ${cost.usd:.2f} ({cost.input_tokens} in / {cost.output_tokens} out "
+            f"/ {cost.cache_read_tokens} cache read / {cost.cache_write_tokens} cache write tokens)"
         )
     if status.evaluation.execution_accuracy is not None:
         lines.append(
@@ -53,8 +54,9 @@ def describe_result(result: StageResult, seconds: float) -> str:
         return f"done (reused committed outputs) {took}"
     if result.stage == StageName.GENERATE:
         what = (
-            f"{s['generated']} examples in {s['shards']} shards "
-            f"({s['teacher_calls']} written, {s['reused_shards']} reused)"
+            f"{s['generated']} examples in {s['shards']} shards over {s['rounds']} round(s) "
+            f"({s['teacher_calls']} written, {s['reused_shards']} reused), "
+            f"{s['screened_accepted']} accepted on screening"
         )
     elif result.stage == StageName.VALIDATE:
         rejected = sum(s["rejected"].values())

@@ -1,11 +1,11 @@
 """What a query touches, read off its SQL: tables, columns, equality joins and constructs.
 
-Teachers tag their examples with tables and constructs, but each teacher has its own tag set,
-so the report reads the SQL itself: the same query always counts the same way, whichever
-teacher wrote it, and "never used" is measured against one fixed list (`CONSTRUCTS`) and the
-schema. Columns are placed in their tables by sqlglot's qualifier, which needs the schema for
-unqualified columns of a join; without the schema only tables, joins written with qualified
-columns and constructs are read.
+The report reads the SQL itself rather than the tags stored with the examples (shards stored
+by an older version may carry other tags): the same query always counts the same way, whichever
+teacher wrote it, and "never used" is measured against the one construct vocabulary
+(`sql.constructs.CONSTRUCTS`, in its order) and the schema. Columns are placed in their tables
+by sqlglot's qualifier, which needs the schema for unqualified columns of a join; without the
+schema only tables, joins written with qualified columns and constructs are read.
 """
 
 from __future__ import annotations
@@ -23,41 +23,8 @@ from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.schema import MappingSchema
 
 from distillrun.report.model import Coverage, Uses
+from distillrun.sql.constructs import CONSTRUCTS, constructs_of_tree
 from distillrun.sql.schema import SchemaInfo
-
-CONSTRUCTS: tuple[str, ...] = (
-    "filter",
-    "join",
-    "aggregate",
-    "group_by",
-    "having",
-    "order_by",
-    "limit",
-    "distinct",
-    "subquery",
-    "cte",
-    "window",
-    "case",
-    "exists",
-    "set_operation",
-)
-"""Every construct the report looks for, in the order it lists them."""
-
-_NODE_CONSTRUCTS: tuple[tuple[type[exp.Expr], str], ...] = (
-    (exp.Where, "filter"),
-    (exp.Join, "join"),
-    (exp.AggFunc, "aggregate"),
-    (exp.Group, "group_by"),
-    (exp.Having, "having"),
-    (exp.Order, "order_by"),
-    (exp.Limit, "limit"),
-    (exp.Distinct, "distinct"),
-    (exp.CTE, "cte"),
-    (exp.Window, "window"),
-    (exp.Case, "case"),
-    (exp.Exists, "exists"),
-    (exp.SetOperation, "set_operation"),
-)
 
 
 @dataclass(frozen=True)
@@ -70,15 +37,6 @@ class QueryFacts:
     joins: frozenset[str]
     constructs: frozenset[str]
     placed: bool
-
-
-def _constructs(tree: exp.Expr) -> set[str]:
-    found: set[str] = set()
-    for node in tree.walk():
-        if isinstance(node, exp.Select) and node is not tree and node.parent_select is not None:
-            found.add("subquery")
-        found.update(name for kind, name in _NODE_CONSTRUCTS if isinstance(node, kind))
-    return found
 
 
 def _canonical_table(name: str, schema: SchemaInfo | None) -> str:
@@ -125,7 +83,7 @@ def query_facts(sql: str, dialect: str, schema: SchemaInfo | None) -> QueryFacts
         for t in tree.find_all(exp.Table)
         if t.name and t.name.lower() not in ctes
     )
-    constructs = frozenset(_constructs(tree))
+    constructs = frozenset(constructs_of_tree(tree))
     try:
         qualified = qualify(
             tree.copy(),
@@ -154,7 +112,7 @@ def _ranked(counter: Counter[str]) -> tuple[Uses, ...]:
 def coverage(
     sqls: Iterable[str], dialect: str, schema: SchemaInfo | None, schema_note: str | None
 ) -> Coverage:
-    """How the accepted queries `sqls` cover the schema and `CONSTRUCTS`.
+    """How the accepted queries `sqls` cover the schema and `sql.constructs.CONSTRUCTS`.
 
     Each count is the number of queries that use the item at least once."""
     tables: Counter[str] = Counter()

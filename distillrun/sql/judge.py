@@ -31,12 +31,20 @@ def judge(
         return Verdict(ok=False, reason=rejected.reason, message=rejected.message), None, None
     if sandbox is None:
         return Verdict(ok=True), checked, None
+    verdict, result = execute_checked(checked, sandbox, reject_empty=reject_empty)
+    return verdict, checked, result
+
+
+def execute_checked(
+    checked: CheckedQuery, sandbox: Sandbox, *, reject_empty: bool = False
+) -> tuple[Verdict, ResultSet | None]:
+    """The execution half of `judge`, for a query that passed the static checks."""
     try:
         result = sandbox.execute(checked.sql)
     except QueryTimeout as timeout:
-        return Verdict(ok=False, reason=Reason.TIMEOUT, message=timeout.message), checked, None
+        return Verdict(ok=False, reason=Reason.TIMEOUT, message=timeout.message), None
     except QueryFailed as failed:
-        return Verdict(ok=False, reason=failed.reason, message=failed.message), checked, None
+        return Verdict(ok=False, reason=failed.reason, message=failed.message), None
     receipt = {
         "rows": len(result.rows),
         "ms": result.ms,
@@ -46,5 +54,5 @@ def judge(
         empty = Verdict(
             ok=False, reason=Reason.EMPTY_RESULT, message="the query returned no rows", **receipt
         )
-        return empty, checked, result
-    return Verdict(ok=True, **receipt), checked, result
+        return empty, result
+    return Verdict(ok=True, **receipt), result

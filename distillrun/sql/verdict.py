@@ -25,6 +25,7 @@ class Reason(StrEnum):
     TIMEOUT = "timeout"
     EMPTY_RESULT = "empty_result"
     DUPLICATE = "duplicate"
+    NEAR_DUPLICATE_QUESTION = "near_duplicate_question"
 
 
 class Verdict(BaseModel):

@@ -18,7 +18,8 @@ from distillrun.sql.schema import SchemaInfo
 
 
 class Usage(BaseModel):
-    """Tokens and dollars one shard cost."""
+    """Tokens and dollars: what one shard cost, or one record's share of it
+    (`teacher.accounting`)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -39,6 +40,9 @@ class GeneratedExample(BaseModel):
     tables: list[str] = Field(default_factory=list)
     constructs: list[str] = Field(default_factory=list)
     teacher: str
+    usage: Usage = Field(default_factory=Usage)
+    """This example's share of the call that wrote it (zero in shards stored before shares
+    were recorded; `teacher.accounting.apportion` derives them)."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +56,26 @@ class ShardRequest:
     schema: SchemaInfo
     seed_questions: tuple[str, ...]
     reasoning: bool
+    focus_tables: tuple[str, ...] = ()
+    """Tables most of the shard should use: those the accepted examples so far under-cover
+    (set on top-up shards; empty on the first round)."""
+    focus_constructs: tuple[str, ...] = ()
+    """Construct tags (`sql.constructs.CONSTRUCTS`) most of the shard should show."""
 
 
 class ShardOutput(BaseModel):
-    """What the teacher wrote for one shard, with its cost and any records it could not parse."""
+    """What the teacher wrote for one shard, with its cost and any records it could not parse.
+
+    Once apportioned (`teacher.accounting.apportion`), the examples' usage plus `unattributed`
+    add up to `usage` exactly."""
 
     key: str
     examples: list[GeneratedExample]
     usage: Usage = Field(default_factory=Usage)
     malformed: list[dict[str, Any]] = Field(default_factory=list)
+    unattributed: Usage = Field(default_factory=Usage)
+    """The part of `usage` no example carries: the shares of the `malformed` entries, or all of
+    it when it cannot be split (a reply with no entry at all)."""
 
 
 class Teacher(Protocol):
@@ -82,19 +97,22 @@ def shard_key(
     seed: int,
     examples_per_shard: int,
     index: int,
+    focus_tables: tuple[str, ...] = (),
+    focus_constructs: tuple[str, ...] = (),
 ) -> str:
     """A deterministic key for shard `index`: independent of concurrency and of how many shards
-    the run ends up needing, so adding shards never renames finished ones."""
-    material = json.dumps(
-        {
-            "schema": schema.fingerprint,
-            "seed_questions": list(seed_questions),
-            "teacher": teacher.name,
-            "parameters": teacher.parameters,
-            "seed": seed,
-            "examples_per_shard": examples_per_shard,
-            "index": index,
-        },
-        sort_keys=True,
-    )
+    the run ends up needing, so adding shards never renames finished ones. A focus is hashed
+    only when there is one, so shards without one keep the keys they always had."""
+    fields: dict[str, Any] = {
+        "schema": schema.fingerprint,
+        "seed_questions": list(seed_questions),
+        "teacher": teacher.name,
+        "parameters": teacher.parameters,
+        "seed": seed,
+        "examples_per_shard": examples_per_shard,
+        "index": index,
+    }
+    if focus_tables or focus_constructs:
+        fields["focus"] = {"tables": list(focus_tables), "constructs": list(focus_constructs)}
+    material = json.dumps(fields, sort_keys=True)
     return f"{index:05d}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"

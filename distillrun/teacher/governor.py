@@ -10,13 +10,16 @@ so one slow request never blocks the actor.
 Rates: three token buckets that refill continuously, as the API's do. A request takes one
 request, its estimated input tokens and its whole `max_tokens` of output at the start (the API
 reserves output the same way) and is settled to the real counts when it ends. The governor
-adapts to what the server says: `anthropic-ratelimit-*-limit/remaining` headers lower its
-buckets when the account has less room than configured (another client, a lower tier), and a
-429 or 529 pauses every worker (honouring `retry-after`), not just the one that got it.
+adapts to what the server says: each provider turns its rate-limit headers into
+`ObservedLimits` (anthropic's `anthropic-ratelimit-*`, an OpenAI-style server's
+`x-ratelimit-*`), which lower the buckets when the account has less room than configured
+(another client, a lower tier); and a 429 or 529 pauses every worker (honouring `retry-after`),
+not just the one that got it.
 
 Money: before each request the caller reserves its worst-case cost; a reservation that would
 take spent + reserved past `budget.maxUSD` is refused, so the cap holds however many workers are
-in flight. When the request ends the reservation becomes the exact cost.
+in flight. When the request ends the reservation becomes the exact cost. A refusal fails that
+one request only: the others in flight go on, and later ones fit again as money frees up.
 
 Stopping: a worker that hits a failure retrying cannot fix (spend limit, bad key) stops the
 governor, and every other worker stops at its next `acquire` or `reserve`.
@@ -24,6 +27,7 @@ governor, and every other worker stops at its next `acquire` or `reserve`.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -42,8 +46,6 @@ OVERLOAD_PAUSE_S = (1.0, 30.0)
 DEFAULT_RATE_LIMIT_PAUSE_S = 5.0
 """Pause after a 429 that says nothing about when to retry."""
 
-_AXES = ("requests", "input-tokens", "output-tokens")
-
 
 @dataclass(frozen=True)
 class Stop:
@@ -54,6 +56,38 @@ class Stop:
 
     def error(self) -> TeacherStop:
         return STOPS.get(self.reason, TeacherStop)(self.message)
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a server said about one rate-limit axis; None where it said nothing usable.
+
+    `reset_s` is how long until the axis is back to its full allowance. It is only acted on
+    when `remaining` is 0: then the server has said when room returns, and asking earlier can
+    only earn a 429. Otherwise the bucket's own continuous refill is the better guess, since
+    servers differ on what their reset means (a per-minute window, a day, a fixed window)."""
+
+    limit: float | None = None
+    remaining: float | None = None
+    reset_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ObservedLimits:
+    """The provider-neutral facts of one response's rate-limit headers, per governor axis.
+
+    Each teacher parses its own provider's headers into this (a pure function next to the
+    teacher); the governor never sees a header name. Small and frozen, so it pickles to the
+    Ray actor cheaply."""
+
+    requests: Room = Room()
+    input_tokens: Room = Room()
+    output_tokens: Room = Room()
+
+    @property
+    def empty(self) -> bool:
+        """Whether there is nothing to adopt (a server that sends no such headers, as vLLM)."""
+        return self == ObservedLimits()
 
 
 @dataclass(frozen=True)
@@ -71,6 +105,7 @@ class _Bucket:
         self.capacity = float(per_minute)
         self.level = float(per_minute)
         self.stamp = now
+        self.closed_until = now
 
     @property
     def rate(self) -> float:
@@ -81,32 +116,43 @@ class _Bucket:
         self.stamp = now
 
     def wait_for(self, amount: float) -> float:
+        """Seconds until `amount` fits; call right after `refill` (the bucket's `stamp` is now)."""
         missing = min(amount, self.capacity) - self.level
-        return max(0.0, missing / self.rate)
+        return max(0.0, missing / self.rate, self.closed_until - self.stamp)
 
-    def adopt(self, limit: float | None, remaining: float | None) -> None:
-        """Take the server's word when it reports less room than this bucket believes."""
-        if limit is not None and 0 < limit < self.capacity:
-            self.capacity = limit
-            self.level = min(self.level, limit)
-        if remaining is not None:
-            self.level = min(self.level, remaining)
+    def adopt(self, room: Room) -> None:
+        """Take the server's word when it reports less room than this bucket believes (never
+        more: a higher limit than configured may belong to someone else's share)."""
+        if room.limit is not None and 0 < room.limit < self.capacity:
+            self.capacity = room.limit
+            self.level = min(self.level, room.limit)
+        if room.remaining is not None:
+            self.level = min(self.level, room.remaining)
+            if room.remaining <= 0 and room.reset_s is not None:
+                self.closed_until = max(self.closed_until, self.stamp + room.reset_s)
 
 
-def _number(headers: Mapping[str, str], name: str) -> float | None:
-    value = headers.get(name)
+def plain_number(value: str | None) -> float | None:
+    """`value` as a finite, non-negative number; None when absent or not one (a malformed
+    header is ignored rather than trusted: `inf` would stall the run forever)."""
     try:
-        return float(value) if value is not None else None
+        number = float(value) if value is not None else None
     except ValueError:
         return None
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
+
+
+def header_number(headers: Mapping[str, str], name: str) -> float | None:
+    """A header's value as a `plain_number`."""
+    return plain_number(headers.get(name))
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asked to wait (`retry-after-ms`, else `retry-after` in seconds)."""
-    millis = _number(headers, "retry-after-ms")
+    millis = header_number(headers, "retry-after-ms")
     if millis is not None:
         return millis / 1000
-    seconds = _number(headers, "retry-after")
+    seconds = header_number(headers, "retry-after")
     if seconds is not None:
         return seconds
     return None
@@ -164,14 +210,16 @@ class RateGovernor:
         self._output.level = min(self._output.level, self._output.capacity)
         self._overloads = 0
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """Adapt to the `anthropic-ratelimit-*` headers of a response."""
+    def observe(self, limits: ObservedLimits) -> None:
+        """Adapt to what a response's rate-limit headers said (see `ObservedLimits`)."""
         now = self._clock()
-        for axis, bucket in zip(_AXES, (self._requests, self._input, self._output), strict=True):
-            limit = _number(headers, f"anthropic-ratelimit-{axis}-limit")
-            remaining = _number(headers, f"anthropic-ratelimit-{axis}-remaining")
+        for bucket, room in (
+            (self._requests, limits.requests),
+            (self._input, limits.input_tokens),
+            (self._output, limits.output_tokens),
+        ):
             bucket.refill(now)
-            bucket.adopt(limit, remaining)
+            bucket.adopt(room)
 
     def rate_limited(self, retry_after: float | None) -> None:
         """A 429: everybody waits `retry-after`, not only the worker that got it."""
@@ -192,8 +240,13 @@ class RateGovernor:
     # -- money -------------------------------------------------------------------------------
 
     def reserve(self, usd: Decimal, force: bool = False) -> Grant:
-        """Set `usd` aside for a request; refused (a BudgetExhausted stop) past the budget.
-        `force` sets aside money already committed (a batch submitted before a restart)."""
+        """Set `usd` aside for a request; refused (BudgetExhausted) past the budget.
+        `force` sets aside money already committed (a batch submitted before a restart).
+
+        A refusal stops nothing else: requests holding a reservation go out (they fit the cap
+        by construction), and a later request fits again once the ones in flight have cost
+        less than their worst case — so a run ends with its budget used, not a worst case's
+        worth of it left."""
         if force:
             self._reserved += usd
             return Grant(0.0)
@@ -303,10 +356,10 @@ class GovernorClient:
     def settle(self, reserved: tuple[int, int], used: tuple[int, int]) -> None:
         self._backend.call("settle", reserved, used)
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        wanted = {k: v for k, v in headers.items() if k.startswith("anthropic-ratelimit-")}
-        if wanted:
-            self._backend.call("observe", wanted)
+    def observe(self, limits: ObservedLimits) -> None:
+        """Passes what a response said on; nothing to say costs no (Ray) call."""
+        if not limits.empty:
+            self._backend.call("observe", limits)
 
     def rate_limited(self, retry_after: float | None) -> None:
         self._backend.call("rate_limited", retry_after)
@@ -315,10 +368,10 @@ class GovernorClient:
         self._backend.call("overloaded", retry_after)
 
     def reserve(self, usd: Decimal) -> Reservation:
-        """Sets `usd` aside; raises BudgetExhausted (and stops the run) past the budget."""
+        """Sets `usd` aside; raises BudgetExhausted past the budget (see `RateGovernor.reserve`),
+        or the run's stop reason once it stopped."""
         grant: Grant = self._backend.call("reserve", usd)
         if grant.stop is not None:
-            self._backend.call("stop", grant.stop.reason, grant.stop.message)
             raise grant.stop.error()
         return Reservation(usd)
 

@@ -2,10 +2,12 @@
 self-hosted DeepSeek or Qwen, a hosted OpenAI-style endpoint) as the teacher.
 
 Same prompt as every teacher (`teacher.prompt`), asked for through one forced function call;
-same tolerant parsing and review; same governor for rate limits and budget; same retry rules
-(`teacher.calls`). Such servers are usually self-hosted, so the price is 0 unless the prices
-file names the model. The client is a plain HTTP client (httpx2, which the anthropic SDK brings
-along): the chat-completions wire format is small and stable, and no second SDK is needed.
+same tolerant parsing and review; same governor for rate limits and budget, which also adapts
+to the server's `x-ratelimit-*` headers when it sends them (OpenAI and many gateways do, vLLM
+does not; see `observed_limits`); same retry rules (`teacher.calls`). Such servers are usually
+self-hosted, so the price is 0 unless the prices file names the model. The client is a plain
+HTTP client (httpx2, which the anthropic SDK brings along): the chat-completions wire format is
+small and stable, and no second SDK is needed.
 
 The API key, if the server wants one, is read from `OPENAI_API_KEY` in the process making the
 call and sent as a bearer token; it is never stored on the teacher.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,7 +37,14 @@ from distillrun.teacher.errors import (
     Transient,
 )
 from distillrun.teacher.estimate import CostEstimate, estimate, worst_case_usd
-from distillrun.teacher.governor import GovernorClient, retry_after_s
+from distillrun.teacher.governor import (
+    GovernorClient,
+    ObservedLimits,
+    Room,
+    header_number,
+    plain_number,
+    retry_after_s,
+)
 from distillrun.teacher.parsing import Completion
 from distillrun.teacher.pricing import FREE, ModelPrice, to_usd
 from distillrun.teacher.prompt import TEMPLATE_VERSION, TOOL_NAME, Prompt, build_prompt
@@ -52,6 +62,60 @@ _COMPLETION = {
     "content_filter": Completion.REFUSED,
 }
 """`finish_reason`s that say how a reply ended; any other (`length`, unknown) may be cut."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNIT_S = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def duration_s(text: str | None) -> float | None:
+    """Seconds in an `x-ratelimit-reset-*` value: a Go-style duration as OpenAI sends it
+    ("6m0s", "1s", "20ms", "1h2m3.5s") or a bare number of seconds; None if it is neither."""
+    if text is None:
+        return None
+    text = text.strip()
+    bare = plain_number(text)
+    if bare is not None:
+        return bare
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _DURATION_UNIT_S[unit] for number, unit in parts)
+
+
+def observed_limits(headers: Mapping[str, str]) -> ObservedLimits:
+    """What an OpenAI-style server's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
+    headers say, on the governor's axes.
+
+    Requests map one to one. Tokens are one budget for prompt and completion together, while
+    the governor keeps input and output apart; the budget (limit and remaining) bounds both
+    axes. That is the tightest mapping that is always true: prompt tokens alone can never
+    exceed the combined budget, and neither can the `max_tokens` the output axis reserves (the
+    server counts it on admission too), whereas splitting the budget needs an input/output ratio
+    the headers do not give and could leave one axis too small for a single request. Together
+    the two axes can still admit more than the budget (up to twice it) between responses; each
+    response's `remaining`, which counts both, pulls both buckets down again, and a 429 beyond
+    that pauses every worker.
+    """
+    requests = Room(
+        limit=header_number(headers, "x-ratelimit-limit-requests"),
+        remaining=header_number(headers, "x-ratelimit-remaining-requests"),
+        reset_s=duration_s(headers.get("x-ratelimit-reset-requests")),
+    )
+    tokens = Room(
+        limit=header_number(headers, "x-ratelimit-limit-tokens"),
+        remaining=header_number(headers, "x-ratelimit-remaining-tokens"),
+        reset_s=duration_s(headers.get("x-ratelimit-reset-tokens")),
+    )
+    return ObservedLimits(requests=requests, input_tokens=tokens, output_tokens=tokens)
 
 
 class ReplyError(Exception):
@@ -203,17 +267,20 @@ class OpenAICompatibleTeacher:
                 except Exception:
                     governor.settle(reserved, (0, 0))
                     raise
-                if response.status_code != 200:
-                    governor.settle(reserved, (0, 0))
+                ok = response.status_code == 200
+                data: dict[str, Any] = response.json() if ok else {}
+                used = reply_usage(data)  # all 0 for a refusal
+                governor.settle(
+                    reserved, (used.input_tokens + used.cache_read_tokens, used.output_tokens)
+                )
+                # after settling, so the server's `remaining` (which counts this request) wins
+                governor.observe(observed_limits(response.headers))
+                if not ok:
                     if response.status_code == 429:
                         governor.rate_limited(retry_after_s(response.headers))
                     elif response.status_code in (503, 529):
                         governor.overloaded(retry_after_s(response.headers))
                     raise ReplyError(response.status_code, response.text, response.headers)
-                data: dict[str, Any] = response.json()
-                used = reply_usage(data)
-                counted = used.input_tokens + used.cache_read_tokens
-                governor.settle(reserved, (counted, used.output_tokens))
                 return data
 
             data, cost = paid_call(

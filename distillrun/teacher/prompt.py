@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distillrun.api.spec import Dialect
+from distillrun.sql.constructs import CONSTRUCTS as CONSTRUCT_WORDS
 from distillrun.teacher.base import ShardRequest
 
 TOOL_NAME = "record_examples"
@@ -84,6 +85,13 @@ _USER = """\
 Shard {index}: write {count} new examples.
 Lean on these tables: {tables} (others may appear too).
 Across the set, use at least: {constructs}.{extra_seeds}"""
+
+_FOCUS = """\
+The accepted examples so far under-use some of the database. Write most of these examples \
+about {wanted}, and ask questions unlike the usual ones."""
+"""Added to the user message of a top-up shard (one with a focus). Deliberately not part of
+TEMPLATE_VERSION: shards without a focus keep their keys, and a focused shard's key already
+hashes its focus."""
 
 
 @dataclass(frozen=True)
@@ -158,10 +166,14 @@ def build_prompt(request: ShardRequest) -> Prompt:
         tool=TOOL_NAME,
     )
     # Spread shards evenly: shard i starts its table window at i * TABLES_PER_SHARD, and the
-    # seed offsets the construct window so two runs with different seeds ask differently.
+    # seed offsets the construct window so two runs with different seeds ask differently. A
+    # top-up shard's focus (what the accepted examples under-cover) replaces the windows.
     tables = tuple(t.name for t in schema.tables)
-    focus_tables = _window(tables, request.index * TABLES_PER_SHARD, TABLES_PER_SHARD)
-    constructs = _window(
+    focus_tables = list(request.focus_tables) or _window(
+        tables, request.index * TABLES_PER_SHARD, TABLES_PER_SHARD
+    )
+    focus_constructs = [CONSTRUCT_WORDS.get(c, c) for c in request.focus_constructs]
+    constructs = focus_constructs or _window(
         CONSTRUCTS, request.seed + request.index * CONSTRUCTS_PER_SHARD, CONSTRUCTS_PER_SHARD
     )
     rest = request.seed_questions[SEED_QUESTIONS_IN_SYSTEM:]
@@ -174,6 +186,10 @@ def build_prompt(request: ShardRequest) -> Prompt:
         constructs="; ".join(constructs),
         extra_seeds=f"\nMore questions users asked:{extra_seeds}" if extra else "",
     )
+    if request.focus_tables or request.focus_constructs:
+        wanted = [f"the tables {', '.join(request.focus_tables)}"] if request.focus_tables else []
+        wanted += [f"these constructs: {'; '.join(focus_constructs)}"] if focus_constructs else []
+        user += "\n" + _FOCUS.format(wanted=" and ".join(wanted))
     return Prompt(
         system=system,
         user=user,

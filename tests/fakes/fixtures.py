@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,11 +20,15 @@ from distillrun.jobs.context import StageContext
 from distillrun.sql.schema import parse_schema
 from distillrun.store import open_store
 from distillrun.teacher.anthropic import AnthropicTeacher
+from distillrun.teacher.base import Usage
 from distillrun.teacher.calls import RetryPolicy
 from distillrun.teacher.factory import make_teacher
-from tests.fakes.anthropic_server import FakeAnthropic
+from distillrun.teacher.pricing import load_prices
+from tests.fakes.anthropic_server import Billed, FakeAnthropic
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MODEL = "claude-sonnet-5-5"
+"""The model `manifest_data` asks the fake API for."""
 FAST_RETRIES = RetryPolicy(backoff_s=0.01, max_backoff_s=0.05)
 
 T = TypeVar("T")
@@ -37,14 +42,40 @@ def manifest_data(**teacher: Any) -> dict[str, Any]:
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     data["spec"]["teacher"] = {
         "provider": "anthropic",
-        "model": "claude-sonnet-5-5",
+        "model": MODEL,
         "mode": "realtime",
         "targetExamples": 40,
         "examplesPerShard": 10,
         "seed": 3,
+        # these tests count the calls of one plan; top-up rounds have their own tests
+        "maxTopUpRounds": 0,
         **teacher,
     }
     return data
+
+
+def list_usd(billed: Billed) -> Decimal:
+    """What `billed` costs at `MODEL`'s list price in realtime, to the digit (a batch costs
+    `batch_discount` of it)."""
+    price = load_prices().price(MODEL)
+    return (
+        billed.input_tokens * price.input
+        + billed.output_tokens * price.output
+        + billed.cache_creation_input_tokens * price.cache_write
+        + billed.cache_read_input_tokens * price.cache_read
+    ) / Decimal(1_000_000)
+
+
+def billed_usage(billed: Billed) -> Usage:
+    """The tokens and messages of `billed` as a `Usage` without dollars, to compare with what a
+    run recorded: `recorded.model_copy(update={"usd": 0.0}) == billed_usage(billed)`."""
+    return Usage(
+        input_tokens=billed.input_tokens,
+        output_tokens=billed.output_tokens,
+        cache_write_tokens=billed.cache_creation_input_tokens,
+        cache_read_tokens=billed.cache_read_input_tokens,
+        requests=billed.messages,
+    )
 
 
 def shop_context(tmp_path: Path, **teacher: Any) -> StageContext:

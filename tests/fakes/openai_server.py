@@ -1,7 +1,8 @@
 """A fake OpenAI-compatible chat-completions server on loopback (what vLLM and friends speak):
 `POST /v1/chat/completions` with forced function calls, usage with cached prompt tokens, an
-optional bearer key, and scripted faults (`fake.script(...)`): any status with a body and
-`retry-after`, a connection reset, a cut reply (`finish_reason: length`), a content filter.
+optional bearer key, scripted faults (`fake.script(...)`): any status with a body and
+`retry-after`, a connection reset, a cut reply (`finish_reason: length`), a content filter; and
+scripted `x-ratelimit-*` headers (`RateHeaders`) on every reply or on one error reply.
 """
 
 from __future__ import annotations
@@ -23,12 +24,37 @@ Json = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class RateHeaders:
+    """The `x-ratelimit-*` headers an OpenAI-style server sends; None leaves one out. The
+    values are scripted, not counted: a test says exactly what the client is told."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests: str | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        values = {
+            "x-ratelimit-limit-requests": self.limit_requests,
+            "x-ratelimit-remaining-requests": self.remaining_requests,
+            "x-ratelimit-reset-requests": self.reset_requests,
+            "x-ratelimit-limit-tokens": self.limit_tokens,
+            "x-ratelimit-remaining-tokens": self.remaining_tokens,
+            "x-ratelimit-reset-tokens": self.reset_tokens,
+        }
+        return {name: str(value) for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class Status:
-    """An error reply."""
+    """An error reply; `ratelimit` replaces the server's `x-ratelimit-*` headers for it."""
 
     status: int
     body: str = '{"error": {"message": "scripted", "type": "server_error"}}'
     retry_after: float | None = None
+    ratelimit: RateHeaders | None = None
 
 
 @dataclass(frozen=True)
@@ -54,9 +80,11 @@ def insufficient_quota() -> Status:
 
 @dataclass
 class FakeOpenAI:
-    """The fake server; `url` is the teacher's `baseUrl` (it ends in /v1)."""
+    """The fake server; `url` is the teacher's `baseUrl` (it ends in /v1). `ratelimit`, when
+    set, goes with every reply (as OpenAI sends them); None sends none (as vLLM)."""
 
     api_key: str | None = None
+    ratelimit: RateHeaders | None = None
     cached_prompt_tokens: int = 0
     requests: list[Json] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
@@ -172,8 +200,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if isinstance(reply, Status):
             fake.statuses.append(reply.status)
-            headers = {} if reply.retry_after is None else {"retry-after": f"{reply.retry_after:g}"}
+            headers = _ratelimit_headers(reply.ratelimit or fake.ratelimit)
+            if reply.retry_after is not None:
+                headers["retry-after"] = f"{reply.retry_after:g}"
             self._send(reply.status, reply.body, headers)
             return
         fake.statuses.append(200)
-        self._send(200, json.dumps(fake.complete(body, reply)))
+        self._send(200, json.dumps(fake.complete(body, reply)), _ratelimit_headers(fake.ratelimit))
+
+
+def _ratelimit_headers(ratelimit: RateHeaders | None) -> dict[str, str]:
+    return {} if ratelimit is None else ratelimit.headers()

@@ -37,7 +37,9 @@ def test_quickstart_runs_offline_and_reuses_its_work(tmp_path: Path) -> None:
     assert str(run) in first.stdout
 
     manifest = json.loads((run / "generate/_manifest.json").read_text())
-    assert manifest["teacher_calls"] == manifest["shards"] == 6
+    # six shards, then top-up rounds until the target of 240 accepted examples is reached
+    assert manifest["teacher_calls"] == manifest["shards"] > 6
+    assert manifest["screened_accepted"] >= 240
     assert (run / "dataset/train.jsonl").stat().st_size > 0
     assert (run / "dataset/holdout.jsonl").stat().st_size > 0
     assert (run / "adapter/adapter_model.safetensors").stat().st_size > 0
@@ -54,6 +56,6 @@ def test_quickstart_runs_offline_and_reuses_its_work(tmp_path: Path) -> None:
     second = distillrun("run", "examples/quickstart.yaml", "--store", f"file://{store}")
     assert second.returncode == 0, second.stdout + second.stderr
     manifest = json.loads((run / "generate/_manifest.json").read_text())
-    assert manifest["teacher_calls"] == 0 and manifest["reused_shards"] == 6
+    assert manifest["teacher_calls"] == 0 and manifest["reused_shards"] == manifest["shards"]
     for stage in ("generate", "validate", "train", "evaluate"):
         assert f"{stage:<9} done (reused)" in second.stdout

@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from anthropic import APIRequest, APIResponse, CallNext, Middleware
 
 from distillrun.teacher.anthropic.errors import spend_limit_code, spend_limit_stop
-from distillrun.teacher.governor import GovernorClient, retry_after_s
+from distillrun.teacher.governor import (
+    GovernorClient,
+    ObservedLimits,
+    Room,
+    header_number,
+    retry_after_s,
+)
 
 MESSAGES_PATH = "/v1/messages"
 RATE_CHARS_PER_TOKEN = 3.0
@@ -29,6 +36,24 @@ def input_estimate(body: dict[str, Any]) -> int:
     """Input tokens a Messages request may count against the input limit, before it is sent."""
     text = json.dumps([body.get("system"), body.get("tools"), body.get("messages")])
     return math.ceil(len(text) / RATE_CHARS_PER_TOKEN)
+
+
+def observed_limits(headers: Mapping[str, str]) -> ObservedLimits:
+    """The `anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining}`
+    headers, one axis each as the governor keeps them. Their `-reset` (an RFC 3339 time) is
+    left out: the buckets' refill already models Anthropic's continuously refilled limits."""
+
+    def room(axis: str) -> Room:
+        return Room(
+            limit=header_number(headers, f"anthropic-ratelimit-{axis}-limit"),
+            remaining=header_number(headers, f"anthropic-ratelimit-{axis}-remaining"),
+        )
+
+    return ObservedLimits(
+        requests=room("requests"),
+        input_tokens=room("input-tokens"),
+        output_tokens=room("output-tokens"),
+    )
 
 
 def _used_tokens(response: APIResponse[Any]) -> tuple[int, int]:
@@ -72,7 +97,7 @@ class GovernorMiddleware(Middleware):
         http = response.http_response
         status = http.status_code
         self.governor.settle(reserved, _used_tokens(response) if status == 200 else (0, 0))
-        self.governor.observe(http.headers)
+        self.governor.observe(observed_limits(http.headers))
         if status == 429:
             error = _json_or_none(response)
             code = spend_limit_code(error)

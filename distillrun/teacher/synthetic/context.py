@@ -4,7 +4,7 @@ Every random choice an example makes goes through `Context`, so a shard is a pur
 its (seed, index) and the schema. Choices are weighted toward what the seed questions name,
 and toward the one seed question in focus when there is one. `Context.condition` writes the
 WHERE conditions all constructs share (numeric thresholds, text values, date ranges, flags,
-missing values), each with the words for the question and the tags it adds.
+missing values), each with the words for the question.
 """
 
 from __future__ import annotations
@@ -46,31 +46,31 @@ class Draft:
     question: str
     query: exp.Select
     explanation: str
-    extra_constructs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class Condition:
     """A WHERE condition, with the words that follow a plural noun ("orders *with a total
-    above 100*") and the tags it adds beyond what the SQL shows."""
+    above 100*")."""
 
     expression: exp.Expr
     phrase: str
-    tags: frozenset[str] = frozenset()
 
 
 def phrase_of(condition: Condition | None) -> str:
     return condition.phrase if condition is not None else ""
 
 
-def tags_of(condition: Condition | None) -> frozenset[str]:
-    return condition.tags if condition is not None else frozenset()
+TOPICS = frozenset({"date_filter", "revenue"})
+"""Tags for what a question is about rather than a construct its SQL shows: seed questions are
+read for them (`seeds`) and builders carry them, but examples never do."""
 
 
 @dataclass(frozen=True)
 class Builder:
-    """One kind of example. `tags` are the constructs it shows (plus "revenue" for revenue
-    questions): a seed question asking for them makes the builder likelier while in focus."""
+    """One kind of example. `tags` are the constructs it shows (`sql.constructs.CONSTRUCTS`)
+    and the `TOPICS` it is about: a seed question or a top-up focus asking for them makes the
+    builder likelier while in focus. An example's stored tags are read off its SQL instead."""
 
     name: str
     tags: frozenset[str]
@@ -322,7 +322,6 @@ class Context:
         kind = self.pick(("window", "latest", *(("year", "year") if self.hints.years else ())))
         if kind == "year":
             return self._year_condition(f, col, self.pick(self.hints.years))
-        tags = frozenset({"date_filter"})
         source = sqlkit.table(entity.name)
         inner = sqlkit.column(f.name)
         if kind == "window":
@@ -338,7 +337,6 @@ class Context:
                         f"{f.phrase}",
                     )
                 ),
-                tags,
             )
         period, of = self.pick((("year", sqlkit.year_of), ("month", sqlkit.month_of)))
         latest = exp.select(exp.Max(this=of(inner))).from_(source)
@@ -350,33 +348,27 @@ class Context:
                     f"whose {f.phrase} is in the latest {period} that has any",
                 )
             ),
-            tags,
         )
 
     def _year_condition(self, f: Field, col: exp.Column, year: int) -> Condition:
         """A date range from a year the seed questions mention, as plain date literals."""
         start, end = sqlkit.string(f"{year}-01-01"), sqlkit.string(f"{year + 1}-01-01")
-        a_col, tags = article(f.phrase), frozenset({"date_filter"})
+        a_col = article(f.phrase)
         shape = self.pick(("in", "in", "half", "before", "since"))
         if shape == "half":
             middle = sqlkit.string(f"{year}-07-01")
             return Condition(
                 exp.and_(exp.GTE(this=col, expression=start), exp.LT(this=col, expression=middle)),
                 f"with {a_col} in the first half of {year}",
-                tags,
             )
         if shape == "before":
-            return Condition(
-                exp.LT(this=col, expression=start), f"with {a_col} before {year}", tags
-            )
+            return Condition(exp.LT(this=col, expression=start), f"with {a_col} before {year}")
         if shape == "since":
             return Condition(
                 exp.GTE(this=col, expression=start),
                 f"with {a_col} in {year} or later",
-                tags,
             )
         return Condition(
             exp.and_(exp.GTE(this=col, expression=start), exp.LT(this=col, expression=end)),
             self.pick((f"with {a_col} in {year}", f"whose {f.phrase} falls in {year}")),
-            tags,
         )

@@ -19,7 +19,6 @@ from distillrun.teacher.synthetic.context import (
     Context,
     Draft,
     phrase_of,
-    tags_of,
 )
 from distillrun.teacher.synthetic.naming import Role, output_name, plural_phrase
 
@@ -100,7 +99,7 @@ def join_list(ctx: Context) -> Draft | None:
         f"{join_note}; WHERE {_where(ctx, cond)} keeps the {c.noun.many} of {p.noun.many}"
         f" {cond.phrase}."
     )
-    return Draft(question, query.where(cond.expression), explanation, cond.tags)
+    return Draft(question, query.where(cond.expression), explanation)
 
 
 def count_per_parent(ctx: Context) -> Draft | None:
@@ -252,7 +251,7 @@ def by_parent_field(ctx: Context) -> Draft | None:
         f"It joins {c.name} to {p.name} on {_on(ctx, link)}, groups by {p.alias}.{g.name}, and"
         f" {what} in each group.{ctx.where_note(cond, c.noun.many)}"
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def _revenue_links(ctx: Context) -> list[tuple[Link, Field, Field]]:
@@ -327,7 +326,7 @@ def revenue(ctx: Context) -> Draft | None:
             f"Revenue is {formula}: it joins {c.name} to {p.name} on {_on(ctx, link)}, sums"
             f" that per {p.noun.one} and keeps the top {n}."
         )
-        return Draft(question, query, explanation, frozenset({"arithmetic"}))
+        return Draft(question, query, explanation)
     else:
         group = []
         question = ctx.say(
@@ -345,7 +344,7 @@ def revenue(ctx: Context) -> Draft | None:
         f"Revenue is {formula}: the query joins {c.name} to {p.name} on {_on(ctx, link)} and"
         f" sums it{by}."
     )
-    return Draft(question, query, explanation, frozenset({"arithmetic"}))
+    return Draft(question, query, explanation)
 
 
 def _path_query(path: Path) -> exp.Select:
@@ -409,7 +408,7 @@ def path_group(ctx: Context) -> Draft | None:
         f"{_path_note(ctx, path)}, then groups by {last.alias}.{g.name} and computes"
         f" {ctx.renderer.sql(value)} per group.{ctx.where_note(cond, first.noun.many)}"
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def path_filter(ctx: Context) -> Draft | None:
@@ -453,7 +452,7 @@ def path_filter(ctx: Context) -> Draft | None:
         f"{_path_note(ctx, path)}; WHERE {_where(ctx, cond)} keeps the {last.noun.many}"
         f" {cond.phrase}.{distinct}"
     )
-    return Draft(question, query, explanation, cond.tags)
+    return Draft(question, query, explanation)
 
 
 def path_count_distinct(ctx: Context) -> Draft | None:
@@ -530,7 +529,7 @@ def parents_in(ctx: Context) -> Draft | None:
         f"The subquery lists {link.child_column.name} of the {c.noun.many}{scope}; the outer"
         f" query keeps the {p.noun.many} whose {link.parent_column.name} is IN that list."
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def children_in(ctx: Context) -> Draft | None:
@@ -562,7 +561,7 @@ def children_in(ctx: Context) -> Draft | None:
         f"The subquery finds the {p.noun.many} {cond.phrase}; the outer query keeps the"
         f" {c.noun.many} whose {link.child_column.name} is IN that set."
     )
-    return Draft(question, query, explanation, cond.tags)
+    return Draft(question, query, explanation)
 
 
 def parents_without(ctx: Context) -> Draft | None:
@@ -617,7 +616,7 @@ def distinct_references(ctx: Context) -> Draft | None:
         f"Each {c.noun.one} points at its {p.noun.one} through {link.child_column.name};"
         f" COUNT(DISTINCT {link.child_column.name}) counts each {p.noun.one} once.{where}"
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def parent_values_of_children(ctx: Context) -> Draft | None:
@@ -649,7 +648,7 @@ def parent_values_of_children(ctx: Context) -> Draft | None:
         f"It joins {c.name} to {p.name} on {_on(ctx, link)} and SELECT DISTINCT returns each"
         f" {p.noun.one} {g.phrase} once.{where}"
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 BUILDERS: tuple[Builder, ...] = (

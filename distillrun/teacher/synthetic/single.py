@@ -21,7 +21,6 @@ from distillrun.teacher.synthetic.context import (
     Draft,
     article,
     phrase_of,
-    tags_of,
 )
 from distillrun.teacher.synthetic.naming import (
     name_words,
@@ -87,7 +86,7 @@ def count_rows(ctx: Context) -> Draft | None:
         cond=cond.phrase,
     )
     explanation = f"COUNT(*) counts the rows of {e.name}.{ctx.where_note(cond, e.noun.many)}"
-    return Draft(question, query.where(cond.expression), explanation, cond.tags)
+    return Draft(question, query.where(cond.expression), explanation)
 
 
 def list_matching(ctx: Context) -> Draft | None:
@@ -115,7 +114,7 @@ def list_matching(ctx: Context) -> Draft | None:
         f"It selects the {e.label.phrase} of each row of {e.name};"
         f"{ctx.where_note(cond, e.noun.many)}"
     )
-    return Draft(question, query, explanation, cond.tags)
+    return Draft(question, query, explanation)
 
 
 def aggregate_value(ctx: Context) -> Draft | None:
@@ -177,7 +176,7 @@ def aggregate_value(ctx: Context) -> Draft | None:
     )
     if cond is not None:
         query = query.where(cond.expression)
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def group_count(ctx: Context) -> Draft | None:
@@ -220,7 +219,7 @@ def group_count(ctx: Context) -> Draft | None:
         f"GROUP BY {g.name} makes one group per {g.phrase} and COUNT(*) counts the {e.noun.many}"
         f" in each.{ctx.where_note(cond, e.noun.many)}{order}"
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def group_measure(ctx: Context) -> Draft | None:
@@ -266,7 +265,7 @@ def group_measure(ctx: Context) -> Draft | None:
         )
         explanation += "."
     explanation += ctx.where_note(cond, e.noun.many)
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def group_having(ctx: Context) -> Draft | None:
@@ -375,7 +374,7 @@ def top_n(ctx: Context) -> Draft | None:
         f" and LIMIT {n} keeps {'that one' if n == 1 else f'the first {n}'}."
         f"{ctx.where_note(cond, e.noun.many)}"
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def top_group(ctx: Context) -> Draft | None:
@@ -409,7 +408,7 @@ def top_group(ctx: Context) -> Draft | None:
         f" {'DESC' if most else 'ASC'} and LIMIT 1 keeps the {'largest' if most else 'smallest'}."
         f"{ctx.where_note(cond, e.noun.many)}"
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def distinct_values(ctx: Context) -> Draft | None:
@@ -441,7 +440,7 @@ def distinct_values(ctx: Context) -> Draft | None:
         f"SELECT DISTINCT {g.name} returns each {g.phrase} of {e.name} once."
         f"{ctx.where_note(cond, e.noun.many)}"
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def count_distinct(ctx: Context) -> Draft | None:
@@ -470,7 +469,7 @@ def count_distinct(ctx: Context) -> Draft | None:
         f"COUNT(DISTINCT {g.name}) counts each {g.phrase} once, however many {e.noun.many} share"
         f" it.{ctx.where_note(cond, e.noun.many)}"
     )
-    return Draft(question, query, explanation, tags_of(cond))
+    return Draft(question, query, explanation)
 
 
 def above_average(ctx: Context) -> Draft | None:
@@ -645,7 +644,7 @@ def per_period(ctx: Context) -> Draft | None:
         f"It formats {d.name} as its {period} ({ctx.renderer.sql(period_expr)}), groups by that"
         f" and {how} in each {period}, in {period} order."
     )
-    return Draft(question, query, explanation, frozenset({"date_part"}))
+    return Draft(question, query, explanation)
 
 
 BUILDERS: tuple[Builder, ...] = (

@@ -102,34 +102,6 @@ class Renderer:
         return expression.sql(dialect=self.dialect)
 
 
-def constructs_of(query: exp.Select) -> set[str]:
-    """The construct tags a query shows, read off its tree (so they can never disagree)."""
-    tags: set[str] = set()
-    for node in query.walk():
-        if isinstance(node, exp.Select):
-            if node is not query:
-                tags.add("subquery")
-            if node.args.get("distinct") is not None:
-                tags.add("distinct")
-        elif isinstance(node, exp.Where):
-            tags.add("filter")
-        elif isinstance(node, exp.Group):
-            tags.add("group_by")
-        elif isinstance(node, exp.Having):
-            tags.add("having")
-        elif isinstance(node, exp.Order):
-            tags.add("order_by")
-        elif isinstance(node, exp.Limit):
-            tags.add("limit")
-        elif isinstance(node, exp.Join):
-            tags.add("join")
-        elif isinstance(node, exp.AggFunc):
-            tags.add("aggregate")
-            if isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct):
-                tags.add("count_distinct")
-    return tags
-
-
 def tables_of(query: exp.Select) -> list[str]:
     """Names of the tables a query reads, in order of first appearance."""
     names: list[str] = []

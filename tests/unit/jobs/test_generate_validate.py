@@ -81,7 +81,7 @@ class ScriptedTeacher:
 
 
 def test_generate_commits_each_shard_once_and_reuses_them(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+    ctx = make_context(tmp_path, maxTopUpRounds=0)
     teacher = CountingTeacher()
     first = generate.run(ctx, teacher)
     assert sorted(teacher.calls) == [0, 1, 2]
@@ -103,7 +103,7 @@ def test_generate_commits_each_shard_once_and_reuses_them(tmp_path: Path) -> Non
 
 
 def test_a_failing_teacher_keeps_committed_shards(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path)
+    ctx = make_context(tmp_path, maxTopUpRounds=0)
     with pytest.raises(StageFailed) as failed:
         generate.run(ctx, CountingTeacher(fail_at=2))
     assert failed.value.reason == "TeacherFailed"
@@ -168,7 +168,9 @@ BAD_SQL = {
 
 
 def test_validate_gives_every_rejection_its_reason(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, targetExamples=len(BAD_SQL), examplesPerShard=len(BAD_SQL))
+    ctx = make_context(
+        tmp_path, targetExamples=len(BAD_SQL), examplesPerShard=len(BAD_SQL), maxTopUpRounds=0
+    )
     generate.run(ctx, ScriptedTeacher(list(BAD_SQL)))
     result = validate.run(ctx)
     expected = sorted(r for r in BAD_SQL.values() if r is not None)

@@ -11,21 +11,15 @@ import pytest
 
 from distillrun.jobs import generate
 from distillrun.jobs.context import StageFailed
-from distillrun.teacher.base import ShardOutput
+from distillrun.teacher.accounting import usage_sum
+from distillrun.teacher.base import ShardOutput, Usage
 from distillrun.teacher.pricing import from_usd, load_prices
 from tests.fakes.anthropic_server import Billed, Error, FakeAnthropic, rate_limited, reset
-from tests.fakes.fixtures import fast_teacher, shop_context
+from tests.fakes.fixtures import MODEL, billed_usage, fast_teacher, list_usd, shop_context
 
 
 def _batch_usd(billed: Billed) -> Decimal:
-    price = load_prices().price("claude-sonnet-5-5")
-    full = (
-        billed.input_tokens * price.input
-        + billed.output_tokens * price.output
-        + billed.cache_creation_input_tokens * price.cache_write
-        + billed.cache_read_input_tokens * price.cache_read
-    ) / Decimal(1_000_000)
-    return full / 2
+    return list_usd(billed) * (1 - load_prices().price(MODEL).batch_discount)
 
 
 def test_batch_mode_writes_every_shard_at_the_batch_price(
@@ -45,6 +39,16 @@ def test_batch_mode_writes_every_shard_at_the_batch_price(
     assert record["shards"] == plan
     assert summary["generated"] == 40 and summary["usage"]["requests"] == 4
     assert from_usd(summary["usage"]["usd"]) == _batch_usd(fake.billed_batch)
+    # the records' shares add up to what the server reported for the batch, at the batch price
+    shards = [
+        ShardOutput.model_validate_json(ctx.store.get_bytes(generate.shard_object_key(key)))
+        for key in plan
+    ]
+    records = usage_sum(e.usage for s in shards for e in s.examples)
+    billed = fake.billed_batch
+    assert all(s.unattributed == Usage() and len(s.examples) == 10 for s in shards)
+    assert records.model_copy(update={"usd": 0.0}) == billed_usage(billed)
+    assert from_usd(records.usd) == _batch_usd(billed)
     assert ctx.store.get_json(generate.MANIFEST_KEY)["governor"]["mode"] == "batch"
     # a second run finds every shard committed and neither submits nor polls anything
     polls = len(fake.requests)
@@ -109,6 +113,41 @@ def test_auto_mode_batches_only_when_realtime_would_be_slow(
     )
     assert estimate.usd == realtime.usd / 2
     assert anthropic_env.requests == []
+
+
+def test_auto_mode_follows_the_deadline_when_there_is_one(
+    tmp_path: Path, anthropic_env: FakeAnthropic
+) -> None:
+    # A day or more: the batch window fits, so even a small run takes the cheaper batch.
+    small = shop_context(tmp_path, baseUrl=anthropic_env.url, mode="auto", deadlineHours=24)
+    estimate = generate.preflight(small, fast_teacher(small))
+    assert estimate is not None and estimate.batch
+
+    # Less than a day: a batch might miss it, so realtime, however slow.
+    large = shop_context(
+        tmp_path, baseUrl=anthropic_env.url, mode="auto", targetExamples=20_000, deadlineHours=2
+    )
+    estimate = generate.preflight(large, fast_teacher(large))
+    assert estimate is not None and not estimate.batch
+    assert estimate.realtime_minutes > generate.AUTO_BATCH_AFTER_MINUTES
+    assert anthropic_env.requests == []
+
+
+@pytest.mark.parametrize(
+    ("realtime_minutes", "deadline_hours", "batch"),
+    [
+        (5, None, False),
+        (45, None, True),
+        (5, 24, True),
+        (5, 72, True),
+        (45, 23.5, False),
+        (5000, 1, False),
+    ],
+)
+def test_auto_mode_choice(
+    realtime_minutes: float, deadline_hours: float | None, batch: bool
+) -> None:
+    assert generate.auto_uses_batch(realtime_minutes, deadline_hours) is batch
 
 
 def test_a_refused_submission_is_retried_but_a_dropped_one_is_not(

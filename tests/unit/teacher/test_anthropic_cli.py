@@ -14,9 +14,8 @@ import yaml
 from distillrun.cli import main
 from distillrun.jobs import train
 from distillrun.jobs.context import StageContext, StageResult
-from distillrun.teacher.pricing import load_prices
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.fixtures import fast_teacher, manifest_data, shop_context
+from tests.fakes.fixtures import fast_teacher, list_usd, manifest_data, shop_context
 
 CANARY = "sk-ant-canary-7f3e9d2c41b8a6"
 
@@ -34,17 +33,6 @@ def _stop_before_training(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train, "run", no_training)
 
 
-def _billed_usd(fake: FakeAnthropic) -> Decimal:
-    price = load_prices().price("claude-sonnet-5-5")
-    b = fake.billed
-    return (
-        b.input_tokens * price.input
-        + b.output_tokens * price.output
-        + b.cache_creation_input_tokens * price.cache_write
-        + b.cache_read_input_tokens * price.cache_read
-    ) / Decimal(1_000_000)
-
-
 def test_the_estimate_is_shown_first_and_a_run_over_budget_is_refused(
     tmp_path: Path, anthropic_env: FakeAnthropic, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -59,6 +47,27 @@ def test_the_estimate_is_shown_first_and_a_run_over_budget_is_refused(
     assert fake.requests == [] and not (tmp_path / "store").exists()
 
 
+def test_the_estimate_warns_when_realtime_cannot_meet_the_deadline(
+    tmp_path: Path, anthropic_env: FakeAnthropic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = anthropic_env
+    manifest = _manifest(
+        tmp_path,
+        baseUrl=fake.url,
+        mode="auto",
+        deadlineHours=0.01,
+        targetExamples=200,
+        rateLimits={"requestsPerMinute": 1},
+        budget={"maxUSD": 0.05},
+    )
+    assert main(["run", str(manifest), "--store", str(tmp_path / "store"), "--no-ray"]) == 1
+
+    out = capsys.readouterr().out
+    assert "pre-flight estimate: 20 realtime request(s)" in out
+    assert "realtime needs at least 20 min, beyond deadlineHours 0.01" in out
+    assert fake.requests == []
+
+
 def test_accepting_the_estimate_runs_until_the_budget_is_spent(
     tmp_path: Path,
     anthropic_env: FakeAnthropic,
@@ -71,7 +80,7 @@ def test_accepting_the_estimate_runs_until_the_budget_is_spent(
 
     err = capsys.readouterr().err
     assert "generate failed (BudgetExhausted)" in err
-    assert 0 < fake.billed.messages < 20 and _billed_usd(fake) <= Decimal("0.05")
+    assert 0 < fake.billed.messages < 20 and list_usd(fake.billed) <= Decimal("0.05")
 
 
 def test_a_canary_key_appears_in_nothing_the_run_writes_or_prints(

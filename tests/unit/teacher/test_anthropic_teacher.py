@@ -4,12 +4,13 @@ equal what the server reported exactly."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 from distillrun.jobs import generate, validate
+from distillrun.jobs.context import StageContext
+from distillrun.teacher.accounting import usage_sum
 from distillrun.teacher.base import ShardOutput, Usage
-from distillrun.teacher.pricing import from_usd, load_prices
+from distillrun.teacher.pricing import from_usd
 from distillrun.teacher.prompt import TOOL_NAME
 from tests.fakes.anthropic_server import (
     FakeAnthropic,
@@ -18,7 +19,15 @@ from tests.fakes.anthropic_server import (
     refusal,
     truncated,
 )
-from tests.fakes.fixtures import fast_teacher, shop_context
+from tests.fakes.fixtures import billed_usage, fast_teacher, list_usd, shop_context
+
+
+def stored_shards(ctx: StageContext) -> list[ShardOutput]:
+    """The committed shards of the run's plan, in plan order."""
+    return [
+        ShardOutput.model_validate_json(ctx.store.get_bytes(generate.shard_object_key(r.key)))
+        for r in generate.plan_shards(ctx, fast_teacher(ctx))
+    ]
 
 
 def test_a_run_sends_cached_schema_and_a_forced_tool_call(
@@ -62,27 +71,17 @@ def test_accounting_equals_what_the_server_reported(
     summary = generate.run(ctx, fast_teacher(ctx)).summary
     usage = Usage.model_validate(summary["usage"])
     billed = fake.billed
-    assert (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_write_tokens,
-        usage.cache_read_tokens,
-        usage.requests,
-    ) == (
-        billed.input_tokens,
-        billed.output_tokens,
-        billed.cache_creation_input_tokens,
-        billed.cache_read_input_tokens,
-        billed.messages,
-    )
-    price = load_prices().price("claude-sonnet-5-5")
-    expected = (
-        billed.input_tokens * price.input
-        + billed.output_tokens * price.output
-        + billed.cache_creation_input_tokens * price.cache_write
-        + billed.cache_read_input_tokens * price.cache_read
-    ) / Decimal(1_000_000)
-    assert from_usd(usage.usd) == expected
+    assert usage.model_copy(update={"usd": 0.0}) == billed_usage(billed)
+    assert from_usd(usage.usd) == list_usd(billed)
+    # every record carries its share, and the shares add up to the server's numbers: no reply
+    # had a malformed entry, so nothing is left unattributed
+    assert usage.cache_write_tokens > 0 and usage.cache_read_tokens > 0
+    shards = stored_shards(ctx)
+    assert all(s.unattributed == Usage() for s in shards)
+    records = [e.usage for s in shards for e in s.examples]
+    assert len(records) == 60 and all(r.output_tokens > 0 and r.usd > 0 for r in records)
+    assert all(usage_sum(e.usage for e in s.examples) == s.usage for s in shards)
+    assert usage_sum(records) == usage
     assert generate.run(ctx, fast_teacher(ctx)).summary["usage"] == summary["usage"]
 
 
@@ -98,11 +97,7 @@ def test_every_unusable_reply_is_classified_and_counted(
     teacher = fast_teacher(ctx)
     summary = generate.run(ctx, teacher).summary
 
-    plan = generate.plan_shards(ctx, teacher)
-    shards = [
-        ShardOutput.model_validate_json(ctx.store.get_bytes(generate.shard_object_key(r.key)))
-        for r in plan
-    ]
+    shards = stored_shards(ctx)
     cut, refused, broken, bogus = shards
     assert [p["reason"] for p in cut.malformed] == ["truncated"]
     assert cut.malformed[0]["stop_reason"] == "max_tokens"
@@ -118,6 +113,12 @@ def test_every_unusable_reply_is_classified_and_counted(
     assert summary["generated"] == len(cut.examples) + 10
     # a refusal and a malformed reply are paid for like any other: the cost is still counted
     assert all(s.usage.requests == 1 and s.usage.usd > 0 for s in shards)
+    # with the records' shares and the dropped entries' shares adding up to it exactly
+    assert all(
+        usage_sum([*(e.usage for e in s.examples), s.unattributed]) == s.usage for s in shards
+    )
+    assert refused.unattributed == refused.usage and broken.unattributed == broken.usage
+    assert Usage() != cut.unattributed != cut.usage and bogus.unattributed == Usage()
     # and the validate stage gives the SQL on missing tables its own reason
     rejected = validate.run(ctx).summary["rejected"]
     assert rejected == {"unknown_table": 10}

@@ -3,20 +3,29 @@ cap under concurrency against the fake API, and one governor shared by Ray tasks
 
 from __future__ import annotations
 
+import pickle
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from distillrun.api.spec import RateLimits
 from distillrun.jobs import generate
 from distillrun.jobs.context import StageFailed
+from distillrun.teacher.anthropic.middleware import observed_limits
 from distillrun.teacher.base import ShardOutput
 from distillrun.teacher.errors import BudgetExhausted
-from distillrun.teacher.governor import GovernorClient, LocalGovernor, RateGovernor
-from distillrun.teacher.pricing import from_usd, load_prices
+from distillrun.teacher.governor import (
+    GovernorClient,
+    LocalGovernor,
+    ObservedLimits,
+    RateGovernor,
+    Room,
+)
+from distillrun.teacher.pricing import from_usd
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.fixtures import ThreadExecutor, fast_teacher, shop_context
+from tests.fakes.fixtures import ThreadExecutor, fast_teacher, list_usd, shop_context
 from tests.fakes.ratelimits import Limits
 
 
@@ -53,11 +62,14 @@ def test_server_headers_lower_the_buckets_and_429_529_pause_everyone() -> None:
     clock = Clock()
     g = governor(clock)
     g.observe(
-        {
-            "anthropic-ratelimit-requests-limit": "30",
-            "anthropic-ratelimit-requests-remaining": "0",
-            "anthropic-ratelimit-output-tokens-remaining": "600",
-        }
+        observed_limits(
+            {
+                "anthropic-ratelimit-requests-limit": "30",
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-requests-reset": "2030-01-01T00:00:00Z",
+                "anthropic-ratelimit-output-tokens-remaining": "600",
+            }
+        )
     )
     assert g.snapshot()["limits"]["requests_per_minute"] == 30
     assert g.try_acquire(1, 1).wait_s == pytest.approx(2.0)  # one request per 2 s at 30/min
@@ -74,7 +86,60 @@ def test_server_headers_lower_the_buckets_and_429_529_pause_everyone() -> None:
     assert g.try_acquire(1, 1).wait_s == pytest.approx(1.0)
 
 
-def test_the_budget_counts_reservations_in_flight_and_stops_everyone() -> None:
+def test_anthropic_headers_parse_per_axis_and_malformed_values_are_ignored() -> None:
+    observed = observed_limits(
+        {
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "nan",
+            "anthropic-ratelimit-input-tokens-limit": "-5",
+            "anthropic-ratelimit-input-tokens-remaining": "29000",
+            "anthropic-ratelimit-output-tokens-limit": "many",
+            "anthropic-ratelimit-output-tokens-remaining": "7000",
+            "x-ratelimit-limit-requests": "1",  # another provider's header: not anthropic's
+        }
+    )
+    assert observed == ObservedLimits(
+        requests=Room(limit=50),
+        input_tokens=Room(remaining=29000),
+        output_tokens=Room(remaining=7000),
+    )
+    assert observed_limits({"content-type": "application/json"}).empty
+
+
+def test_an_empty_axis_stays_closed_until_the_reset_the_server_gave() -> None:
+    clock = Clock()
+    g = governor(clock, rpm=600)
+    # a reset is only believed for an axis the server says is empty
+    g.observe(ObservedLimits(requests=Room(remaining=1, reset_s=30.0)))
+    assert g.try_acquire(1, 1).wait_s == 0
+    g.observe(ObservedLimits(requests=Room(remaining=0, reset_s=30.0)))
+    # the refill alone would allow one request in 0.1 s; the server said 30 s
+    assert g.try_acquire(1, 1).wait_s == pytest.approx(30.0)
+    clock.now += 30.0
+    assert g.try_acquire(1, 1).wait_s == 0
+    assert g.snapshot()["limits"]["requests_per_minute"] == 600  # the limit was never lowered
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def call(self, method: str, *args: Any) -> None:
+        self.calls.append((method, args))
+
+
+def test_the_client_passes_observed_limits_on_picklable_and_skips_empty_ones() -> None:
+    backend = Recorder()
+    client = GovernorClient(backend)
+    client.observe(ObservedLimits())
+    assert backend.calls == []
+    observed = ObservedLimits(output_tokens=Room(limit=8000, remaining=10, reset_s=1.5))
+    client.observe(observed)
+    assert backend.calls == [("observe", (observed,))]
+    assert pickle.loads(pickle.dumps(observed)) == observed  # what a Ray actor call does to it
+
+
+def test_the_budget_counts_reservations_in_flight_and_refuses_only_what_does_not_fit() -> None:
     g = governor(Clock(), budget="1.00")
     assert g.reserve(Decimal("0.60")).stop is None
     refused = g.reserve(Decimal("0.50")).stop
@@ -86,8 +151,11 @@ def test_the_budget_counts_reservations_in_flight_and_stops_everyone() -> None:
     client = GovernorClient(LocalGovernor(g))
     with pytest.raises(BudgetExhausted):
         client.reserve(Decimal("0.01"))
-    with pytest.raises(BudgetExhausted):
-        client.acquire(1, 1)  # the refusal stopped the governor for every worker
+    client.acquire(1, 1)  # a refusal fails that request only: the ones in flight go out
+    g.spend(Decimal("0.50"), Decimal("0.10"))
+    assert g.reserve(Decimal("0.50")).stop is not None  # 0.30 spent + 0.90 committed
+    g.spend(Decimal("0.90"), Decimal("0.40"))
+    assert client.reserve(Decimal("0.01")).usd == Decimal("0.01")  # money freed up again
 
 
 def test_the_budget_cap_holds_with_many_workers_in_flight(
@@ -108,14 +176,8 @@ def test_the_budget_cap_holds_with_many_workers_in_flight(
         generate.run(ctx, teacher, ThreadExecutor(8))
     assert failed.value.reason == "BudgetExhausted"
 
-    price = load_prices().price("claude-sonnet-5-5")
     b = fake.billed
-    billed = (
-        b.input_tokens * price.input
-        + b.output_tokens * price.output
-        + b.cache_creation_input_tokens * price.cache_write
-        + b.cache_read_input_tokens * price.cache_read
-    ) / Decimal(1_000_000)
+    billed = list_usd(b)
     assert Decimal(0) < billed <= Decimal(str(budget))
     # every request that was paid for was committed (the stage drained the shards in flight)
     committed = [

@@ -1,5 +1,6 @@
 """The openai-compatible teacher against a fake chat-completions server: same prompt, parsing,
-limits and accounting as the anthropic teacher; price 0 unless the prices file says otherwise."""
+limits and accounting as the anthropic teacher (including adapting to `x-ratelimit-*` headers);
+price 0 unless the prices file says otherwise."""
 
 from __future__ import annotations
 
@@ -16,11 +17,29 @@ from distillrun.jobs.context import StageContext, StageFailed
 from distillrun.teacher.base import ShardOutput
 from distillrun.teacher.calls import RetryPolicy
 from distillrun.teacher.factory import make_teacher
-from distillrun.teacher.openai_compatible import OpenAICompatibleTeacher
+from distillrun.teacher.governor import (
+    GovernorClient,
+    LocalGovernor,
+    ObservedLimits,
+    RateGovernor,
+    Room,
+)
+from distillrun.teacher.openai_compatible import (
+    OpenAICompatibleTeacher,
+    duration_s,
+    observed_limits,
+)
 from distillrun.teacher.pricing import PRICES_ENV, from_usd
 from distillrun.teacher.prompt import TOOL_NAME
 from tests.fakes.fixtures import shop_context
-from tests.fakes.openai_server import FakeOpenAI, Finish, Reset, Status, insufficient_quota
+from tests.fakes.openai_server import (
+    FakeOpenAI,
+    Finish,
+    RateHeaders,
+    Reset,
+    Status,
+    insufficient_quota,
+)
 
 KEY = "sk-local-test"
 
@@ -118,3 +137,132 @@ def test_a_refused_key_or_an_empty_quota_stops_at_once(
     with pytest.raises(StageFailed) as failed:
         generate.run(ctx, teacher_of(ctx))
     assert failed.value.reason == reason and len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("6m0s", 360.0),
+        ("1s", 1.0),
+        ("20ms", 0.02),
+        ("1h2m3.5s", 3723.5),
+        ("59.789s", 59.789),
+        ("250us", 0.00025),
+        ("0.5", 0.5),  # a bare number of seconds, as some gateways send
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("6m0", None),  # a trailing number without its unit
+        ("-1s", None),
+        ("1s 2s", None),
+        ("2d", None),
+    ],
+)
+def test_reset_durations_parse_or_are_ignored(text: str | None, seconds: float | None) -> None:
+    assert duration_s(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("headers", "requests", "tokens"),
+    [
+        ({}, Room(), Room()),  # vLLM: nothing to adapt to
+        (
+            RateHeaders(60, 59, "1s", 150000, 149984, "6m0s").headers(),
+            Room(limit=60, remaining=59, reset_s=1.0),
+            Room(limit=150000, remaining=149984, reset_s=360.0),
+        ),
+        ({"x-ratelimit-limit-requests": "500"}, Room(limit=500), Room()),  # partial
+        (
+            {
+                "x-ratelimit-limit-requests": "lots",
+                "x-ratelimit-remaining-requests": "-3",
+                "x-ratelimit-reset-requests": "whenever",
+                "x-ratelimit-limit-tokens": "inf",
+                "x-ratelimit-remaining-tokens": "12",
+                "x-ratelimit-reset-tokens": "20ms",
+            },
+            Room(),
+            Room(remaining=12, reset_s=0.02),
+        ),
+        (  # another provider's headers are not this one's
+            {"anthropic-ratelimit-requests-limit": "5"},
+            Room(),
+            Room(),
+        ),
+    ],
+)
+def test_ratelimit_headers_map_onto_the_governor_axes(
+    headers: dict[str, str], requests: Room, tokens: Room
+) -> None:
+    # one token budget for prompt and completion bounds both token axes
+    assert observed_limits(headers) == ObservedLimits(
+        requests=requests, input_tokens=tokens, output_tokens=tokens
+    )
+
+
+class Clock:
+    """The governor's clock and its clients' sleep: waiting costs no wall time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def paced(ctx: StageContext, clock: Clock) -> tuple[OpenAICompatibleTeacher, RateGovernor]:
+    governor = RateGovernor(ctx.run.spec.teacher.rate_limits, None, clock=clock)
+    client = GovernorClient(LocalGovernor(governor), sleep=clock.sleep)
+    return teacher_of(ctx).with_governor(client), governor
+
+
+def test_a_lower_limit_from_the_server_paces_the_run(tmp_path: Path, server: FakeOpenAI) -> None:
+    server.ratelimit = RateHeaders(
+        limit_requests=6, remaining_requests=5, limit_tokens=10**6, remaining_tokens=10**6 - 1
+    )
+    ctx = context(
+        tmp_path,
+        server,
+        targetExamples=80,
+        rateLimits={
+            "requestsPerMinute": 60,
+            "inputTokensPerMinute": 10**7,
+            "outputTokensPerMinute": 10**7,
+        },
+    )
+    clock = Clock()
+    teacher, governor = paced(ctx, clock)
+    started = []
+    for request in generate.plan_shards(ctx, teacher):
+        teacher.write_shard(request)
+        started.append(clock.now)  # nothing waits after the grant: this is when it was sent
+
+    # the spec allows 60/min, the server 6/min with 5 left: 6 at once, then one per 10 s
+    assert started == pytest.approx([0.0] * 6 + [10.0, 20.0])
+    assert governor.snapshot()["limits"] == {
+        "requests_per_minute": 6,
+        "input_tokens_per_minute": 10**6,
+        "output_tokens_per_minute": 10**6,
+    }
+
+
+def test_a_429_with_ratelimit_headers_waits_for_the_reset_it_names(
+    tmp_path: Path, server: FakeOpenAI
+) -> None:
+    empty = RateHeaders(limit_requests=600, remaining_requests=0, reset_requests="2.5s")
+    server.script(Status(429, retry_after=0.01, ratelimit=empty))
+    ctx = context(tmp_path, server, targetExamples=10)
+    clock = Clock()
+    teacher, governor = paced(ctx, clock)
+    teacher.write_shard(generate.plan_shards(ctx, teacher)[0])
+
+    assert server.statuses == [429, 200]
+    # not after the 0.01 s retry-after, nor the 1.2 s refill at the spec's 50/min: after the
+    # 2.5 s reset (the server's higher limit of 600 is not adopted)
+    assert ctx.run.spec.teacher.rate_limits.requests_per_minute == 50
+    assert clock.now == pytest.approx(2.5)
+    numbers = governor.snapshot()
+    assert numbers["rate_limited"] == 1 and numbers["limits"]["requests_per_minute"] == 50

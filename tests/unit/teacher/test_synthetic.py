@@ -7,6 +7,7 @@ with sqlglot in that dialect.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sqlite3
@@ -21,10 +22,12 @@ import sqlglot
 from sqlglot import exp
 
 from distillrun.api.spec import Dialect
+from distillrun.sql.constructs import CONSTRUCTS
 from distillrun.sql.schema import ColumnKind, SchemaInfo, parse_schema
 from distillrun.teacher.base import ShardOutput, ShardRequest, Teacher, shard_key
-from distillrun.teacher.synthetic import GENERATOR_VERSION, SyntheticTeacher
+from distillrun.teacher.synthetic import GENERATOR_VERSION, SyntheticTeacher, joins, single
 from distillrun.teacher.synthetic.catalog import Catalog
+from distillrun.teacher.synthetic.context import TOPICS
 from distillrun.teacher.synthetic.naming import (
     Role,
     column_phrase,
@@ -46,7 +49,7 @@ QUESTIONS = (
     "Which customers placed more than three orders?",
     "What is the total revenue per product category?",
 )
-CONSTRUCTS = {
+PRODUCED = {
     "filter",
     "aggregate",
     "group_by",
@@ -57,8 +60,8 @@ CONSTRUCTS = {
     "subquery",
     "distinct",
     "count_distinct",
-    "date_filter",
 }
+"""The constructs (`sql.constructs.CONSTRUCTS`) ten shards of the shop schema always show."""
 SHARDS = range(10)
 
 
@@ -247,9 +250,16 @@ def test_sql_executes_on_duckdb_and_mostly_returns_rows() -> None:
 
 def test_ten_shards_cover_every_construct(sqlite_shards: list[ShardOutput]) -> None:
     seen = {c for out in sqlite_shards for ex in out.examples for c in ex.constructs}
-    assert not CONSTRUCTS - seen, f"never produced: {CONSTRUCTS - seen}"
+    assert not PRODUCED - seen, f"never produced: {PRODUCED - seen}"
+    assert seen <= set(CONSTRUCTS), f"not in the vocabulary: {seen - set(CONSTRUCTS)}"
     three_table_joins = [ex for out in sqlite_shards for ex in out.examples if len(ex.tables) >= 3]
     assert three_table_joins
+
+
+def test_builders_steer_by_constructs_of_the_vocabulary_and_topics_only() -> None:
+    for builder in (*single.BUILDERS, *joins.BUILDERS):
+        assert builder.tags <= set(CONSTRUCTS) | TOPICS, builder.name
+    assert not TOPICS & set(CONSTRUCTS)
 
 
 def test_constructs_cover_every_aggregate_function(sqlite_shards: list[ShardOutput]) -> None:
@@ -462,3 +472,34 @@ def test_reserved_words_are_quoted_and_order_by_has_no_null_noise() -> None:
 )
 def test_date_parts_render_per_dialect(dialect: Dialect, expected: str) -> None:
     assert Renderer(dialect).sql(year_of(column("d"))) == expected
+
+
+def test_a_focus_steers_shards_without_changing_unfocused_ones() -> None:
+    schema = parse_schema(SHOP_DDL, Dialect.SQLITE)
+    teacher = SyntheticTeacher()
+    focus = {"focus_tables": ("order_items",), "focus_constructs": ("having",)}
+    plain = [_request(schema, i) for i in range(12, 17)]
+    focused = [
+        dataclasses.replace(
+            r, key=shard_key(schema, QUESTIONS, teacher, 7, 40, r.index, *focus.values()), **focus
+        )
+        for r in plain
+    ]
+    assert not {r.key for r in focused} & {r.key for r in plain}
+    assert plain[0].key == shard_key(schema, QUESTIONS, teacher, 7, 40, 12)
+    before = [e for r in plain for e in teacher.write_shard(r).examples]
+    after = [e for r in focused for e in teacher.write_shard(r).examples]
+    assert teacher.write_shard(plain[0]).examples == before[:40]  # unfocused: as always
+
+    def share(examples: list[Any], wanted: Callable[[Any], bool]) -> float:
+        return sum(1 for e in examples if wanted(e)) / len(examples)
+
+    def reads_items(e: Any) -> bool:
+        return "order_items" in e.tables
+
+    def has_having(e: Any) -> bool:
+        return "having" in e.constructs
+
+    # a preference, not a rule: the rest of each shard still draws from the whole schema
+    assert share(after, reads_items) > share(before, reads_items) + 0.05
+    assert share(after, has_having) > share(before, has_having) + 0.05
