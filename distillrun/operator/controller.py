@@ -1,11 +1,16 @@
 """Reads what exists, asks the planner what the run's status is, and makes it so.
 
 One `reconcile(namespace, name)` serves every trigger (a change to the run, a RayJob event, the
-resync timer, the operator's start): it reads the run and its RayJobs fresh, plans, creates the
+periodic resync, the operator's start): it reads the run (or takes the copy a watch event
+delivered, or the one its own last pass left: `known`) and its RayJobs fresh, plans, creates the
 one child attempt the plan asks for (a 409 means it is already there), writes the status with
 the resourceVersion it read (a 409 means someone changed the run meanwhile: read again, plan
 again), and only then posts the Events, so a transition that was not recorded is not announced.
 Calls for the same run are serialized by a lock; kopf runs these sync handlers in threads.
+
+The controller also keeps the runs to resync (`watch`, `unwatch`, `watched`): the ones the watch
+has shown alive, dropped once deleted. The resync itself is a thread of
+`distillrun.operator.handlers`, not a kopf timer (which says why: nolar/kopf#1305).
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ from distillrun.api.status import Condition, DistillRunStatus, StageName
 from distillrun.api.transitions import with_condition
 from distillrun.jobs.training.profiles import HardwareProfile, load_profiles
 from distillrun.operator import planner, preflight
-from distillrun.operator.builders.common import LABEL_ATTEMPT, LABEL_STAGE, run_selector
+from distillrun.operator.builders.common import (
+    KUEUE_QUEUE_LABEL,
+    LABEL_ATTEMPT,
+    LABEL_STAGE,
+    run_selector,
+)
 from distillrun.operator.builders.config import run_store_uri, stage_config, stage_config_map
 from distillrun.operator.builders.rayjob import stage_rayjob
 from distillrun.operator.builders.sandbox import (
@@ -133,6 +143,8 @@ def observed_job(body: dict[str, Any]) -> planner.ObservedJob | None:
         message=str(status.get("message") or ""),
         start_time=status.get("startTime"),
         end_time=status.get("endTime"),
+        suspended=bool((body.get("spec") or {}).get("suspend")),
+        queue=str(labels.get(KUEUE_QUEUE_LABEL, "")),
     )
 
 
@@ -156,6 +168,11 @@ class Controller:
         self._stopped: set[str] = set()
         """Runs whose children were stopped: a watch event queued before the deletion must
         not start a child again."""
+        self._watched: dict[tuple[str, str], tuple[str, Logger]] = {}
+        """Runs to resync, by namespace and name: their uid and the logger of their events."""
+        self._known: dict[tuple[str, str], dict[str, Any]] = {}
+        """Each run as this process last saw it, planned from it or wrote it, by namespace and
+        name: see `known`."""
         self._locks_guard = threading.Lock()
 
     @contextmanager
@@ -171,26 +188,79 @@ class Controller:
         name: str,
         logger: Logger,
         seen: Mapping[str, Any] | None = None,
+        created: bool = False,
     ) -> None:
         """Brings run `namespace/name` up to date with what exists. `seen` is the run as a
-        watch event delivered it: the first pass plans from it instead of reading it again (a
-        stale copy is harmless: children are adopted, not duplicated, and its status write
-        meets a conflict, after which the run is read afresh)."""
+        watch event delivered it (or as `known` keeps it): the first pass plans from it instead
+        of reading it again (a stale copy is harmless: children are adopted, not duplicated,
+        and its status write meets a conflict, after which the run is read afresh). The resync
+        passes none: it is the safety net for a missed event, so it reads the run.
+
+        `created`: `seen` is from the watch event of the run's creation (an ADDED event, not
+        the listing kopf starts with): a child of it can exist only if this process made one,
+        so unless it did, the first pass plans with no RayJobs instead of listing them. A run
+        that existed before this process started (children of a crashed process to adopt) comes
+        from the listing, and a second pass (after a conflict) lists."""
         started = time.monotonic()
         outcome = "error"
         try:
             with self._serialized(namespace, name), mapped(f"reconciling {namespace}/{name}"):
                 body = copy.deepcopy(dict(seen)) if seen is not None else None
                 for _ in range(MAX_CONFLICTS):
-                    if self._reconcile_once(namespace, name, logger, body):
+                    if self._reconcile_once(namespace, name, logger, body, created):
                         outcome = "ok"
                         return
-                    body = None
+                    body, created = None, False
                 outcome = "conflict"
                 raise kopf.TemporaryError("the run kept changing while it was written", delay=1)
         finally:
             self.metrics.reconciles.labels(outcome=outcome).inc()
             self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+    def watch(self, namespace: str, name: str, uid: str, logger: Logger) -> None:
+        """Resyncs run `namespace/name` (uid `uid`) from now on, logging to `logger`."""
+        with self._locks_guard:
+            self._watched[(namespace, name)] = (uid, logger)
+
+    def unwatch(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """Resyncs run `namespace/name` no more, and forgets its copy; with `uid`, only if it is
+        still that run (a run deleted and created again under its name is watched again before
+        the old one's DELETED event may arrive: kopf handles the events of different uids
+        concurrently)."""
+        with self._locks_guard:
+            watched = self._watched.get((namespace, name))
+            if watched is not None and uid in (None, watched[0]):
+                del self._watched[(namespace, name)]
+            known = self._known.get((namespace, name))
+            if known is not None and uid in (None, known["metadata"].get("uid")):
+                del self._known[(namespace, name)]
+
+    def known(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """Run `namespace/name` as this process last saw it on the watch, planned from it or
+        wrote it (the apiserver's answer to the status write), for a pass that a RayJob event
+        triggers to plan from instead of reading the run again: one request less per pass.
+        Like any `seen` copy it may be stale (a write whose event is still queued, an older
+        event handled after a newer write); its status write then meets a conflict."""
+        with self._locks_guard:
+            return self._known.get((namespace, name))
+
+    def seen_on_watch(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """The watch showed run `namespace/name` as `body`: it becomes the copy `known` keeps
+        (kopf's own writes, such as its finalizer, are news to that copy), unless the copy is
+        that version already (the echo of this process's write)."""
+        version = body["metadata"].get("resourceVersion")
+        with self._locks_guard:
+            known = self._known.get((namespace, name))
+            if known is not None and known["metadata"].get("resourceVersion") == version:
+                return
+        copied = copy.deepcopy(dict(body))
+        with self._locks_guard:
+            self._known[(namespace, name)] = copied
+
+    def watched(self) -> list[tuple[str, str, Logger]]:
+        """The runs to resync: namespace, name and logger of each."""
+        with self._locks_guard:
+            return [(ns, name, logger) for (ns, name), (_, logger) in self._watched.items()]
 
     def reconciled(self, uid: str, generation: int | None) -> bool:
         """Whether generation `generation` of run `uid` was reconciled by this process: a watch
@@ -198,7 +268,12 @@ class Controller:
         return generation is not None and self._generations.get(uid) == generation
 
     def _reconcile_once(
-        self, namespace: str, name: str, logger: Logger, seen: dict[str, Any] | None
+        self,
+        namespace: str,
+        name: str,
+        logger: Logger,
+        seen: dict[str, Any] | None,
+        created: bool,
     ) -> bool:
         """One read-plan-write pass; False when the status write met a conflict."""
         body: dict[str, Any]
@@ -208,7 +283,8 @@ class Controller:
             try:
                 body = self.kube.get(run_path(namespace, name))
             except ApiError as exc:
-                if exc.status == 404:
+                if exc.status == 404:  # deleted unseen (e.g. while the watch reconnected)
+                    self.unwatch(namespace, name)
                     return True
                 raise
         if body["metadata"].get("deletionTimestamp") or body["metadata"]["uid"] in self._stopped:
@@ -221,11 +297,9 @@ class Controller:
             raise kopf.PermanentError(str(exc)) from None
         recorded = run.status or DistillRunStatus()
         uid = run.metadata.uid or ""
-        jobs = [
-            job
-            for job in map(observed_job, self.kube.list(rayjob_path(namespace), run_selector(uid)))
-            if job is not None
-        ]
+        with self._locks_guard:
+            childless = created and uid not in self._generations
+        jobs = [] if childless else self._jobs(namespace, uid)
         artifacts = run.spec.artifacts.uri or self.settings.default_artifacts_uri
         outputs = StoreOutputs(run_store_uri(artifacts, run) if artifacts else None)
         lookup = _NamespaceLookup(self.kube, namespace)
@@ -241,7 +315,12 @@ class Controller:
             rejected = self._start(run, plan.start)
             if rejected is not None:
                 plan = self._rejected(recorded, rejected, run.metadata.generation)
-        if plan.status != recorded and not self._write_status(body, plan.status):
+        latest: dict[str, Any] | None = body
+        if plan.status != recorded:
+            latest = self._write_status(body, plan.status)
+        if latest is None:
+            with self._locks_guard:
+                self._known.pop((namespace, name), None)
             return False
         ended = plan.status.phase in planner.TERMINAL_PHASES
         if ended and recorded.phase not in planner.TERMINAL_PHASES and needs_server(run):
@@ -253,7 +332,13 @@ class Controller:
         self.metrics.set_phase(uid, str(plan.status.phase))
         with self._locks_guard:
             self._generations[uid] = run.metadata.generation or 0
+            self._known[(namespace, name)] = latest
         return True
+
+    def _jobs(self, namespace: str, uid: str) -> list[planner.ObservedJob]:
+        """The RayJobs of run `uid`, read fresh."""
+        listed = self.kube.list(rayjob_path(namespace), run_selector(uid))
+        return [job for job in map(observed_job, listed) if job is not None]
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -317,20 +402,25 @@ class Controller:
             events.append(planner.Event(planner.WARNING, "RayJobRejected", message))
         return planner.Plan(status=status, events=events)
 
-    def _write_status(self, body: dict[str, Any], status: DistillRunStatus) -> bool:
-        """Writes `status` if the run is still at the resourceVersion read; False on conflict."""
+    def _write_status(
+        self, body: dict[str, Any], status: DistillRunStatus
+    ) -> dict[str, Any] | None:
+        """Writes `status` if the run is still at the resourceVersion read: the run as written,
+        or None on conflict."""
         meta = body["metadata"]
         patch = {
             "metadata": {"resourceVersion": meta["resourceVersion"]},
             "status": status.model_dump(mode="json", by_alias=True),
         }
         try:
-            self.kube.merge_patch(run_path(meta["namespace"], meta["name"]) + "/status", patch)
+            written: dict[str, Any] = self.kube.merge_patch(
+                run_path(meta["namespace"], meta["name"]) + "/status", patch
+            )
         except ApiError as exc:
             if exc.status == CONFLICT:
-                return False
+                return None
             raise
-        return True
+        return written
 
     def _write_spec_invalid(self, body: dict[str, Any], error: ManifestError) -> bool:
         """Records `SpecInvalid=True` (and `Ready=False`) with the field problems."""
@@ -356,7 +446,7 @@ class Controller:
             )
         if status == recorded:
             return True
-        if not self._write_status(body, status):
+        if self._write_status(body, status) is None:
             return False
         self._post_event(body, planner.Event(planner.WARNING, "SpecInvalid", message))
         return True
@@ -411,6 +501,7 @@ class Controller:
             with self._locks_guard:
                 self._stopped.add(uid)
                 self._generations.pop(uid, None)
+        self.unwatch(namespace, name, uid)
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
         self.metrics.set_phase(uid, None)

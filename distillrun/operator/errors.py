@@ -4,7 +4,7 @@
   children are created, never an error.
 - 409 on a status write: someone changed the run since it was read — re-read and recompute.
 - 429, 5xx, connection problems: the apiserver is busy or away — `kopf.TemporaryError` with the
-  server's `Retry-After` (or a short default); the level-based timer retries too.
+  server's `Retry-After` (or a short default); the periodic level-based resync retries too.
 - an invalid spec or any other 4xx: retrying cannot help — `kopf.PermanentError` (the controller
   has already written a condition that says why).
 """

@@ -35,10 +35,17 @@ class ApiError(Exception):
         super().__init__(f"{status} {reason}: {message}")
 
 
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+def load_api_client(
+    kubeconfig: str | None = None, connections: int | None = None
+) -> client.ApiClient:
     """Credentials from the pod's service account when in a cluster, else from a kubeconfig
-    (`kubeconfig`, or $KUBECONFIG / ~/.kube/config)."""
+    (`kubeconfig`, or $KUBECONFIG / ~/.kube/config). `connections`: the connections kept open
+    for reuse, at least as many as threads making requests at once; the client's default (5 per
+    CPU) is 10 on 2 cores, and every request beyond it opened a TLS connection and discarded it
+    ("Connection pool is full")."""
     configuration = client.Configuration()
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
     if kubeconfig is None:
         try:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]

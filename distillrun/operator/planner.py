@@ -3,9 +3,9 @@
 `plan` is pure. It looks at the run (spec and the status recorded so far), the RayJobs that
 exist for it, and — only when a stage ends — the stage's outputs in the store, and returns the
 status to record, at most one stage attempt to start, and the Events that describe the
-transitions. The controller calls it on every watch event and on a timer; whatever was missed
-(an event, a restart, a hand-deleted RayJob) shows in what exists, so the next call lands in the
-right state.
+transitions. The controller calls it on every watch event and on a periodic resync; whatever was
+missed (an event, a restart, a hand-deleted RayJob) shows in what exists, so the next call lands
+in the right state.
 
 The rules that keep RELIABILITY.md's invariants:
 - one RayJob per (stage, attempt) with a deterministic name; the attempt in flight is the larger
@@ -58,6 +58,11 @@ class ObservedJob:
     message: str = ""
     start_time: str | None = None
     end_time: str | None = None
+    suspended: bool = False
+    """`spec.suspend`: created so for Kueue, which clears it on admission (and sets it again
+    when it preempts); KubeRay then reports `Suspended` or nothing yet, which is not a failure."""
+    queue: str = ""
+    """The Kueue LocalQueue it waits in (its `kueue.x-k8s.io/queue-name` label), if any."""
 
     @property
     def succeeded(self) -> bool:
@@ -68,10 +73,12 @@ class ObservedJob:
         return self.deployment_status in FAILED_DEPLOYMENT or self.job_status in FAILED_JOB
 
     def describe(self) -> str:
-        return (
-            f"RayJob {self.name}: deployment {self.deployment_status or 'New'}, "
-            f"job {self.job_status or 'PENDING'}"
-        )
+        state = f"deployment {self.deployment_status or 'New'}, job {self.job_status or 'PENDING'}"
+        if self.suspended and self.queue:
+            return f"RayJob {self.name}: waiting for Kueue admission in queue {self.queue}; {state}"
+        if self.suspended:
+            return f"RayJob {self.name}: suspended (spec.suspend); {state}"
+        return f"RayJob {self.name}: {state}"
 
 
 @dataclass(frozen=True)
@@ -412,6 +419,7 @@ def record_summary(
                 "input_tokens": int(usage.get("input_tokens", 0)),
                 "output_tokens": int(usage.get("output_tokens", 0)),
                 "cache_read_tokens": int(usage.get("cache_read_tokens", 0)),
+                "cache_write_tokens": int(usage.get("cache_write_tokens", 0)),
                 "usd": float(usage.get("usd", 0.0)),
             }
         )

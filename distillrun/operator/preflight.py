@@ -1,22 +1,30 @@
 """Run-time checks before anything expensive starts: what admission cannot know.
 
 The CRD refuses malformed manifests; whether the Secret a run names exists, whether its schema
-DDL parses, whether this cluster offers its hardware profile can only be known now. Each problem
-becomes `Ready=False` with a reason (and an Event) while no RayJob exists; fixing it (creating
-the Secret) lets the next reconcile proceed. The checks are pure over a `Lookup`, so they are
-tested without a cluster; the controller's lookup reads the apiserver.
+DDL parses, whether this cluster offers its hardware profile (and whether a node of it has as
+many GPUs as one worker asks for: profiles can be a team's own files) can only be known now.
+Each problem becomes `Ready=False` with a reason (and an Event) while no RayJob exists; fixing
+it (creating the Secret) lets the next reconcile proceed. The checks are pure over a `Lookup`,
+so they are tested without a cluster; the controller's lookup reads the apiserver.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from distillrun.api.resource import DistillRun
-from distillrun.api.spec import SecretKeyRef, SqlSource, TeacherProvider
-from distillrun.jobs.training.profiles import HardwareProfile, ProfileError, worker_resources
+from distillrun.api.spec import Dialect, SecretKeyRef, SqlSource, TeacherProvider
+from distillrun.jobs.training.profiles import (
+    GpusExceedNode,
+    HardwareProfile,
+    ProfileError,
+    worker_resources,
+)
 from distillrun.operator.builders.config import run_store_uri
+from distillrun.operator.builders.rayjob import teacher_secret
 from distillrun.operator.builders.sandbox import SandboxBuildError, needs_server, sandbox_config_map
 from distillrun.operator.settings import OperatorSettings
 from distillrun.sql.schema import SchemaError, parse_schema
@@ -80,6 +88,8 @@ def check(
         )
     try:
         worker_resources(spec.student, profiles)
+    except GpusExceedNode as exc:
+        return Problem("GpusExceedNode", f"spec.student.gpusPerWorker: {exc}")
     except ProfileError as exc:
         return Problem("HardwareProfileUnavailable", f"spec.student.hardwareProfile: {exc}")
     artifacts = spec.artifacts.uri or settings.default_artifacts_uri
@@ -92,13 +102,20 @@ def check(
 
     teacher = spec.teacher
     if TeacherProvider(teacher.provider) in NEEDS_API_KEY:
-        if teacher.api_key_secret_ref is None:
+        api_key = teacher_secret(run, settings)
+        if api_key is None:
             return Problem(
                 "SecretRefMissing",
                 f"spec.teacher.apiKeySecretRef: provider {teacher.provider} needs an API key; "
-                "reference the Secret that holds it",
+                "reference the Secret that holds it (or install the operator with a default, "
+                "the chart's teacher.secretName)",
             )
-        problem = _secret(lookup, teacher.api_key_secret_ref, "spec.teacher.apiKeySecretRef")
+        field = (
+            "spec.teacher.apiKeySecretRef"
+            if teacher.api_key_secret_ref is not None
+            else "the operator's default teacher Secret (DISTILLRUN_TEACHER_SECRET_NAME)"
+        )
+        problem = _secret(lookup, api_key, field)
         if problem is not None:
             return problem
     credentials = spec.artifacts.credentials_secret_ref
@@ -128,10 +145,9 @@ def check(
 
     ddl = resolved.get("schema", spec.database.schema_source.ddl)
     if ddl is not None:  # a uri is read by the job, with the run's credentials
-        try:
-            parse_schema(ddl, spec.database.dialect)
-        except SchemaError as exc:
-            return Problem("SchemaInvalid", f"spec.database.schema: {exc}")
+        invalid = schema_problem(ddl, spec.database.dialect)
+        if invalid is not None:
+            return Problem("SchemaInvalid", f"spec.database.schema: {invalid}")
     sandbox: SandboxSql | None = None
     if needs_server(run):
         loaded = _sandbox_sql(run, sources, resolved)
@@ -139,6 +155,19 @@ def check(
             return loaded
         sandbox = loaded
     return Inputs(run_store_uri(artifacts, run), resolved, sandbox)
+
+
+@functools.lru_cache(maxsize=64)
+def schema_problem(ddl: str, dialect: Dialect) -> str | None:
+    """Why `ddl` is not a usable schema of `dialect`, or None. Cached by content: every pass
+    that starts a stage checks the schema of its run, and parsing it with sqlglot (about 1 ms
+    for a three-table schema, more for a real one) was the largest CPU cost of such a pass,
+    while the schemas of a namespace's runs are few and rarely change."""
+    try:
+        parse_schema(ddl, dialect)
+    except SchemaError as exc:
+        return str(exc)
+    return None
 
 
 def _sandbox_sql(

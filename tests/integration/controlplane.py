@@ -66,13 +66,7 @@ class ControlPlane:
         return Kube(load_api_client(str(self.kubeconfig)))
 
     def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        terminate(self._process)
         self._log.close()
 
     def install_crds(self, kube: Kube) -> None:
@@ -85,12 +79,23 @@ class ControlPlane:
             kube.create(path, crd)
         for crd in crds:
             wait_for(
-                lambda crd=crd: _established(kube.get(f"{path}/{crd['metadata']['name']}")),
+                lambda crd=crd: established(kube.get(f"{path}/{crd['metadata']['name']}")),
                 f"CRD {crd['metadata']['name']} established",
             )
 
 
-def _established(crd: dict[str, Any]) -> bool:
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """Stops a testbed process: SIGTERM, then SIGKILL if it has not exited within 30 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def established(crd: dict[str, Any]) -> bool:
     conditions = (crd.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 

@@ -23,7 +23,13 @@ ROOT = Path(__file__).parents[2]
 SCHEMA = (ROOT / "examples" / "shop" / "schema.sql").read_text()
 GENERATE_SUMMARY = {
     "generated": 40,
-    "usage": {"input_tokens": 1200, "output_tokens": 800, "cache_read_tokens": 300, "usd": 0.42},
+    "usage": {
+        "input_tokens": 1200,
+        "output_tokens": 800,
+        "cache_read_tokens": 300,
+        "cache_write_tokens": 150,
+        "usd": 0.42,
+    },
     "plan": ["generate/shards/a.jsonl"],
 }
 

@@ -4,11 +4,15 @@ that break `values.schema.json` refused with the field at fault; then two teams 
 `helm install` into two namespaces: each operator's ServiceAccount may do in its own namespace
 what the operator does and nothing in the other's (SubjectAccessReview, as `kubectl auth can-i`),
 the real operator runs under that ServiceAccount, and `helm uninstall` leaves nothing behind.
+The operator settings every values file renders are ones the operator accepts, and the README's
+install commands render and are accepted as written.
 
 Helm is built by `scripts/testbed/build` into the testbed cache; a missing binary fails."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +23,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from distillrun.api.spec import SecretKeyRef
 from distillrun.operator.kube import ApiError, Kube, core_path
+from distillrun.operator.settings import OperatorSettings
 from tests.integration.conftest import InProcessOperator, fast_settings
 from tests.integration.controlplane import ControlPlane, create_namespace
 from tests.integration.helpers import (
@@ -173,6 +179,67 @@ def test_the_default_install_is_per_team(helm: Path) -> None:
     pod_security = deployment["spec"]["template"]["spec"]["securityContext"]
     assert pod_security["runAsNonRoot"] is True
     assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
+    settings = OperatorSettings.from_env(operator_env(list(manifests.values())))
+    assert settings.default_queue_name is None  # no queue and no teacher Secret unless asked
+    assert settings.default_teacher_secret is None
+
+
+def operator_env(manifests: list[dict[str, Any]]) -> dict[str, str]:
+    """The operator's `DISTILLRUN_*` settings as the rendered Deployment sets them."""
+    deployment = next(m for m in manifests if m["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("DISTILLRUN_")}
+
+
+@pytest.mark.parametrize("values", VALUES, ids=[v.stem for v in VALUES])
+def test_the_operator_accepts_the_settings_every_values_file_renders(
+    helm: Path, values: Path
+) -> None:
+    OperatorSettings.from_env(operator_env(render(helm, "team-a", values)))
+
+
+def test_the_queue_and_teacher_secret_values_reach_the_operator(helm: Path) -> None:
+    custom = next(v for v in VALUES if v.stem == "custom")
+    settings = OperatorSettings.from_env(operator_env(render(helm, "team-a", custom)))
+    assert settings.default_queue_name == "team-a.gpu-queue"
+    assert settings.default_teacher_secret == SecretKeyRef(
+        name="team-a-teacher", key="ANTHROPIC_API_KEY"
+    )
+
+
+def readme_install_commands() -> list[list[str]]:
+    """The shell commands of the README's "Install on a cluster" section, each split as the
+    shell would (continuation lines joined, comments dropped)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Install on a cluster\n", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if words := shlex.split(line, comments=True):
+                commands.append(words)
+    return commands
+
+
+def test_the_readme_install_renders_with_its_teacher_secret(
+    helm: Path, kube: Kube, namespace: str
+) -> None:
+    """The README's `helm install` (its `<registry>` filled in, into a test namespace) renders
+    objects the apiserver accepts, and its default teacher Secret is the one the README's
+    `kubectl create secret` makes."""
+    commands = readme_install_commands()
+    install = next(c for c in commands if c[:2] == ["helm", "install"])
+    args = [a.replace("<registry>", "registry.example") for a in install[2:]]
+    args[args.index("-n") + 1] = namespace
+    result = run_helm(helm, "template", *args[:1], str(ROOT / args[1]), *args[2:])
+    assert result.returncode == 0, result.stderr
+    manifests = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    for manifest in manifests:
+        assert dry_run_apply(kube, manifest)["kind"] == manifest["kind"]
+    create = next(c for c in commands if c[:1] == ["kubectl"] and "generic" in c)
+    name = create[create.index("generic") + 1]
+    key = next(a for a in create if a.startswith("--from-literal=")).split("=")[1]
+    settings = OperatorSettings.from_env(operator_env(manifests))
+    assert settings.default_teacher_secret == SecretKeyRef(name=name, key=key)
 
 
 def test_the_operator_pod_meets_pod_security_restricted(helm: Path, kube: Kube) -> None:
@@ -221,6 +288,8 @@ def test_the_crd_template_installs_the_committed_crd(helm: Path) -> None:
         ("bad-profile.yaml", "/hardwareProfiles/0"),
         ("unknown-key.yaml", "additional properties 'imag' not allowed"),
         ("bad-attempts.yaml", "/jobs/maxAttempts"),
+        ("bad-queue.yaml", "/scheduling/queueName"),
+        ("bad-teacher-secret.yaml", "/teacher/secretName"),
     ],
 )
 def test_values_breaking_the_schema_are_refused(helm: Path, values: str, fragment: str) -> None:

@@ -73,6 +73,7 @@ def test_a_run_goes_through_every_stage(
         "inputTokens": 1200,
         "outputTokens": 800,
         "cacheReadTokens": 300,
+        "cacheWriteTokens": 150,
         "usd": 0.42,
     }
     assert status["evaluation"] == {"executionAccuracy": 0.75, "examples": 4}

@@ -5,7 +5,8 @@ A profile (`profiles/<name>.yaml`, shipped with the package) says which precisio
 gradient accumulation and sequence limit that suit its memory, whether to checkpoint
 activations and pack sequences, the NCCL settings its interconnect needs (an RTX 4090 has no
 P2P or InfiniBand), and what a worker pod must ask Kubernetes for: the GPU resource name and
-count, host CPU and memory, the GPU product to land on.
+count, host CPU and memory, the GPU product to land on, and how many GPUs one such node has
+(no worker pod may ask for more).
 
 Teams extend the set without a release: every `*.yaml` in the directory named by
 `DISTILLRUN_PROFILES_DIR` is read after the builtin ones. A file whose `name` is a builtin
@@ -50,6 +51,13 @@ class _ProfileModel(BaseModel):
     )
 
 
+DEFAULT_GPUS_PER_NODE = 8
+"""GPUs per node when a profile does not say: the usual 8-GPU server (HGX/DGX A100 and H100).
+The builtin profiles assume it for the data-centre cards and 4 for the RTX 4090 (a common
+workstation build); a platform team whose nodes differ overrides `gpu.perNode` in its profile
+files, because a pod asking for more GPUs than any node has stays Pending forever."""
+
+
 class GpuSpec(_ProfileModel):
     """The GPU a profile is for."""
 
@@ -67,6 +75,14 @@ class GpuSpec(_ProfileModel):
         float | None,
         Field(default=None, gt=0, description="Dense bf16/fp16 peak TFLOP/s, for MFU."),
     ] = None
+    per_node: Annotated[
+        int,
+        Field(
+            default=DEFAULT_GPUS_PER_NODE,
+            ge=1,
+            description="GPUs one node of this class has: the most one worker pod can request.",
+        ),
+    ] = DEFAULT_GPUS_PER_NODE
 
 
 class HostSpec(_ProfileModel):
@@ -210,6 +226,28 @@ def get_profile(
     return known[name]
 
 
+class GpusExceedNode(ProfileError):
+    """A worker pod would request more GPUs than one node of its profile has: no node could
+    ever take it (a pod does not span nodes), so the run is refused before anything starts."""
+
+
+def check_gpus_per_node(student: StudentSpec, profile: HardwareProfile) -> None:
+    """Raises GpusExceedNode when `gpusPerWorker` is above the profile's `gpu.perNode`, saying
+    which split of the same GPUs over more workers would fit."""
+    if profile.gpu is None or student.gpus_per_worker <= profile.gpu.per_node:
+        return
+    per_node = profile.gpu.per_node
+    total = student.workers * student.gpus_per_worker
+    # The same GPUs in all, on workers no bigger than a node: the largest divisor that fits.
+    fitting = max(n for n in range(1, per_node + 1) if total % n == 0)
+    raise GpusExceedNode(
+        f"{student.gpus_per_worker} GPUs per worker, but a node of hardware profile "
+        f"{profile.name} has {per_node} (gpu.perNode) and a worker pod cannot span nodes; "
+        f"for the same {total} GPUs use workers: {total // fitting} with gpusPerWorker: "
+        f"{fitting}"
+    )
+
+
 class WorkerResources(_ProfileModel):
     """What the operator asks Kubernetes for to train one run: `replicas` pods, each with
     `requests`/`limits` (GPUs in both, as Kubernetes requires for extended resources), placed
@@ -242,7 +280,8 @@ def worker_resources(
     """The pods a run's training needs, from its student spec and hardware profile.
 
     Pure (no torch, no ray, no cluster access): the operator builds the RayJob's worker group
-    from this. Raises ProfileError for an unknown profile or GPUs asked of a CPU profile.
+    from this. Raises ProfileError for an unknown profile or GPUs asked of a CPU profile, and
+    GpusExceedNode for more GPUs per worker than a node of the profile has.
     """
     profile = get_profile(student.hardware_profile, profiles)
     gpus = student.gpus_per_worker
@@ -250,6 +289,7 @@ def worker_resources(
         raise ProfileError(f"hardware profile {profile.name} has no GPUs; set gpusPerWorker: 0")
     if profile.uses_gpu and not gpus:
         raise ProfileError(f"hardware profile {profile.name} trains on GPUs; set gpusPerWorker")
+    check_gpus_per_node(student, profile)
     processes = max(gpus, 1)
     requests = {
         "cpu": str(profile.host.cpu * processes),

@@ -9,11 +9,18 @@ driver on a head that takes no work; train runs Ray Train over `workers` pods of
 own retries are off (`backoffLimit: 0`): a failed attempt is a new RayJob with the next attempt
 number, so `kubectl get rayjobs` shows every attempt and none is hidden inside another.
 
+Kueue: when a queue applies (`spec.scheduling.queueName`, else the operator's default), the
+RayJob carries the `kueue.x-k8s.io/queue-name` label and is created suspended
+(`spec.suspend: true`), as Kueue's RayJob integration expects: Kueue unsuspends it when the
+queue admits it, so no pod is created before the quota allows. A suspended RayJob is waiting,
+not failed (`planner.ObservedJob.describe` says so in the stage's message).
+
 Secrets reach the pods only as references: the teacher API key as an environment variable from
-a `secretKeyRef`, S3 credentials as a file projected from the Secret (an AWS shared-credentials
-file, pointed to by `AWS_SHARED_CREDENTIALS_FILE`), and for a postgres or mysql run, the
-sandbox server's address and password (`builders.sandbox.sandbox_env`) in the stages that run
-SQL.
+a `secretKeyRef` (the spec's `apiKeySecretRef`, else the operator's default Secret), S3
+credentials as a file projected from the Secret (an AWS shared-credentials file, pointed to by
+`AWS_SHARED_CREDENTIALS_FILE`), and for a postgres or mysql run, the sandbox server's address
+and password (`builders.sandbox.sandbox_env`) in the stages that run SQL: generate (its top-up
+rounds judge the teacher's SQL in the sandbox), validate and evaluate.
 """
 
 from __future__ import annotations
@@ -36,14 +43,31 @@ from distillrun.operator.builders.sandbox import needs_server, sandbox_env
 from distillrun.operator.settings import OperatorSettings
 
 GPU_STAGES = frozenset({StageName.TRAIN, StageName.EVALUATE})
-SQL_STAGES = frozenset({StageName.VALIDATE, StageName.EVALUATE})
-"""Stages that execute SQL: for a server dialect they get the run's sandbox server."""
+SQL_STAGES = frozenset({StageName.GENERATE, StageName.VALIDATE, StageName.EVALUATE})
+"""Stages that execute SQL: for a server dialect they get the run's sandbox server. Generate is
+one of them: its top-up rounds run the teacher's SQL in the sandbox to judge it."""
 API_KEY_ENV = {
     TeacherProvider.ANTHROPIC: "ANTHROPIC_API_KEY",
     TeacherProvider.OPENAI_COMPATIBLE: "OPENAI_API_KEY",
 }
 AWS_CREDENTIALS_DIR = "/var/run/secrets/distillrun/aws"
 ENTRYPOINT = f"python -m distillrun.jobs.entrypoint {CONFIG_PATH}"
+
+
+def queue_name(run: DistillRun, settings: OperatorSettings) -> str | None:
+    """The Kueue LocalQueue of the run's RayJobs: the spec's, else the operator's default
+    (`DISTILLRUN_QUEUE_NAME`); None: not queued."""
+    return run.spec.scheduling.queue_name or settings.default_queue_name
+
+
+def teacher_secret(run: DistillRun, settings: OperatorSettings) -> SecretKeyRef | None:
+    """The Secret key holding the teacher's API key, for the providers that call an API: the
+    spec's `apiKeySecretRef`, else the operator's default (`DISTILLRUN_TEACHER_SECRET_NAME`).
+    None for the synthetic teacher, or when neither names one (the pre-flight checks refuse
+    that for a provider that needs a key)."""
+    if TeacherProvider(run.spec.teacher.provider) not in API_KEY_ENV:
+        return None
+    return run.spec.teacher.api_key_secret_ref or settings.default_teacher_secret
 
 
 def stage_workers(
@@ -70,7 +94,7 @@ def stage_rayjob(
     """The RayJob manifest of `stage`, attempt `attempt`, reading the ConfigMap of the same name.
     Raises ProfileError for a profile `profiles` lacks (the pre-flight checks catch it first)."""
     metadata = child_metadata(run, stage, attempt, settings.extra_labels)
-    queue = run.spec.scheduling.queue_name
+    queue = queue_name(run, settings)
     if queue:
         metadata["labels"][KUEUE_QUEUE_LABEL] = queue
     workers = stage_workers(run, stage, profiles) if stage in GPU_STAGES else None
@@ -91,6 +115,8 @@ def stage_rayjob(
     }
     if stage == StageName.EVALUATE and workers is not None and workers.gpus_per_replica:
         spec["entrypointNumGpus"] = workers.gpus_per_replica  # score on the GPU worker
+    if queue:
+        spec["suspend"] = True  # Kueue unsuspends it on admission
     return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": metadata, "spec": spec}
 
 
@@ -154,10 +180,9 @@ def _pod(
         t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in scheduling.tolerations
     ]
 
-    api_key = run.spec.teacher.api_key_secret_ref
-    env_name = API_KEY_ENV.get(TeacherProvider(run.spec.teacher.provider))
-    if stage == StageName.GENERATE and api_key is not None and env_name is not None:
-        env.append(_secret_env(env_name, api_key))
+    api_key = teacher_secret(run, settings)
+    if stage == StageName.GENERATE and api_key is not None:
+        env.append(_secret_env(API_KEY_ENV[TeacherProvider(run.spec.teacher.provider)], api_key))
     if stage in SQL_STAGES and needs_server(run):
         env += sandbox_env(run)
 

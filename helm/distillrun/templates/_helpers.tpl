@@ -90,9 +90,10 @@ app.kubernetes.io/component: operator
 What the operator does, and nothing more (distillrun/operator/controller.py, handlers.py and
 kopf): it watches and patches DistillRuns (kopf's finalizer and progress annotations) and
 patches their status; creates, watches and deletes the RayJobs and ConfigMaps of stages; reads
-the Secrets and ConfigMaps a run references (pre-flight); creates and deletes each postgres or
-mysql run's sandbox server (Deployment, Service, NetworkPolicy, Secret, ConfigMap, found by
-label when a run is deleted, hence `list`); and posts Events.
+the Secrets and ConfigMaps a run references (pre-flight: any name a run gives, so no
+resourceNames; the default teacher Secret, teacher.secretName, is read the same way); creates
+and deletes each postgres or mysql run's sandbox server (Deployment, Service, NetworkPolicy,
+Secret, ConfigMap, found by label when a run is deleted, hence `list`); and posts Events.
 */}}
 {{- define "distillrun.operatorRules" -}}
 - apiGroups: ["distillrun.dev"]

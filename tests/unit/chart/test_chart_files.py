@@ -1,13 +1,23 @@
 """The chart's copies of facts that live in the code stay equal to them: the CRD it installs
-(Helm reads files inside the chart only, so `crds/` is copied in) and the hardware-profile
-pattern its values schema checks."""
+(Helm reads files inside the chart only, so `crds/` is copied in), the patterns its values
+schema checks (hardware profiles, the Kueue queue and teacher Secret names), and the operator
+settings its Deployment sets (every `DISTILLRUN_*` variable the operator reads, and no other)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 from distillrun.api.spec import HARDWARE_PROFILE_PATTERN
+from distillrun.operator.settings import (
+    DNS_SUBDOMAIN_PATTERN,
+    QUEUE_NAME_MAX,
+    SECRET_KEY_PATTERN,
+    SECRET_NAME_MAX,
+    OperatorSettings,
+)
 
 ROOT = Path(__file__).parents[3]
 CHART = ROOT / "helm" / "distillrun"
@@ -25,3 +35,34 @@ def test_the_chart_installs_the_committed_crd() -> None:
 def test_the_values_schema_checks_profiles_with_the_api_pattern() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert schema["properties"]["hardwareProfiles"]["items"]["pattern"] == HARDWARE_PROFILE_PATTERN
+
+
+def test_the_values_schema_checks_queue_and_secret_names_as_the_operator_does() -> None:
+    """Empty (no default) or what `OperatorSettings.from_env` accepts: a value the schema lets
+    through never stops the operator at start."""
+    properties = json.loads((CHART / "values.schema.json").read_text())["properties"]
+    queue = properties["scheduling"]["properties"]["queueName"]
+    assert (queue["pattern"], queue["maxLength"]) == (f"^$|{DNS_SUBDOMAIN_PATTERN}", QUEUE_NAME_MAX)
+    teacher = properties["teacher"]["properties"]
+    name = teacher["secretName"]
+    assert (name["pattern"], name["maxLength"]) == (f"^$|{DNS_SUBDOMAIN_PATTERN}", SECRET_NAME_MAX)
+    assert teacher["secretKey"]["pattern"] == SECRET_KEY_PATTERN
+
+
+class _Recording(dict[str, str]):
+    """An empty environment that remembers every variable looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_the_deployment_sets_every_variable_the_operator_reads() -> None:
+    env = _Recording()
+    OperatorSettings.from_env(env)
+    template = (CHART / "templates" / "deployment.yaml").read_text()
+    assert set(re.findall(r"name: (DISTILLRUN_[A-Z_]+)", template)) == env.read

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,12 @@ import pytest
 import yaml
 
 from distillrun.api.resource import DistillRun, parse_run
+from distillrun.api.spec import SecretKeyRef
 from distillrun.api.status import StageName
 from distillrun.jobs.training.profiles import load_profiles
 from distillrun.operator.builders.common import RAYJOB_NAME_MAX, child_name
 from distillrun.operator.builders.config import run_store_uri, stage_config, stage_config_map
-from distillrun.operator.builders.rayjob import stage_rayjob
+from distillrun.operator.builders.rayjob import stage_rayjob, teacher_secret
 from distillrun.operator.settings import OperatorSettings
 from tests.unit.operator.conftest import UID, cpu_manifest
 
@@ -113,8 +115,61 @@ def test_cpu_stages_use_cpu_workers_and_kueue_only_when_asked(
     worker = spec["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in worker["resources"]["limits"]
     assert "kueue.x-k8s.io/queue-name" not in generate["metadata"]["labels"]
-    queued = stage_rayjob(gpu_run, StageName.GENERATE, 1, SETTINGS, PROFILES)["metadata"]["labels"]
-    assert queued["kueue.x-k8s.io/queue-name"] == "team-a-gpus"
+    assert "suspend" not in spec  # not queued: KubeRay starts it at once
+    queued = stage_rayjob(gpu_run, StageName.GENERATE, 1, SETTINGS, PROFILES)
+    assert queued["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-gpus"
+    assert queued["spec"]["suspend"] is True  # Kueue unsuspends it on admission
+
+
+def test_the_operator_default_queue_applies_when_the_spec_names_none(
+    cpu_run: DistillRun, gpu_run: DistillRun
+) -> None:
+    settings = replace(SETTINGS, default_queue_name="team-a-default")
+    for stage in StageName:
+        job = stage_rayjob(cpu_run, stage, 1, settings, PROFILES)
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-default"
+        assert job["spec"]["suspend"] is True
+    spec_wins = stage_rayjob(gpu_run, StageName.TRAIN, 1, settings, PROFILES)["metadata"]
+    assert spec_wins["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-gpus"
+
+
+def _head_env(run: DistillRun, stage: StageName, settings: OperatorSettings) -> dict[str, Any]:
+    job = stage_rayjob(run, stage, 1, settings, PROFILES)
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    return {e["name"]: e for e in head["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize(
+    ("provider", "env_name"),
+    [("anthropic", "ANTHROPIC_API_KEY"), ("openai-compatible", "OPENAI_API_KEY")],
+)
+def test_the_operator_default_teacher_secret_fills_a_missing_ref(
+    provider: str, env_name: str
+) -> None:
+    data = cpu_manifest()
+    data["spec"]["teacher"] = {"provider": provider, "model": "m", "baseUrl": "http://t:8000/v1"}
+    run = parse_run(data)
+    default = SecretKeyRef(name="team-a-teacher", key="api-key")
+    settings = replace(SETTINGS, default_teacher_secret=default)
+    assert teacher_secret(run, settings) == default
+    env = _head_env(run, StageName.GENERATE, settings)
+    assert env[env_name]["valueFrom"] == {
+        "secretKeyRef": {"name": "team-a-teacher", "key": "api-key"}
+    }
+    assert env_name not in _head_env(run, StageName.VALIDATE, settings)
+    assert env_name not in _head_env(run, StageName.GENERATE, SETTINGS)  # no default, no ref
+
+
+def test_the_spec_teacher_secret_wins_and_the_synthetic_teacher_gets_none(
+    cpu_run: DistillRun, gpu_run: DistillRun
+) -> None:
+    settings = replace(SETTINGS, default_teacher_secret=SecretKeyRef(name="other", key="k"))
+    assert teacher_secret(gpu_run, settings) == SecretKeyRef(name="anthropic", key="api-key")
+    env = _head_env(gpu_run, StageName.GENERATE, settings)
+    assert env["ANTHROPIC_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "anthropic"
+    assert teacher_secret(cpu_run, settings) is None  # synthetic: no API, no key
+    names = set(_head_env(cpu_run, StageName.GENERATE, settings))
+    assert not names & {"ANTHROPIC_API_KEY", "OPENAI_API_KEY"}
 
 
 def test_secrets_are_references_only(gpu_run: DistillRun) -> None:
@@ -181,7 +236,7 @@ def test_sql_stages_of_a_server_dialect_reach_the_sandbox(gpu_run: DistillRun) -
         return names[0]
 
     sandbox = {"DISTILLRUN_SANDBOX_HOST", "DISTILLRUN_SANDBOX_PASSWORD"}
+    assert sandbox <= env_names(StageName.GENERATE)  # top-up rounds judge SQL in the sandbox
     assert sandbox <= env_names(StageName.VALIDATE)
     assert sandbox <= env_names(StageName.EVALUATE)
     assert not sandbox & env_names(StageName.TRAIN)
-    assert not sandbox & env_names(StageName.GENERATE)

@@ -17,7 +17,13 @@ NOW = "2030-01-01T00:00:00Z"
 INPUTS = Inputs(store_uri="file:///data/team-a/shop/uid")
 GENERATE_SUMMARY = {
     "generated": 40,
-    "usage": {"input_tokens": 100, "output_tokens": 50, "cache_read_tokens": 7, "usd": 0.25},
+    "usage": {
+        "input_tokens": 100,
+        "output_tokens": 50,
+        "cache_read_tokens": 7,
+        "cache_write_tokens": 3,
+        "usd": 0.25,
+    },
 }
 
 
@@ -106,6 +112,23 @@ def test_a_running_job_is_reported_not_restarted() -> None:
     assert message == "RayJob shop-generate-1: deployment Running, job RUNNING"
 
 
+@pytest.mark.parametrize(("deployment", "job"), [("", ""), ("Suspended", "NEW")])
+def test_a_job_queued_by_kueue_is_waiting_not_failed(deployment: str, job: str) -> None:
+    """Created suspended, a RayJob reports nothing yet (or `Suspended`, as after a preemption)
+    until Kueue admits it: the stage keeps running, says where it waits, and nothing restarts."""
+    started = _plan(_run()).status
+    queued = _job(StageName.GENERATE, 1, deployment, job, suspended=True, queue="team-a-gpus")
+    result = _plan(_run(started), [queued])
+    assert result.start is None and result.events == []
+    stage = result.status.stages["generate"]
+    assert (stage.state, stage.attempts) == (StageState.RUNNING, 1)
+    assert stage.message == (
+        "RayJob shop-generate-1: waiting for Kueue admission in queue team-a-gpus; "
+        f"deployment {deployment or 'New'}, job {job or 'PENDING'}"
+    )
+    assert result.status.phase == Phase.GENERATING
+
+
 def test_a_finished_stage_records_its_numbers_and_starts_the_next() -> None:
     started = _plan(_run()).status
     done = _job(StageName.GENERATE, 1, "Complete", "SUCCEEDED", end_time="2030-01-01T00:10:00Z")
@@ -114,6 +137,7 @@ def test_a_finished_stage_records_its_numbers_and_starts_the_next() -> None:
     assert result.status.stages["generate"].completion_time == "2030-01-01T00:10:00Z"
     assert result.status.counts.generated == 40
     assert result.status.cost.usd == 0.25 and result.status.cost.cache_read_tokens == 7
+    assert result.status.cost.cache_write_tokens == 3
     assert result.start is not None and result.start.stage == StageName.VALIDATE
     assert result.status.phase == Phase.VALIDATING
     assert [e.reason for e in result.events] == ["StageSucceeded", "StageStarted"]

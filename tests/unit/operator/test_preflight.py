@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from distillrun.api.resource import parse_run
+from distillrun.api.spec import SecretKeyRef
 from distillrun.jobs.training.profiles import load_profiles
-from distillrun.operator.preflight import Inputs, Problem, SandboxSql, check
+from distillrun.operator.preflight import Inputs, Problem, SandboxSql, check, schema_problem
 from distillrun.operator.settings import OperatorSettings
 from tests.unit.operator.conftest import UID, cpu_manifest, gpu_manifest
 
@@ -136,6 +137,14 @@ def _mutated(path: str, value: Any) -> dict[str, Any]:
             id="profile not offered",
         ),
         pytest.param(
+            _mutated("spec.student.gpusPerWorker", 16),
+            GOOD,
+            OperatorSettings(),
+            "GpusExceedNode",
+            "spec.student.gpusPerWorker",
+            id="more gpus than a node has",
+        ),
+        pytest.param(
             _mutated("spec.artifacts", {}),
             GOOD,
             OperatorSettings(),
@@ -176,6 +185,20 @@ def test_problems_name_the_field(
     assert result.message.startswith(f"{field}: ")
 
 
+def test_the_schema_is_parsed_once_per_content() -> None:
+    schema_problem.cache_clear()
+    run = parse_run(gpu_manifest())
+    assert isinstance(check(run, OperatorSettings(), PROFILES, GOOD), Inputs)
+    assert isinstance(check(run, OperatorSettings(), PROFILES, GOOD), Inputs)
+    assert (schema_problem.cache_info().hits, schema_problem.cache_info().misses) == (1, 1)
+
+    # The ConfigMap is edited: its new content is parsed, not the old verdict reused.
+    edited = FakeLookup(GOOD.secrets, {"sales-schema": {"schema.sql": "CREATE TABLE (oops"}})
+    result = check(run, OperatorSettings(), PROFILES, edited)
+    assert isinstance(result, Problem) and result.reason == "SchemaInvalid"
+    assert schema_problem.cache_info().misses == 2
+
+
 def test_the_operator_default_store_is_used_when_the_spec_has_none() -> None:
     data = cpu_manifest()
     del data["spec"]["artifacts"]
@@ -183,3 +206,16 @@ def test_the_operator_default_store_is_used_when_the_spec_has_none() -> None:
     result = check(parse_run(data), settings, PROFILES, FakeLookup())
     assert isinstance(result, Inputs)
     assert result.store_uri == f"s3://shared/x/team-a/shop/{UID}"
+
+
+def test_the_operator_default_teacher_secret_stands_in_for_a_missing_ref() -> None:
+    data = _mutated("spec.teacher.apiKeySecretRef", None)
+    default = SecretKeyRef(name="anthropic", key="api-key")
+    settings = OperatorSettings(default_teacher_secret=default)
+    assert isinstance(check(parse_run(data), settings, PROFILES, GOOD), Inputs)
+    absent = FakeLookup({"team-a-s3": frozenset({"credentials"})}, GOOD.config_maps)
+    problem = check(parse_run(data), settings, PROFILES, absent)
+    assert isinstance(problem, Problem)
+    assert problem.reason == "SecretNotFound"
+    assert "DISTILLRUN_TEACHER_SECRET_NAME" in problem.message
+    assert "Secret anthropic does not exist" in problem.message

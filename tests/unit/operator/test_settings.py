@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from distillrun.api.spec import SecretKeyRef
 from distillrun.operator.settings import OperatorSettings, SettingsError
 
 
@@ -19,6 +20,9 @@ def test_every_variable_is_read() -> None:
             "DISTILLRUN_JOBS_IMAGE": "img:1",
             "DISTILLRUN_RAY_VERSION": "2.61.0",
             "DISTILLRUN_ARTIFACTS_URI": "s3://b/p",
+            "DISTILLRUN_QUEUE_NAME": "team-a.gpus",
+            "DISTILLRUN_TEACHER_SECRET_NAME": "team-a-teacher",
+            "DISTILLRUN_TEACHER_SECRET_KEY": "ANTHROPIC_API_KEY",
             "DISTILLRUN_RESYNC_SECONDS": "5",
             "DISTILLRUN_MAX_ATTEMPTS": "4",
             "DISTILLRUN_HARDWARE_PROFILES": "cpu, custom-l4",
@@ -32,6 +36,8 @@ def test_every_variable_is_read() -> None:
         jobs_image="img:1",
         ray_version="2.61.0",
         default_artifacts_uri="s3://b/p",
+        default_queue_name="team-a.gpus",
+        default_teacher_secret=SecretKeyRef(name="team-a-teacher", key="ANTHROPIC_API_KEY"),
         resync_interval_s=5.0,
         max_attempts=4,
         hardware_profiles=frozenset({"cpu", "custom-l4"}),
@@ -48,8 +54,38 @@ def test_every_variable_is_read() -> None:
         ({"DISTILLRUN_HARDWARE_PROFILES": "tpu-v5"}, "DISTILLRUN_HARDWARE_PROFILES: tpu-v5 cannot"),
         ({"DISTILLRUN_MAX_ATTEMPTS": "many"}, "DISTILLRUN_MAX_ATTEMPTS: 'many' is not a number"),
         ({"DISTILLRUN_RESYNC_SECONDS": "-1"}, "DISTILLRUN_RESYNC_SECONDS: must not be negative"),
+        ({"DISTILLRUN_QUEUE_NAME": "Team_A"}, "DISTILLRUN_QUEUE_NAME: 'Team_A' cannot"),
+        ({"DISTILLRUN_QUEUE_NAME": "a" * 64}, "DISTILLRUN_QUEUE_NAME: 'a{64}' cannot"),
+        ({"DISTILLRUN_QUEUE_NAME": "gpus\n"}, r"DISTILLRUN_QUEUE_NAME: 'gpus\\n' cannot"),
+        (
+            {"DISTILLRUN_TEACHER_SECRET_NAME": "team-a..key"},
+            "DISTILLRUN_TEACHER_SECRET_NAME: 'team-a..key' cannot be a Secret name",
+        ),
+        (
+            {"DISTILLRUN_TEACHER_SECRET_NAME": "s", "DISTILLRUN_TEACHER_SECRET_KEY": "api key"},
+            "DISTILLRUN_TEACHER_SECRET_KEY: 'api key' cannot be a Secret key",
+        ),
+        (
+            {"DISTILLRUN_TEACHER_SECRET_KEY": "api-key"},
+            "DISTILLRUN_TEACHER_SECRET_KEY: set without DISTILLRUN_TEACHER_SECRET_NAME",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         OperatorSettings.from_env(env)
+
+
+def test_the_teacher_secret_key_defaults_to_api_key() -> None:
+    settings = OperatorSettings.from_env({"DISTILLRUN_TEACHER_SECRET_NAME": "anthropic"})
+    assert settings.default_teacher_secret == SecretKeyRef(name="anthropic", key="api-key")
+
+
+def test_a_253_character_secret_name_and_a_63_character_queue_are_accepted() -> None:
+    secret = ".".join(["a" * 63] * 4)[:253]
+    settings = OperatorSettings.from_env(
+        {"DISTILLRUN_TEACHER_SECRET_NAME": secret, "DISTILLRUN_QUEUE_NAME": "q" * 63}
+    )
+    assert settings.default_teacher_secret is not None
+    assert settings.default_teacher_secret.name == secret
+    assert settings.default_queue_name == "q" * 63

@@ -14,6 +14,7 @@ from distillrun.api.spec import StudentSpec
 from distillrun.jobs.training import zero
 from distillrun.jobs.training.profiles import (
     BUILTIN_PROFILES,
+    GpusExceedNode,
     ProfileError,
     get_profile,
     load_profiles,
@@ -52,6 +53,45 @@ def test_worker_resources_say_what_the_operator_must_request() -> None:
     cpu = worker_resources(StudentSpec(hardware_profile="cpu", workers=3, gpus_per_worker=0))
     assert cpu.replicas == 3 and cpu.gpus_per_replica == 0 and cpu.gpu_resource_name is None
     assert "nvidia.com/gpu" not in cpu.requests and cpu.node_selector == {}
+
+
+@pytest.mark.parametrize(
+    ("profile", "workers", "gpus", "fits", "advice"),
+    [
+        pytest.param("a100-80gb", 1, 8, True, "", id="a100 full node"),
+        pytest.param("a100-80gb", 2, 16, False, "workers: 4 with gpusPerWorker: 8", id="a100 16"),
+        pytest.param("a100-40gb", 1, 9, False, "workers: 3 with gpusPerWorker: 3", id="a100 9"),
+        pytest.param("h100-80gb", 3, 12, False, "workers: 6 with gpusPerWorker: 6", id="h100 12"),
+        pytest.param("rtx4090", 4, 4, True, "", id="rtx4090 full node"),
+        pytest.param("rtx4090", 1, 5, False, "workers: 5 with gpusPerWorker: 1", id="rtx4090 5"),
+        pytest.param("rtx4090", 1, 8, False, "workers: 2 with gpusPerWorker: 4", id="rtx4090 8"),
+    ],
+)
+def test_a_worker_fits_on_one_node_of_its_profile(
+    profile: str, workers: int, gpus: int, fits: bool, advice: str
+) -> None:
+    student = StudentSpec(hardware_profile=profile, workers=workers, gpus_per_worker=gpus)
+    if fits:
+        assert worker_resources(student).gpus_per_replica == gpus
+        return
+    with pytest.raises(GpusExceedNode) as refused:
+        worker_resources(student)
+    per_node = load_profiles()[profile].gpu.per_node  # type: ignore[union-attr]
+    assert f"{gpus} GPUs per worker" in str(refused.value)
+    assert f"hardware profile {profile} has {per_node} (gpu.perNode)" in str(refused.value)
+    assert str(refused.value).endswith(advice)
+
+
+def test_a_team_sets_the_gpus_of_its_nodes(tmp_path: Path) -> None:
+    (tmp_path / "a100.yaml").write_text("name: a100-80gb\ngpu: {perNode: 4}\n")
+    (tmp_path / "l4.yaml").write_text(
+        "name: custom-l4\nextends: rtx4090\ngpu: {memoryGiB: 24, product: NVIDIA-L4}\n"
+    )
+    profiles = load_profiles(tmp_path)
+    assert profiles["a100-80gb"].gpu.per_node == 4  # type: ignore[union-attr]
+    assert profiles["custom-l4"].gpu.per_node == 4  # type: ignore[union-attr]  # inherited
+    with pytest.raises(GpusExceedNode, match="has 4"):
+        worker_resources(StudentSpec(hardware_profile="a100-80gb", gpus_per_worker=8), profiles)
 
 
 def test_a_team_overrides_a_builtin_and_adds_its_own(tmp_path: Path) -> None:
