@@ -69,6 +69,11 @@ class ObservedJob:
         return self.job_status == "SUCCEEDED"
 
     @property
+    def silent(self) -> bool:
+        """Nothing reported yet: KubeRay has not written a status, nor Kueue suspended it."""
+        return not (self.deployment_status or self.job_status or self.suspended)
+
+    @property
     def failed(self) -> bool:
         return self.deployment_status in FAILED_DEPLOYMENT or self.job_status in FAILED_JOB
 
@@ -292,7 +297,13 @@ class _Builder:
         self, stage: StageName, attempt: int, job: ObservedJob, previous: ObservedJob | None
     ) -> None:
         recorded = self.status.stages.get(str(stage), StageStatus())
-        if recorded.attempts != attempt or recorded.ray_job != job.name:
+        adopted = recorded.attempts != attempt or recorded.ray_job != job.name
+        message = job.describe()
+        if not adopted and recorded.message and job.silent:
+            # "created" says as much, and rewording it would cost a status write (in the pass
+            # of the previous stage's `Complete`, which KubeRay reports after its SUCCEEDED).
+            message = recorded.message
+        if adopted:
             # Started by a pass whose status write was lost (a crash, a conflict): announce
             # now what that pass would have announced.
             if attempt > 1 and recorded.attempts == attempt - 1:
@@ -310,7 +321,7 @@ class _Builder:
             ray_job=job.name,
             attempts=attempt,
             start_time=job.start_time or recorded.start_time or self.now,
-            message=job.describe(),
+            message=message,
         )
         self._set(self.status.model_copy(update={"phase": PHASE_OF_STAGE[stage]}))
         # A RayJob exists, so its inputs were checked when it was created (perhaps by a pass

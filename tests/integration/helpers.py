@@ -168,6 +168,18 @@ def kuberay_running(kube: Kube, namespace: str, name: str) -> None:
     )
 
 
+def kuberay_job_succeeded(kube: Kube, namespace: str, name: str) -> None:
+    """The job's driver exited 0 while KubeRay's submitter (K8sJobMode) still runs: KubeRay
+    v1.6.0 reports `jobStatus: SUCCEEDED` with `jobDeploymentStatus: Running`, and `Complete`
+    only in a later reconcile, once the submitter Job has finished."""
+    _rayjob_status(
+        kube,
+        namespace,
+        name,
+        {"jobDeploymentStatus": "Running", "jobStatus": "SUCCEEDED", "endTime": now()},
+    )
+
+
 def kuberay_succeeded(kube: Kube, namespace: str, name: str) -> None:
     _rayjob_status(
         kube,

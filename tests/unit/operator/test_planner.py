@@ -143,6 +143,44 @@ def test_a_finished_stage_records_its_numbers_and_starts_the_next() -> None:
     assert [e.reason for e in result.events] == ["StageSucceeded", "StageStarted"]
 
 
+def test_the_next_stage_starts_when_the_driver_succeeds_not_when_kuberay_completes() -> None:
+    """KubeRay v1.6.0 (K8sJobMode) reports `jobStatus: SUCCEEDED` while the deployment is still
+    `Running` (its submitter has not exited yet), and `Complete` in a later reconcile. The job's
+    entrypoint writes the outputs before its driver exits, so SUCCEEDED is the signal: the next
+    stage starts then, and the `Complete` that follows changes nothing."""
+    started = _plan(_run()).status
+    outputs = FakeOutputs({StageName.GENERATE: GENERATE_SUMMARY})
+    ended = _job(StageName.GENERATE, 1, "Running", "SUCCEEDED", end_time="2030-01-01T00:10:00Z")
+    result = _plan(_run(started), [ended], outputs)
+    assert result.status.stages["generate"].state == StageState.SUCCEEDED
+    assert result.status.stages["generate"].completion_time == "2030-01-01T00:10:00Z"
+    assert result.start is not None and result.start.stage == StageName.VALIDATE
+    assert [e.reason for e in result.events] == ["StageSucceeded", "StageStarted"]
+
+    complete = _job(StageName.GENERATE, 1, "Complete", "SUCCEEDED", end_time=ended.end_time)
+    validate = _job(StageName.VALIDATE, 1)
+    later = _plan(_run(result.status), [complete, validate], outputs)
+    assert later.start is None and later.events == []
+    assert later.status == result.status  # nothing to write: validate-1 reports nothing yet
+    assert later.status.stages["validate"].message == "RayJob shop-validate-1 created"
+
+
+def test_a_job_that_failed_before_kuberay_says_so_is_retried_once() -> None:
+    """`jobStatus: FAILED` with the deployment still `Running` is a failed attempt, as before
+    (Ray's job status is final, and KubeRay's own retries are off: `backoffLimit: 0`); the
+    `Failed` deployment status that follows does not fail the attempt again."""
+    started = _plan(_run()).status
+    early = _job(StageName.GENERATE, 1, "Running", "FAILED", reason="", message="exit 1")
+    result = _plan(_run(started), [early])
+    assert result.start is not None and result.start.attempt == 2
+    assert [e.reason for e in result.events] == ["StageRetrying", "StageStarted"]
+
+    final = _job(StageName.GENERATE, 1, "Failed", "FAILED", reason="AppFailed", message="exit 1")
+    later = _plan(_run(result.status), [final, _job(StageName.GENERATE, 2)])
+    assert later.start is None and later.events == []
+    assert later.status.stages["generate"].attempts == 2
+
+
 def test_success_without_outputs_is_a_failed_attempt() -> None:
     started = _plan(_run()).status
     result = _plan(_run(started), [_job(StageName.GENERATE, 1, "Complete", "SUCCEEDED")])
