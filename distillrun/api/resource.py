@@ -33,7 +33,7 @@ class ObjectMeta(WireModel):
     def _dns_label(cls, value: str) -> str:
         if len(value) > NAME_MAX_LENGTH:
             raise ValueError(f"must be at most {NAME_MAX_LENGTH} characters (got {len(value)})")
-        if not re.match(NAME_PATTERN, value):
+        if not re.fullmatch(NAME_PATTERN, value):
             raise ValueError(
                 "must be a DNS-1123 label: lower-case letters, digits and '-', "
                 "starting and ending with a letter or digit"

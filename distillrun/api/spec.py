@@ -388,7 +388,7 @@ class StudentSpec(WireModel):
     @field_validator("hardware_profile")
     @classmethod
     def _known_profile_name(cls, value: str) -> str:
-        if not re.match(HARDWARE_PROFILE_PATTERN, value):
+        if not re.fullmatch(HARDWARE_PROFILE_PATTERN, value):
             builtin = ", ".join(p.value for p in HardwareProfileName)
             raise ValueError(
                 f"unknown hardware profile {value!r}: use one of {builtin}, or "

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from distillrun.api.resource import DistillRun
 from distillrun.api.status import StageName
 from distillrun.sql.schema import SchemaInfo
-from distillrun.store import Store
+from distillrun.store import Store, StoreError, parse_jsonl
 
 
 class ProgressSink(Protocol):
@@ -65,3 +65,21 @@ class StageFailed(Exception):
         self.stage = stage
         self.reason = reason
         super().__init__(f"{stage} failed ({reason}): {message}")
+
+
+def read_dataset(
+    ctx: StageContext, key: str, stage: StageName, reason: str, missing: str
+) -> tuple[bytes, list[dict[str, Any]]]:
+    """A dataset a stage learns from or scores on: its bytes (the stage fingerprints them) and
+    its records. A missing or empty file fails the stage with `reason` and `missing`; a corrupt
+    one with InvalidDataset, naming the file and line."""
+    if not ctx.store.exists(key):
+        raise StageFailed(stage, reason, missing)
+    data = ctx.store.get_bytes(key)
+    try:
+        records = parse_jsonl(data, ctx.store.url(key))
+    except StoreError as exc:
+        raise StageFailed(stage, "InvalidDataset", str(exc)) from None
+    if not records:
+        raise StageFailed(stage, reason, missing)
+    return data, records

@@ -31,7 +31,7 @@ from typing import Any
 
 from distillrun.api.spec import TrainingMethod
 from distillrun.api.status import StageName
-from distillrun.jobs.context import StageContext, StageFailed, StageResult
+from distillrun.jobs.context import StageContext, StageFailed, StageResult, read_dataset
 from distillrun.jobs.student import (
     known_library_warnings,
     limit_torch_threads,
@@ -69,13 +69,7 @@ def _read_holdout(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]]:
         "with very few accepted examples raise spec.teacher.targetExamples or "
         "spec.validation.holdoutFraction"
     )
-    if not ctx.store.exists(HOLDOUT_KEY):
-        raise StageFailed(StageName.EVALUATE, "NoHoldoutData", missing)
-    data = ctx.store.get_bytes(HOLDOUT_KEY)
-    records = [json.loads(line) for line in data.splitlines() if line.strip()]
-    if not records:
-        raise StageFailed(StageName.EVALUATE, "NoHoldoutData", missing)
-    return data, records
+    return read_dataset(ctx, HOLDOUT_KEY, StageName.EVALUATE, "NoHoldoutData", missing)
 
 
 def _read_gold_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]] | None:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from distillrun.api.spec import HardwareProfileName, StudentSpec
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageFailed
-from distillrun.store import Store, open_store
+from distillrun.store import Store, StoreError, open_store
 
 if TYPE_CHECKING:
     import torch
@@ -345,10 +345,13 @@ def _from_uri(uri: str, stage: StageName) -> Student:
     local = cache_root() / "students" / hashlib.sha256(uri.encode()).hexdigest()[:16]
     complete = local / ".distillrun-complete"
     if not complete.exists():
-        source = open_store(uri, require_checksums=False)  # written by other tools
-        if not source.list_keys(""):
-            raise StageFailed(stage, "StudentNotFound", f"no model files under {uri}")
-        source.get_tree("", local)
+        try:
+            source = open_store(uri, require_checksums=False)  # written by other tools
+            if not source.list_keys(""):
+                raise StageFailed(stage, "StudentNotFound", f"no model files under {uri}")
+            source.get_tree("", local)
+        except StoreError as exc:
+            raise StageFailed(stage, "StudentNotFound", f"spec.student.model: {exc}") from None
         complete.write_text(uri, encoding="utf-8")
     return Student(location=str(local), model_id=uri, kind="uri")
 

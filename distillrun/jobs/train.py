@@ -34,7 +34,7 @@ from typing import Any
 from distillrun.api.spec import StudentSpec
 from distillrun.api.status import StageName
 from distillrun.jobs import prompting
-from distillrun.jobs.context import StageContext, StageFailed, StageResult
+from distillrun.jobs.context import StageContext, StageFailed, StageResult, read_dataset
 from distillrun.jobs.student import (
     BASE_PREFIX,
     BUILTIN_SCHEME,
@@ -72,13 +72,7 @@ def _read_train_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]]:
         f"no training examples at {ctx.store.url(TRAIN_KEY)}: run the generate and validate "
         "stages first, or raise spec.teacher.targetExamples if validation rejected everything"
     )
-    if not ctx.store.exists(TRAIN_KEY):
-        raise StageFailed(StageName.TRAIN, "NoTrainingData", missing)
-    data = ctx.store.get_bytes(TRAIN_KEY)
-    records = [json.loads(line) for line in data.splitlines() if line.strip()]
-    if not records:
-        raise StageFailed(StageName.TRAIN, "NoTrainingData", missing)
-    return data, records
+    return read_dataset(ctx, TRAIN_KEY, StageName.TRAIN, "NoTrainingData", missing)
 
 
 def _profiles(spec: StudentSpec) -> tuple[HardwareProfile, dict[str, HardwareProfile]]:
@@ -141,20 +135,40 @@ def model_shape(student: Student) -> ModelShape:
     students, else the hub's config (one small file)."""
     config_file = Path(student.location) / "config.json"
     if config_file.is_file():
-        return ModelShape.from_config(json.loads(config_file.read_text(encoding="utf-8")))
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StageFailed(
+                StageName.TRAIN, "StudentNotFound", f"cannot read {config_file}: {exc}"
+            ) from None
+        return _shape(config, str(config_file))
     if student.model_id in KNOWN_SHAPES:
         return KNOWN_SHAPES[student.model_id]
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(student.location)
+        hub_config = AutoConfig.from_pretrained(student.location)
     except (OSError, ValueError) as exc:
         raise StageFailed(
             StageName.TRAIN,
             "StudentNotFound",
             f"cannot read the config of student {student.model_id}: {exc}",
         ) from None
-    return ModelShape.from_config(config.to_dict())
+    return _shape(hub_config.to_dict(), f"the config of student {student.model_id}")
+
+
+def _shape(config: Any, where: str) -> ModelShape:
+    """The shape in a config, or StageFailed naming the config when it is not a decoder's."""
+    try:
+        return ModelShape.from_config(config)
+    except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise StageFailed(
+            StageName.TRAIN,
+            "UnsupportedStudent",
+            f"{where} does not describe a decoder-only language model (hidden_size, "
+            f"num_attention_heads, num_hidden_layers, intermediate_size, vocab_size): "
+            f"{type(exc).__name__}: {exc}",
+        ) from None
 
 
 def _plan(

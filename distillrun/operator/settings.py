@@ -7,6 +7,7 @@ Which namespaces are watched is kopf's own flag (`--namespace` or `--all-namespa
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -34,7 +35,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class OperatorSettings:
-    """Per-installation settings; every field has an environment variable (see `from_env`)."""
+    """Per-installation settings; `from_env` reads most from `DISTILLRUN_*` variables (the Ray
+    pods' CPU and memory sizes and `extra_labels` have none: they keep these defaults)."""
 
     jobs_image: str = "ghcr.io/distillrun/distillrun-jobs:0.1.0"
     """Image of every Ray head and worker: distillrun with its `jobs` extra (Ray, torch)."""
@@ -111,7 +113,7 @@ class OperatorSettings:
         profiles = defaults.hardware_profiles
         if raw := env.get("DISTILLRUN_HARDWARE_PROFILES"):
             profiles = frozenset(p.strip() for p in raw.split(",") if p.strip())
-            bad = sorted(p for p in profiles if not re.match(HARDWARE_PROFILE_PATTERN, p))
+            bad = sorted(p for p in profiles if not re.fullmatch(HARDWARE_PROFILE_PATTERN, p))
             if bad:
                 raise SettingsError(
                     f"DISTILLRUN_HARDWARE_PROFILES: {', '.join(bad)} cannot be a profile name "
@@ -123,21 +125,25 @@ class OperatorSettings:
             default_artifacts_uri=env.get("DISTILLRUN_ARTIFACTS_URI") or None,
             default_queue_name=_queue_name(env),
             default_teacher_secret=_teacher_secret(env),
-            resync_interval_s=_number(env, "DISTILLRUN_RESYNC_SECONDS", defaults.resync_interval_s),
-            max_attempts=int(_number(env, "DISTILLRUN_MAX_ATTEMPTS", defaults.max_attempts)),
+            resync_interval_s=_number(
+                env, "DISTILLRUN_RESYNC_SECONDS", defaults.resync_interval_s, positive=True
+            ),
+            max_attempts=_integer(env, "DISTILLRUN_MAX_ATTEMPTS", defaults.max_attempts, 1),
             hardware_profiles=profiles,
-            cpu_workers=int(_number(env, "DISTILLRUN_CPU_WORKERS", defaults.cpu_workers)),
+            cpu_workers=_integer(env, "DISTILLRUN_CPU_WORKERS", defaults.cpu_workers, 1),
             sandbox_postgres_image=env.get(
                 "DISTILLRUN_SANDBOX_POSTGRES_IMAGE", defaults.sandbox_postgres_image
             ),
             sandbox_mysql_image=env.get(
                 "DISTILLRUN_SANDBOX_MYSQL_IMAGE", defaults.sandbox_mysql_image
             ),
-            ttl_seconds_after_finished=int(
-                _number(env, "DISTILLRUN_RAY_TTL_SECONDS", defaults.ttl_seconds_after_finished)
+            ttl_seconds_after_finished=_integer(
+                env, "DISTILLRUN_RAY_TTL_SECONDS", defaults.ttl_seconds_after_finished, 0
             ),
-            workers=max(1, int(_number(env, "DISTILLRUN_WORKERS", defaults.workers))),
-            metrics_port=int(_number(env, "DISTILLRUN_METRICS_PORT", defaults.metrics_port)),
+            workers=_integer(env, "DISTILLRUN_WORKERS", defaults.workers, 1),
+            metrics_port=_integer(
+                env, "DISTILLRUN_METRICS_PORT", defaults.metrics_port, 0, maximum=65535
+            ),
         )
 
 
@@ -181,7 +187,7 @@ def _dns_subdomain(name: str, max_length: int) -> bool:
     return len(name) <= max_length and re.fullmatch(DNS_SUBDOMAIN_PATTERN, name) is not None
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, *, positive: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -189,6 +195,31 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}: {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}: {raw!r} is not a number")
     if value < 0:
         raise SettingsError(f"{name}: must not be negative (got {raw})")
+    if positive and value == 0:
+        raise SettingsError(f"{name}: must be greater than 0 (got {raw})")
+    return value
+
+
+def _integer(
+    env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
+    """A whole number within bounds, refused here rather than later (0 CPU workers would make
+    RayJobs without workers; a port above 65535 would only fail when the server binds it)."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        number = float(raw)  # Helm may render a large whole number as 1e+06
+    except ValueError:
+        number = math.nan
+    if not number.is_integer():
+        raise SettingsError(f"{name}: {raw!r} is not a whole number")
+    value = int(number)
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"at least {minimum}" if maximum is None else f"{minimum} to {maximum}"
+        raise SettingsError(f"{name}: must be {bounds} (got {raw})")
     return value

@@ -9,12 +9,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from distillrun.store.base import Store, key_problem
+from distillrun.store.base import Store, key_problem, parse_jsonl
 from distillrun.store.errors import ChecksumMismatch, ObjectNotFound, StoreError
 from distillrun.store.file import FileStore
 from distillrun.store.s3 import S3Store
 
-__all__ = ["ChecksumMismatch", "ObjectNotFound", "Store", "StoreError", "open_store", "read_uri"]
+__all__ = [
+    "ChecksumMismatch",
+    "ObjectNotFound",
+    "Store",
+    "StoreError",
+    "open_store",
+    "parse_jsonl",
+    "read_uri",
+]
 
 _ACCEPTED = "file:///absolute/path, s3://bucket[/prefix] or a local path"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)

@@ -109,6 +109,23 @@ def _file_sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def parse_jsonl(data: bytes, where: str) -> list[dict[str, Any]]:
+    """The JSON objects of JSONL `data`, blank lines skipped; StoreError naming `where` and the
+    line for anything else."""
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise StoreError(f"{where}: line {number} is not valid JSON: {e}") from e
+        if not isinstance(record, dict):
+            raise StoreError(f"{where}: line {number} is not a JSON object")
+        records.append(record)
+    return records
+
+
 class Store(ABC):
     """A view of an artifact store rooted at `uri`. Keys are '/'-separated paths relative to the
     root. Every write is atomic (a reader sees the old object, the new one, or none -- never a
@@ -205,18 +222,7 @@ class Store(ABC):
         return self.put_bytes(key, "".join(lines).encode(), if_absent=if_absent)
 
     def read_jsonl(self, key: str) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
-        for number, line in enumerate(self.get_bytes(key).splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise StoreError(f"{self.url(key)}: line {number} is not valid JSON: {e}") from e
-            if not isinstance(record, dict):
-                raise StoreError(f"{self.url(key)}: line {number} is not a JSON object")
-            records.append(record)
-        return records
+        return parse_jsonl(self.get_bytes(key), self.url(key))
 
     def put_tree(self, prefix: str, local_dir: Path) -> None:
         """Upload every file under `local_dir` to `prefix/<relative path>`. Each file is written

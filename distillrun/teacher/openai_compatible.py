@@ -264,12 +264,12 @@ class OpenAICompatibleTeacher:
                 governor.acquire(*reserved)
                 try:
                     response = http.post(url, json=body, headers=headers)
-                except Exception:
+                    ok = response.status_code == 200
+                    data: dict[str, Any] = response.json() if ok else {}
+                    used = reply_usage(data)  # all 0 for a refusal
+                except Exception:  # no reply, or one that is not JSON: nothing was used
                     governor.settle(reserved, (0, 0))
                     raise
-                ok = response.status_code == 200
-                data: dict[str, Any] = response.json() if ok else {}
-                used = reply_usage(data)  # all 0 for a refusal
                 governor.settle(
                     reserved, (used.input_tokens + used.cache_read_tokens, used.output_tokens)
                 )

@@ -81,6 +81,8 @@ def _parse_price(model: str, entry: Any, origin: str) -> ModelPrice:
             value = Decimal(str(entry[wire]))
         except InvalidOperation:
             raise PriceError(f"{origin}: models.{model}.{wire} is not a number") from None
+        if not value.is_finite():  # JSON's NaN and Infinity parse, but price nothing
+            raise PriceError(f"{origin}: models.{model}.{wire} is not a number")
         if value < 0 or (name == "batch_discount" and value > 1):
             raise PriceError(f"{origin}: models.{model}.{wire} is out of range")
         values[name] = value
@@ -95,6 +97,8 @@ def _parse_table(text: str, origin: str) -> dict[str, ModelPrice]:
     models = data.get("models") if isinstance(data, Mapping) else None
     if not isinstance(models, Mapping):
         raise PriceError(f'{origin}: expected {{"models": {{name: prices}}}}')
+    if "" in models:  # as a prefix it would price every model
+        raise PriceError(f"{origin}: a model name in models is empty")
     return {name: _parse_price(name, entry, origin) for name, entry in models.items()}
 
 
@@ -133,6 +137,8 @@ def load_prices(environ: Mapping[str, str] | None = None) -> PriceTable:
             text = path.read_text("utf-8")
         except OSError as exc:
             raise PriceError(f"{PRICES_ENV}={override}: cannot read it ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise PriceError(f"{PRICES_ENV}={override}: not UTF-8 text") from None
         models.update(_parse_table(text, str(path)))
     return PriceTable(models)
 

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any
 
 from tests.fakes.content import (
@@ -34,7 +33,7 @@ from tests.fakes.content import (
     tokens,
     write_examples,
 )
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import ServedFake
 from tests.fakes.ratelimits import Limits, ServerLimiter
 
 Json = dict[str, Any]
@@ -179,7 +178,7 @@ def _rfc3339(when: datetime) -> str:
 
 
 @dataclass
-class FakeAnthropic:
+class FakeAnthropic(ServedFake):
     """The fake API. Use as a context manager; `url` is the SDK's `base_url`."""
 
     api_key: str = "test-key"
@@ -204,28 +203,16 @@ class FakeAnthropic:
         self._cache: set[str] = set()
         self._batches: dict[str, _Batch] = {}
         self._limiter = ServerLimiter(self.limits) if self.limits else None
-        self._http: LoopbackServer | None = None
         self._active = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def __enter__(self) -> FakeAnthropic:
-        self._http = LoopbackServer(type("Handler", (_Handler,), {"fake": self}))
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._http is not None
-        self._http.close()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     @property
     def url(self) -> str:
-        assert self._http is not None
-        return self._http.root
+        return self.root
 
     # -- scripting ---------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -33,3 +33,27 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+class ServedFake:
+    """A fake API, served on loopback while it is open as a context manager. `handler_class`
+    answers its requests and reaches the fake as `self.fake`."""
+
+    _http: LoopbackServer | None = None
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._http = LoopbackServer(type("Handler", (self.handler_class(),), {"fake": self}))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._http is not None
+        self._http.close()
+
+    @property
+    def root(self) -> str:
+        """`http://127.0.0.1:<port>` while open."""
+        assert self._http is not None
+        return self._http.root

@@ -14,11 +14,10 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any
 
 from tests.fakes.content import fit, serialized, tokens, write_examples
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import ServedFake
 
 Json = dict[str, Any]
 
@@ -79,7 +78,7 @@ def insufficient_quota() -> Status:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(ServedFake):
     """The fake server; `url` is the teacher's `baseUrl` (it ends in /v1). `ratelimit`, when
     set, goes with every reply (as OpenAI sends them); None sends none (as vLLM)."""
 
@@ -94,25 +93,13 @@ class FakeOpenAI:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
-        self._http: LoopbackServer | None = None
 
-    def __enter__(self) -> FakeOpenAI:
-        self._http = LoopbackServer(type("Handler", (_Handler,), {"fake": self}))
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._http is not None
-        self._http.close()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     @property
     def url(self) -> str:
-        assert self._http is not None
-        return f"{self._http.root}/v1"
+        return f"{self.root}/v1"
 
     def script(self, *replies: Reply) -> None:
         with self._lock:

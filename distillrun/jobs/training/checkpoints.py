@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distillrun.store import Store
+from distillrun.store import Store, StoreError
 
 PREFIX = "train/checkpoints/"
 DONE = "_done.json"
@@ -61,7 +61,10 @@ def _complete(
     marker_key = prefix + DONE
     if marker_key not in keys:
         return None
-    marker = store.get_json(marker_key)
+    try:
+        marker = store.get_json(marker_key)
+    except StoreError:  # unreadable (corrupt, checksum mismatch): not a checkpoint to resume
+        return None
     if not isinstance(marker, dict) or marker.get("fingerprint") != fingerprint:
         return None
     present = set(keys)

@@ -178,6 +178,7 @@ def load_profiles(directory: Path | None = None) -> dict[str, HardwareProfile]:
     """The builtin profiles with the user's files (from `directory`, else the environment)
     applied on top; raises ProfileError naming the file at fault."""
     data = _builtin_data()
+    files: dict[str, list[Path]] = {}
     folder = directory if directory is not None else user_directory()
     if folder is not None:
         if not folder.is_dir():
@@ -185,6 +186,7 @@ def load_profiles(directory: Path | None = None) -> dict[str, HardwareProfile]:
         for path in sorted(folder.glob("*.yaml")):
             entry = _read_yaml(path)
             name = str(entry["name"])
+            files.setdefault(name, []).append(path)
             if name in data:
                 data[name] = _merge(data[name], entry)
                 continue
@@ -196,7 +198,7 @@ def load_profiles(directory: Path | None = None) -> dict[str, HardwareProfile]:
                 )
             parent = entry.pop("extends", None)
             if parent is not None:
-                if parent not in data:
+                if not isinstance(parent, str) or parent not in data:
                     raise ProfileError(f"{path}: extends unknown profile {parent!r}")
                 entry = _merge(data[parent], entry)
             data[name] = entry
@@ -205,7 +207,9 @@ def load_profiles(directory: Path | None = None) -> dict[str, HardwareProfile]:
         try:
             profiles[name] = HardwareProfile.model_validate(entry)
         except ValidationError as exc:
-            raise ProfileError(f"hardware profile {name!r} is invalid: {exc}") from None
+            sources = ", ".join(str(path) for path in files.get(name, ()))
+            where = f" (from {sources})" if sources else ""
+            raise ProfileError(f"hardware profile {name!r}{where} is invalid: {exc}") from None
         if profiles[name].uses_gpu and profiles[name].gpu is None:
             raise ProfileError(f"hardware profile {name!r} has accelerator cuda but no gpu")
     return profiles

@@ -19,10 +19,10 @@ from typing import Any
 
 import duckdb
 
-from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError
+from distillrun.sql.errors import QueryFailed, SandboxError
 from distillrun.sql.sandbox.base import ResultSet
-from distillrun.sql.sandbox.engine import FileEngine, Limits, excerpt
-from distillrun.sql.sandbox.protocol import plain, rows_digest
+from distillrun.sql.sandbox.engine import FileEngine, Limits, capped_result, excerpt, timed_out
+from distillrun.sql.sandbox.protocol import rows_digest
 from distillrun.sql.verdict import Reason
 
 _CLOSED_DOORS: dict[str, Any] = {
@@ -184,19 +184,10 @@ class DuckdbEngine(FileEngine):
                 rows = con.fetchmany(limit + 1)
                 columns = tuple(d[0] for d in con.description or ())
         except duckdb.InterruptException:
-            elapsed = (time.monotonic() - started) * 1000
-            raise QueryTimeout(
-                f"stopped after {elapsed:.0f} ms: the statement timeout is "
-                f"{self._limits.timeout_ms} ms"
-            ) from None
+            raise timed_out(started, self._limits) from None
         except duckdb.Error as error:
             raise QueryFailed(str(error)) from None
-        return ResultSet(
-            columns=columns,
-            rows=tuple(tuple(plain(v) for v in row) for row in rows[:limit]),
-            truncated=len(rows) > limit,
-            ms=(time.monotonic() - started) * 1000,
-        )
+        return capped_result(columns, rows, limit, started)
 
     def checksum(self) -> str:
         con = self._con

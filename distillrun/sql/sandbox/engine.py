@@ -9,10 +9,15 @@ clients of a database the parent process built (see `server.py`).
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from distillrun.sql.errors import QueryTimeout
 from distillrun.sql.sandbox.base import ResultSet
+from distillrun.sql.sandbox.protocol import plain
 
 EXCERPT_CHARS = 200
 
@@ -36,6 +41,27 @@ def excerpt(sql: str) -> str:
     """A statement shortened for an error message."""
     flat = " ".join(sql.split())
     return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 3] + "..."
+
+
+def capped_result(
+    columns: tuple[str, ...], rows: Sequence[Sequence[Any]], limit: int, started: float
+) -> ResultSet:
+    """The result of a query that fetched up to `limit + 1` rows (the extra one only says
+    the result was cut), timed from `started` (`time.monotonic()`)."""
+    return ResultSet(
+        columns=columns,
+        rows=tuple(tuple(plain(v) for v in row) for row in rows[:limit]),
+        truncated=len(rows) > limit,
+        ms=(time.monotonic() - started) * 1000,
+    )
+
+
+def timed_out(started: float, limits: Limits) -> QueryTimeout:
+    """The error for a query, started at `started`, that its statement timeout stopped."""
+    elapsed = (time.monotonic() - started) * 1000
+    return QueryTimeout(
+        f"stopped after {elapsed:.0f} ms: the statement timeout is {limits.timeout_ms} ms"
+    )
 
 
 class Engine(ABC):

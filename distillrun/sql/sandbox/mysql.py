@@ -33,8 +33,7 @@ import pymysql
 from distillrun.api.spec import Dialect, SandboxSpec
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
 from distillrun.sql.sandbox.base import ResultSet
-from distillrun.sql.sandbox.engine import Engine, Limits, excerpt
-from distillrun.sql.sandbox.protocol import plain
+from distillrun.sql.sandbox.engine import Engine, Limits, capped_result, excerpt, timed_out
 from distillrun.sql.sandbox.server import ServerAdmin, split_statements
 from distillrun.sql.target import ServerTarget
 from distillrun.sql.verdict import Reason
@@ -265,12 +264,7 @@ class MysqlEngine(Engine):
             raise self._failure(error, started) from None
         finally:
             con.close()
-        return ResultSet(
-            columns=columns,
-            rows=tuple(tuple(plain(v) for v in row) for row in rows[:limit]),
-            truncated=len(rows) > limit,
-            ms=(time.monotonic() - started) * 1000,
-        )
+        return capped_result(columns, rows, limit, started)
 
     def _connect(self) -> Any:
         where = self._where
@@ -300,11 +294,7 @@ class MysqlEngine(Engine):
     ) -> QueryTimeout | QueryFailed | SessionLost:
         code = _code(error)
         if code in _TIMEOUT_CODES:
-            elapsed = (time.monotonic() - started) * 1000
-            return QueryTimeout(
-                f"stopped after {elapsed:.0f} ms: the statement timeout is "
-                f"{self._limits.timeout_ms} ms"
-            )
+            return timed_out(started, self._limits)
         if code in _LOST_CODES or isinstance(error, pymysql.err.InterfaceError):
             return SessionLost(f"the session ended under the query: {_message(error)}")
         if code in _FORBIDDEN_CODES:

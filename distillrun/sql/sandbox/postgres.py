@@ -37,8 +37,7 @@ from distillrun.api.spec import Dialect, SandboxSpec
 from distillrun.sql.checks import is_forbidden_function
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
 from distillrun.sql.sandbox.base import ResultSet
-from distillrun.sql.sandbox.engine import Engine, Limits, excerpt
-from distillrun.sql.sandbox.protocol import plain
+from distillrun.sql.sandbox.engine import Engine, Limits, capped_result, excerpt, timed_out
 from distillrun.sql.sandbox.server import ServerAdmin, split_statements
 from distillrun.sql.target import ServerTarget
 from distillrun.sql.verdict import Reason
@@ -377,12 +376,7 @@ class PostgresEngine(Engine):
             raise self._failure(error, con, started) from None
         finally:
             con.close()
-        return ResultSet(
-            columns=columns,
-            rows=tuple(tuple(plain(v) for v in row) for row in rows[:limit]),
-            truncated=len(rows) > limit,
-            ms=(time.monotonic() - started) * 1000,
-        )
+        return capped_result(columns, rows, limit, started)
 
     def _connect(self) -> psycopg.Connection[Any]:
         where = self._where
@@ -408,11 +402,7 @@ class PostgresEngine(Engine):
     ) -> QueryTimeout | QueryFailed | SessionLost:
         state = error.sqlstate or ""
         if isinstance(error, errors.QueryCanceled):
-            elapsed = (time.monotonic() - started) * 1000
-            return QueryTimeout(
-                f"stopped after {elapsed:.0f} ms: the statement timeout is "
-                f"{self._limits.timeout_ms} ms"
-            )
+            return timed_out(started, self._limits)
         if con.broken or state.startswith(_LOST_SQLSTATE_PREFIXES):
             return SessionLost(f"the session ended under the query: {_first_line(error)}")
         if state in _FORBIDDEN_SQLSTATES:

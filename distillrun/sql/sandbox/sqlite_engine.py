@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError
 from distillrun.sql.sandbox.base import ResultSet
-from distillrun.sql.sandbox.engine import FileEngine, Limits, excerpt
-from distillrun.sql.sandbox.protocol import plain, rows_digest
+from distillrun.sql.sandbox.engine import FileEngine, Limits, capped_result, excerpt, timed_out
+from distillrun.sql.sandbox.protocol import rows_digest
 from distillrun.sql.verdict import Reason
 
 MAX_VALUE_BYTES = 16 * 2**20
@@ -128,20 +128,11 @@ class SqliteEngine(FileEngine):
         finally:
             self._deadline = math.inf
             cursor.close()
-        return ResultSet(
-            columns=columns,
-            rows=tuple(tuple(plain(v) for v in row) for row in rows[:limit]),
-            truncated=len(rows) > limit,
-            ms=(time.monotonic() - started) * 1000,
-        )
+        return capped_result(columns, rows, limit, started)
 
     def _failure(self, error: sqlite3.Error, started: float) -> QueryTimeout | QueryFailed:
         if self._timed_out:
-            elapsed = (time.monotonic() - started) * 1000
-            return QueryTimeout(
-                f"stopped after {elapsed:.0f} ms: the statement timeout is "
-                f"{self._limits.timeout_ms} ms"
-            )
+            return timed_out(started, self._limits)
         if self._denied is not None:
             return QueryFailed(
                 f"not authorized in the sandbox ({self._denied}): {error}", reason=Reason.FORBIDDEN

@@ -60,6 +60,12 @@ BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], str, str]] = [
     ("name too long", setting("metadata.name", "a" * 64), "metadata.name", "at most 63 characters"),
     ("name not a DNS label", setting("metadata.name", "Shop_Run"), "metadata.name", "DNS-1123"),
     (
+        "name with a trailing newline",
+        setting("metadata.name", "shop\n"),
+        "metadata.name",
+        "DNS-1123",
+    ),
+    (
         "misspelled field",
         setting("spec.teacher.modle", "claude"),
         "spec.teacher.modle",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from distillrun.api.spec import SecretKeyRef
@@ -52,8 +56,16 @@ def test_every_variable_is_read() -> None:
     ("env", "message"),
     [
         ({"DISTILLRUN_HARDWARE_PROFILES": "tpu-v5"}, "DISTILLRUN_HARDWARE_PROFILES: tpu-v5 cannot"),
-        ({"DISTILLRUN_MAX_ATTEMPTS": "many"}, "DISTILLRUN_MAX_ATTEMPTS: 'many' is not a number"),
+        ({"DISTILLRUN_MAX_ATTEMPTS": "many"}, "DISTILLRUN_MAX_ATTEMPTS: 'many' is not a whole"),
+        ({"DISTILLRUN_MAX_ATTEMPTS": "2.5"}, "DISTILLRUN_MAX_ATTEMPTS: '2.5' is not a whole"),
+        ({"DISTILLRUN_MAX_ATTEMPTS": "0"}, "DISTILLRUN_MAX_ATTEMPTS: must be at least 1"),
+        ({"DISTILLRUN_CPU_WORKERS": "0"}, "DISTILLRUN_CPU_WORKERS: must be at least 1"),
+        ({"DISTILLRUN_WORKERS": "0"}, "DISTILLRUN_WORKERS: must be at least 1"),
+        ({"DISTILLRUN_RAY_TTL_SECONDS": "-1"}, "DISTILLRUN_RAY_TTL_SECONDS: must be at least 0"),
+        ({"DISTILLRUN_METRICS_PORT": "70000"}, "DISTILLRUN_METRICS_PORT: must be 0 to 65535"),
         ({"DISTILLRUN_RESYNC_SECONDS": "-1"}, "DISTILLRUN_RESYNC_SECONDS: must not be negative"),
+        ({"DISTILLRUN_RESYNC_SECONDS": "0"}, "DISTILLRUN_RESYNC_SECONDS: must be greater than 0"),
+        ({"DISTILLRUN_RESYNC_SECONDS": "nan"}, "DISTILLRUN_RESYNC_SECONDS: 'nan' is not a number"),
         ({"DISTILLRUN_QUEUE_NAME": "Team_A"}, "DISTILLRUN_QUEUE_NAME: 'Team_A' cannot"),
         ({"DISTILLRUN_QUEUE_NAME": "a" * 64}, "DISTILLRUN_QUEUE_NAME: 'a{64}' cannot"),
         ({"DISTILLRUN_QUEUE_NAME": "gpus\n"}, r"DISTILLRUN_QUEUE_NAME: 'gpus\\n' cannot"),
@@ -89,3 +101,24 @@ def test_a_253_character_secret_name_and_a_63_character_queue_are_accepted() -> 
     assert settings.default_teacher_secret is not None
     assert settings.default_teacher_secret.name == secret
     assert settings.default_queue_name == "q" * 63
+
+
+def test_whole_numbers_as_helm_may_render_them() -> None:
+    settings = OperatorSettings.from_env(
+        {"DISTILLRUN_RAY_TTL_SECONDS": "1e+06", "DISTILLRUN_MAX_ATTEMPTS": "3.0"}
+    )
+    assert settings.ttl_seconds_after_finished == 1_000_000
+    assert settings.max_attempts == 3
+
+
+def test_the_kopf_entry_module_names_a_bad_variable_without_a_traceback() -> None:
+    env = {**os.environ, "DISTILLRUN_MAX_ATTEMPTS": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import distillrun.operator.main"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "DISTILLRUN_MAX_ATTEMPTS: must be at least 1" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -30,7 +30,7 @@ from distillrun.teacher.openai_compatible import (
     observed_limits,
 )
 from distillrun.teacher.pricing import PRICES_ENV, from_usd
-from distillrun.teacher.prompt import TOOL_NAME
+from distillrun.teacher.prompt import TOOL_NAME, build_prompt
 from tests.fakes.fixtures import shop_context
 from tests.fakes.openai_server import (
     FakeOpenAI,
@@ -266,3 +266,20 @@ def test_a_429_with_ratelimit_headers_waits_for_the_reset_it_names(
     assert clock.now == pytest.approx(2.5)
     numbers = governor.snapshot()
     assert numbers["rate_limited"] == 1 and numbers["limits"]["requests_per_minute"] == 50
+
+
+def test_replies_that_are_not_json_do_not_use_up_the_rate_limits(
+    tmp_path: Path, server: FakeOpenAI
+) -> None:
+    server.script(*[Status(200, "<html>gateway</html>")] * 3)
+    # room for two requests' max_tokens a minute: kept reservations would stall the fourth
+    limits = {"requestsPerMinute": 50, "inputTokensPerMinute": 10**6, "outputTokensPerMinute": 4000}
+    ctx = context(tmp_path, server, targetExamples=10, rateLimits=limits)
+    clock = Clock()
+    teacher, _ = paced(ctx, clock)
+    request = generate.plan_shards(ctx, teacher)[0]
+    assert 4000 // 3 < build_prompt(request).max_tokens <= 4000 // 2
+    teacher.write_shard(request)
+
+    assert server.statuses == [200] * 4
+    assert clock.now == 0.0

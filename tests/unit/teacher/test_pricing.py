@@ -62,6 +62,37 @@ def test_a_prices_file_overrides_and_extends_the_table(tmp_path: Path) -> None:
         load_prices({PRICES_ENV: str(tmp_path / "missing.json")})
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"models": {"x": {"input": NaN, "output": 1, "cacheWrite": 1, "cacheRead": 1}}}',
+            r"models\.x\.input is not a number",
+        ),
+        (
+            '{"models": {"x": {"input": 1, "output": Infinity, "cacheWrite": 1, "cacheRead": 1}}}',
+            r"models\.x\.output is not a number",
+        ),
+        (
+            '{"models": {"": {"input": 1, "output": 1, "cacheWrite": 1, "cacheRead": 1}}}',
+            "model name in models is empty",
+        ),
+    ],
+)
+def test_a_bad_prices_file_is_named_with_its_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(text)
+    with pytest.raises(PriceError, match=message):
+        load_prices({PRICES_ENV: str(path)})
+
+
+def test_a_prices_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(PriceError, match="not UTF-8"):
+        load_prices({PRICES_ENV: str(path)})
+
+
 def test_costs_are_exact_and_add_up() -> None:
     price = ModelPrice(Decimal(3), Decimal(15), Decimal("3.75"), Decimal("0.30"))
     usage = Usage(

@@ -123,7 +123,9 @@ def test_a_team_overrides_a_builtin_and_adds_its_own(tmp_path: Path) -> None:
     [
         ("name: l40s\n", "new profiles are named custom-"),
         ("name: custom-x\nextends: nothing\n", "extends unknown profile"),
-        ("name: custom-x\nextends: cpu\nprecision: fp8\n", "is invalid"),
+        ("name: custom-x\nextends: cpu\nprecision: fp8\n", r"from .*bad\.yaml\) is invalid"),
+        ("name: cpu\nmicroBatchSize: 0\n", r"'cpu' \(from .*bad\.yaml\) is invalid"),
+        ("name: custom-x\nextends: [cpu]\n", "extends unknown profile"),
         ("- a list\n", "a mapping with a name"),
     ],
 )

@@ -61,3 +61,17 @@ def test_prune_keeps_the_newest_complete_ones_and_drops_the_rest(tmp_path: Path)
     checkpoints.prune(store, FP, keep=0)
     assert store.list_keys("train/checkpoints/") == []
     assert checkpoints.latest(store, FP) is None
+
+
+def test_an_unreadable_marker_is_not_resumed_from(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    for step in (10, 20):
+        _write(store, tmp_path, step, {"state.pt": str(step).encode()})
+        checkpoints.commit(store, step, FP, {})
+    marker = tmp_path / "store" / "train/checkpoints/step-00000020" / checkpoints.DONE
+    marker.write_bytes(b'{"step": 20, "finger')  # cut short on disk
+
+    latest = checkpoints.latest(store, FP)
+    assert latest is not None and latest.step == 10
+    checkpoints.prune(store, FP)
+    assert not store.list_keys("train/checkpoints/step-00000020/")
