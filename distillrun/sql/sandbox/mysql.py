@@ -15,9 +15,9 @@ What stops what, each layer enough on its own for the attack it names:
   `sql_select_limit` (the row cap, applied by the server), autocommit off and `tx_read_only`
   set before it, so it runs in a read-only transaction; afterwards `COM_RESET_CONNECTION` rolls
   it back and clears the session (variables, user locks, temporary tables, prepared statements,
-  HANDLERs) and the database is chosen again; a session that timed out, was refused something
-  or broke is closed instead. The client never enables multi-statements, so the server refuses
-  a second statement;
+  HANDLERs); a session that timed out, was refused something, ran a statement that is no query
+  (`SET`, `USE`) or broke is closed instead. The client never enables multi-statements, so
+  the server refuses a second statement;
 - MySQL has no cursor that only admits a SELECT, and a single statement can reset the session's
   limits (`SET STATEMENT max_statement_time = 0 FOR ...`, `BEGIN NOT ATOMIC ... END`). The static
   checks refuse all of those; should one get through, the worker process's hard deadline ends
@@ -77,9 +77,9 @@ _READ_STATEMENTS = (
     "COM_CHECKSUM",
 )
 """The statement counters the witness leaves out, besides every `SHOW`: the statements every
-query cycle and the checksum send (`SET`, the query, `COM_RESET_CONNECTION`, `COM_INIT_DB`,
-`ROLLBACK`, `CHECKSUM TABLE`), none of which changes anything the checksum covers without also
-moving a row-write counter."""
+query cycle and the checksum send (`SET`, the query, `COM_RESET_CONNECTION`, `CHECKSUM
+TABLE`) and the harmless ones a query may be (`USE`, `BEGIN`, `ROLLBACK`), none of which
+changes anything the checksum covers without also moving a row-write counter."""
 
 _WITNESS = (
     "SELECT CONCAT_WS(' ', (SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS "
@@ -248,9 +248,9 @@ class MysqlAdmin(ServerAdmin):
         text = text.replace(f"PASSWORD '*{inner.upper()}'", "PASSWORD '<reader password>'")
         return text.replace(self.reader, "<reader>").replace(self.database, "<database>")
 
-    def witness(self) -> str:
+    def witness(self) -> str | None:
         found = self._run(_WITNESS, (self.reader,))
-        return str(found[0][0]) if found else ""
+        return str(found[0][0]) if found and found[0][0] is not None else None
 
     def exists(self) -> bool:
         found = self._run(
@@ -283,8 +283,7 @@ class MysqlAdmin(ServerAdmin):
 
 class MysqlEngine(ServerSession[Any]):
     """Runs each query in the kept session of the sandbox's read-only login: limits and a
-    read-only transaction set, the query, then `COM_RESET_CONNECTION` and the database
-    chosen again."""
+    read-only transaction set, the query, then `COM_RESET_CONNECTION`."""
 
     driver_error = pymysql.Error
 
@@ -301,22 +300,23 @@ class MysqlEngine(ServerSession[Any]):
                 (self._limits.timeout_ms / 1000, self._limits.max_rows + 1),
             )
 
-    def _query(self, session: Any, sql: str) -> tuple[tuple[str, ...], list[Any]]:
+    def _query(self, session: Any, sql: str) -> tuple[tuple[str, ...] | None, list[Any]]:
         with session.cursor() as cursor:
             cursor.execute(sql)
             rows = list(cursor.fetchmany(self._limits.max_rows + 1))
-            return tuple(d[0] for d in cursor.description or ()), rows
+            description = cursor.description
+            return None if description is None else tuple(d[0] for d in description), rows
 
     def _reset(self, session: Any) -> None:
         """`COM_RESET_CONNECTION` rolls back and clears the session (variables, user locks,
-        temporary tables, prepared statements, HANDLERs); it keeps the current database, which
-        a query may have changed (`USE information_schema`), so that is chosen again.
+        temporary tables, prepared statements, HANDLERs). It keeps the current database, which
+        only `USE` changes; a `USE` returns no result set, so its session is dropped instead
+        (`session.py`).
 
         PyMySQL has no call for that command; it is sent as `ping` sends its own.
         """
         session._execute_command(_COM_RESET_CONNECTION, b"")
         session._read_ok_packet()
-        session.select_db(self._login.database)
 
     def _close(self, session: Any) -> None:
         with contextlib.suppress(pymysql.Error):  # a session closed by the server already

@@ -114,12 +114,20 @@ _RELATIONS = (
 """Relations with contents: tables, materialized views and sequences."""
 
 
-_WITNESS = (
-    "SELECT pg_current_snapshot()::text || ' ' || coalesce((SELECT string_agg("
-    "format('%I.%I=%s', schemaname, sequencename, last_value), ',' "
-    "ORDER BY schemaname, sequencename) FROM pg_sequences), '')"
-)
-"""The snapshot and the sequences: see the module docstring."""
+def _witness_statement(sequences: list[tuple[str, str]]) -> sql.Composed:
+    """The snapshot and the state of each of `sequences` (schema, name), in one row.
+
+    The sequences are those the last checksum saw: one created since needed a transaction id
+    (the snapshot moved), and reading them by name is far cheaper than listing them.
+    """
+    parts: list[sql.Composable] = [sql.SQL("pg_current_snapshot()::text")]
+    parts += [
+        sql.SQL("(SELECT {} || '=' || last_value || ':' || is_called FROM {})").format(
+            sql.Literal(f"{schema}.{name}"), sql.Identifier(schema, name)
+        )
+        for schema, name in sequences
+    ]
+    return sql.SQL("SELECT concat_ws(' ', {})").format(sql.SQL(", ").join(parts))
 
 
 def _checksum_statement(relations: list[tuple[str, str, str]], reader: str) -> sql.Composed:
@@ -193,6 +201,8 @@ class PostgresAdmin(ServerAdmin):
         super().__init__(target, name, limits)
         self._server: psycopg.Connection[Any] | None = None
         self._data: psycopg.Connection[Any] | None = None
+        self._sequences: list[tuple[str, str]] = []
+        """The sequences the last checksum saw, which the witness reads."""
 
     def _connect(self, database: str) -> psycopg.Connection[Any]:
         try:
@@ -292,6 +302,7 @@ class PostgresAdmin(ServerAdmin):
             con = self._database()
             relations = [(str(a), str(b), str(c)) for a, b, c in con.execute(_RELATIONS).fetchall()]
             row = con.execute(_checksum_statement(relations, self.reader)).fetchone()
+            self._sequences = [(schema, name) for schema, name, kind in relations if kind == "S"]
         except psycopg.Error as error:
             raise SandboxError(
                 f"cannot checksum sandbox database {self.database}: {_first_line(error)}"
@@ -299,12 +310,14 @@ class PostgresAdmin(ServerAdmin):
         material = json.dumps([relations, row[0] if row else None])
         return hashlib.sha256(material.encode()).hexdigest()
 
-    def witness(self) -> str:
+    def witness(self) -> str | None:
         try:
-            row = self._database().execute(_WITNESS).fetchone()
+            row = self._database().execute(_witness_statement(self._sequences)).fetchone()
+        except errors.UndefinedTable:
+            return None  # a sequence the last checksum saw is gone
         except psycopg.Error as error:
             raise SandboxError(f"cannot query the sandbox server: {_first_line(error)}") from None
-        return str(row[0]) if row else ""
+        return str(row[0]) if row else None
 
     def exists(self) -> bool:
         try:
@@ -393,12 +406,13 @@ class PostgresEngine(ServerSession[psycopg.Connection[Any]]):
 
     def _query(
         self, session: psycopg.Connection[Any], sql_text: str
-    ) -> tuple[tuple[str, ...], list[Any]]:
+    ) -> tuple[tuple[str, ...] | None, list[Any]]:
         cursor = session.cursor(name=CURSOR)
         try:
             cursor.execute(sql_text.encode())
             rows = cursor.fetchmany(self._limits.max_rows + 1)
-            columns = tuple(column.name for column in cursor.description or ())
+            description = cursor.description
+            columns = None if description is None else tuple(c.name for c in description)
             session.execute(b"ROLLBACK")  # which closes the cursor on the server too
             return columns, rows
         finally:

@@ -116,10 +116,11 @@ class ServerAdmin(ABC):
         """Closes the administrator's connections."""
 
     @abstractmethod
-    def witness(self) -> str:
+    def witness(self) -> str | None:
         """A cheap reading of the server that changes whenever anything the checksum covers
         may have changed (see `ServerSandbox`); equal readings mean nothing changed between
-        them. Raises SandboxError when the server is gone."""
+        them, None that this reading cannot tell. Raises SandboxError when the server is
+        gone."""
 
     def admin_login(self, database: str | None) -> Login:
         """The administrator's own login, to `database` (None: no default database)."""
@@ -161,7 +162,7 @@ class ServerSandbox(Sandbox):
         self._closed = False
         self.replacements = 0
         """How often the private database was rebuilt because it changed or vanished."""
-        self._witness = ""
+        self._witness: str | None = None
         """The server's `witness` when the data last checksummed equal to the baseline."""
         try:
             self._admin.build(self._ddl, self._seed)
@@ -233,7 +234,7 @@ class ServerSandbox(Sandbox):
         either shows in that checksum or moves the next witness.
         """
         witness = self._admin.witness()
-        if witness == self._witness:
+        if witness is not None and witness == self._witness:
             return True
         if self._admin.checksum() != self._baseline:
             return False

@@ -14,8 +14,9 @@ leave anything for the next, so the life of every query is the same:
 
 A session that misbehaved is not reset but dropped, and the next query opens a fresh one: after
 a timeout, a refused action (a permission or read-only error), a statement the server saw as
-several, a lost connection, or a failed reset. Only a query that succeeded or failed with an
-ordinary error (a typo, a bad cast: what wrong model output looks like) keeps its session.
+several, a statement that returned no result set (`SET`, `USE`: no query), a lost connection,
+or a failed reset. Only a query that returned rows or failed with an ordinary error (a typo, a
+bad cast: what wrong model output looks like) keeps its session.
 A kept session that died while idle (a restarted server, an idle timeout) is replaced before
 the query runs, so that never reaches the caller.
 """
@@ -82,8 +83,8 @@ class ServerSession(Engine, Generic[Connection]):
             ordinary = isinstance(failure, QueryFailed) and failure.reason == Reason.EXECUTION_ERROR
             self._finish(session, keep=ordinary)
             raise failure from None
-        self._finish(session, keep=True)
-        return capped_result(columns, rows, self._limits.max_rows, started)
+        self._finish(session, keep=columns is not None)
+        return capped_result(columns or (), rows, self._limits.max_rows, started)
 
     def close(self) -> None:
         self._drop()
@@ -137,8 +138,9 @@ class ServerSession(Engine, Generic[Connection]):
         """Applies the limits and opens a read-only transaction for the next query."""
 
     @abstractmethod
-    def _query(self, session: Connection, sql: str) -> tuple[tuple[str, ...], Sequence[Any]]:
-        """Runs the query; its column names and at most `max_rows + 1` rows."""
+    def _query(self, session: Connection, sql: str) -> tuple[tuple[str, ...] | None, Sequence[Any]]:
+        """Runs the query; its column names (None: the statement returned no result set, so it
+        was no query) and at most `max_rows + 1` rows."""
 
     @abstractmethod
     def _reset(self, session: Connection) -> None:
