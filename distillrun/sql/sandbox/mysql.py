@@ -114,12 +114,7 @@ def _connect(login: Login, **options: Any) -> Any:
     never reads a client-side file and never sends several statements at once (the client
     flag is off: the server refuses a second statement)."""
     return pymysql.connect(
-        host=login.host,
-        port=login.port,
-        user=login.user,
-        password=login.password,
-        database=login.database,
-        connect_timeout=CONNECT_TIMEOUT_S,
+        **login.driver_arguments(database_key="database"),
         local_infile=False,
         ssl_disabled=True,
         charset="utf8mb4",

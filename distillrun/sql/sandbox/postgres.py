@@ -48,7 +48,7 @@ from distillrun.sql.checks import is_forbidden_function
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
 from distillrun.sql.sandbox.engine import excerpt, timed_out
 from distillrun.sql.sandbox.server import ServerAdmin, split_statements
-from distillrun.sql.sandbox.session import CONNECT_TIMEOUT_S, Login, ServerSession
+from distillrun.sql.sandbox.session import Login, ServerSession
 from distillrun.sql.target import ServerTarget
 from distillrun.sql.verdict import Reason
 
@@ -182,12 +182,7 @@ def _connect(login: Login, application: str) -> psycopg.Connection[Any]:
     """A session in autocommit mode (transactions are begun explicitly), never preparing
     statements (a prepared statement would outlive the query that made it)."""
     return psycopg.connect(
-        host=login.host,
-        port=login.port,
-        user=login.user,
-        password=login.password,
-        dbname=login.database,
-        connect_timeout=CONNECT_TIMEOUT_S,
+        **login.driver_arguments(database_key="dbname"),
         autocommit=True,
         prepare_threshold=None,
         application_name=application,

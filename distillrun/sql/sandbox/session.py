@@ -51,6 +51,18 @@ class Login:
     database: str | None = None
     """None: no default database (a MySQL administrator's server-wide session)."""
 
+    def driver_arguments(self, *, database_key: str) -> dict[str, Any]:
+        """The login as a driver's keyword arguments, with the connect timeout; drivers name
+        the database argument differently."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            database_key: self.database,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+        }
+
     def location(self) -> str:
         return json.dumps(asdict(self))
 
