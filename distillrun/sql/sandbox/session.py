@@ -95,8 +95,9 @@ class ServerSession(Engine, Generic[Connection]):
             ordinary = isinstance(failure, QueryFailed) and failure.reason == Reason.EXECUTION_ERROR
             self._finish(session, keep=ordinary)
             raise failure from None
+        result = capped_result(columns or (), rows, self._limits.max_rows, started)
         self._finish(session, keep=columns is not None)
-        return capped_result(columns or (), rows, self._limits.max_rows, started)
+        return result
 
     def close(self) -> None:
         self._drop()
