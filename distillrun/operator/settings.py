@@ -64,9 +64,9 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class OperatorSettings:
-    """Per-installation settings; `from_env` reads each from the `DISTILLRUN_*` variable of the
-    same name (`head_cpu` from `DISTILLRUN_HEAD_CPU`, set by the chart's `jobs.headCpu`), except
-    `extra_labels`, which has none."""
+    """Per-installation settings; `from_env` reads each from a `DISTILLRUN_*` variable, except
+    `extra_labels`, which has none. The Ray pods' settings share one name across the chart, the
+    variable and the field: `jobs.headCpu`, `DISTILLRUN_HEAD_CPU`, `head_cpu`."""
 
     jobs_image: str = "ghcr.io/distillrun/distillrun-jobs:0.1.0"
     """Image of every Ray head and worker: distillrun with its `jobs` extra (Ray, torch)."""
