@@ -27,13 +27,15 @@ from distillrun.api.resource import load_run
 
 def _validate(args: argparse.Namespace, out: Console, err: Console) -> int:
     from distillrun.jobs.inputs import load_inputs
+    from distillrun.local.preflight import check_local_run
 
     failed = 0
     for manifest in args.manifests:
         path = Path(manifest)
         try:
             run = load_run(path)
-            load_inputs(run, path.parent, manifest)
+            schema, _ = load_inputs(run, path.parent, manifest)
+            check_local_run(run, schema, path.parent, manifest)
         except ManifestError as exc:
             failed += 1
             err.print(str(exc), highlight=False, markup=False)

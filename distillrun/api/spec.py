@@ -329,7 +329,17 @@ class StudentSpec(WireModel):
             json_schema_extra={"pattern": HARDWARE_PROFILE_PATTERN},
         ),
     ] = HardwareProfileName.A100_80GB.value
-    gpus_per_worker: Annotated[int, Field(default=1, ge=0, le=16, description="GPUs each.")] = 1
+    gpus_per_worker: Annotated[
+        int,
+        Field(
+            default=1,
+            ge=0,
+            le=16,
+            description="GPUs each; left out: 0 with hardwareProfile cpu, else 1.",
+            # no default in the CRD: the apiserver would write 1 into a cpu run and refuse it
+            json_schema_extra=lambda schema: schema.pop("default", None),
+        ),
+    ] = 1
     workers: Annotated[int, Field(default=1, ge=1, le=512, description="Training workers.")] = 1
     epochs: Annotated[int, Field(default=3, ge=1, le=100, description="Passes over the data.")] = 3
     max_steps: Annotated[
@@ -384,6 +394,17 @@ class StudentSpec(WireModel):
             description="Also publish the base model with the adapter merged in (lora only).",
         ),
     ] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpus_follow_profile(cls, data: Any) -> Any:
+        """`gpusPerWorker` left out means 0 on the cpu profile (1, the default, elsewhere)."""
+        if not isinstance(data, dict) or "gpusPerWorker" in data or "gpus_per_worker" in data:
+            return data
+        profile = data.get("hardwareProfile", data.get("hardware_profile"))
+        if profile == HardwareProfileName.CPU:
+            return {**data, "gpusPerWorker": 0}
+        return data
 
     @field_validator("hardware_profile")
     @classmethod

@@ -30,6 +30,7 @@ from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import ProgressSink, StageContext, StageFailed, StageResult
 from distillrun.jobs.inputs import load_inputs, with_inline_sources
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
+from distillrun.local.preflight import check_local_run, resolve_gold_set
 from distillrun.local.summary import describe_result
 from distillrun.store import Store, open_store
 from distillrun.teacher.base import Teacher
@@ -87,9 +88,11 @@ def prepare(
 ) -> StageContext:
     """Loads and checks everything a run needs; raises ManifestError naming the field at fault.
     An LLM teacher's cost is estimated here, before any call (see `_check_estimate`)."""
-    run = _with_local_teacher(load_run(manifest), progress)
     source = str(manifest)
+    run = load_run(manifest)
     schema, seed_sql = load_inputs(run, manifest.parent, source)
+    check_local_run(run, schema, manifest.parent, source)
+    run = _with_local_teacher(resolve_gold_set(run, manifest.parent), progress)
     run = with_inline_sources(run, schema.ddl, seed_sql)
     try:
         teacher = make_teacher(run.spec.teacher)
