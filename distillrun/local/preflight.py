@@ -16,7 +16,6 @@ together, before the paid generate stage.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,13 +67,11 @@ def check_local_run(
     schema: SchemaInfo,
     base_dir: Path,
     source: str,
-    *,
-    gpu_count: Callable[[], int] = local_gpu_count,
 ) -> None:
     """Raises ManifestError with every problem that would stop `run` after it started paying."""
     spec = run.spec
     problems: list[FieldProblem] = []
-    profile = _profile(spec.student, gpu_count, problems)
+    profile = _profile(spec.student, problems)
     problems += _teacher(spec.teacher)
     problems += _gold_set(spec.evaluation, base_dir)
     files = _student_files(spec.student, problems)
@@ -95,9 +92,7 @@ def resolve_gold_set(run: DistillRun, base_dir: Path) -> DistillRun:
     return run.model_copy(update={"spec": run.spec.model_copy(update={"evaluation": evaluation})})
 
 
-def _profile(
-    student: StudentSpec, gpu_count: Callable[[], int], problems: list[FieldProblem]
-) -> HardwareProfile | None:
+def _profile(student: StudentSpec, problems: list[FieldProblem]) -> HardwareProfile | None:
     """The student's hardware profile, if it exists and this machine can train with it."""
     try:
         profiles = load_profiles()
@@ -110,7 +105,7 @@ def _profile(
         return None
     profile = profiles[student.hardware_profile]
     if profile.uses_gpu:
-        needed, have = student.workers * student.gpus_per_worker, gpu_count()
+        needed, have = student.workers * student.gpus_per_worker, local_gpu_count()
         if needed > have:
             problems.append(
                 FieldProblem(
