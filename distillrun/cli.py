@@ -24,6 +24,9 @@ from distillrun import __version__
 from distillrun.api.errors import ManifestError
 from distillrun.api.resource import load_run
 
+INTERRUPTED_EXIT = 130
+"""A run stopped by Ctrl-C exits as a shell reports a process ended by SIGINT."""
+
 
 def _validate(args: argparse.Namespace, out: Console, err: Console) -> int:
     from distillrun.jobs.inputs import load_inputs
@@ -65,7 +68,18 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     except StoreError as exc:
         err.print(f"artifact store: {exc}", highlight=False, markup=False)
         return 1
+    except KeyboardInterrupt:
+        err.print("interrupted before any stage started", highlight=False)
+        return INTERRUPTED_EXIT
     out.print(render_summary(outcome), highlight=False)
+    if outcome.failure is not None and outcome.interrupted:
+        err.print(
+            f"interrupted during {outcome.failure.stage}: status and report are written; run "
+            "the same command again to resume",
+            highlight=False,
+            markup=False,
+        )
+        return INTERRUPTED_EXIT
     if outcome.failure is not None:
         err.print(f"run failed: {outcome.failure}", highlight=False, markup=False)
         return 1
