@@ -235,6 +235,26 @@ class TeacherSpec(WireModel):
     temperature: Annotated[
         float, Field(default=1.0, ge=0.0, le=2.0, description="Sampling temperature.")
     ] = 1.0
+    request_timeout_seconds: Annotated[
+        float,
+        Field(
+            default=600.0,
+            ge=1,
+            le=3600,
+            description="How long one teacher request may take before it counts as failed and "
+            "is tried again (long answers at a slow endpoint need minutes).",
+        ),
+    ] = 600.0
+    max_attempts: Annotated[
+        int,
+        Field(
+            default=5,
+            ge=1,
+            le=50,
+            description="Tries of one request (timeouts, overload, server errors) before the "
+            "generate stage stops with TeacherFailed; rate limits wait as the server says.",
+        ),
+    ] = 5
     rate_limits: Annotated[
         RateLimits, Field(default_factory=RateLimits, description="Account limits per minute.")
     ]

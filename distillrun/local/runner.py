@@ -123,8 +123,14 @@ def _check_estimate(ctx: StageContext, teacher: Teacher, source: str, accept: bo
     estimate = generate.preflight(ctx, teacher)
     if estimate is None:
         return
-    budget = ctx.run.spec.teacher.budget.max_usd
+    teacher_spec = ctx.run.spec.teacher
+    budget = teacher_spec.budget.max_usd
     ctx.progress.note(StageName.GENERATE, estimate.describe(budget))
+    ctx.progress.note(
+        StageName.GENERATE,
+        f"a teacher request may take {teacher_spec.request_timeout_seconds:g} s and is tried "
+        f"{teacher_spec.max_attempts} times (spec.teacher.requestTimeoutSeconds, maxAttempts)",
+    )
     deadline = ctx.run.spec.teacher.deadline_hours
     if deadline is not None and not estimate.batch and estimate.realtime_minutes > deadline * 60:
         ctx.progress.note(
