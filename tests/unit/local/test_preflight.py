@@ -258,3 +258,20 @@ def test_a_schema_file_in_latin_1_is_named_with_it(
     err = capsys.readouterr().err
     assert f"spec.database.schema.uri: {schema} is not UTF-8 text" in err
     assert "Latin-1" in err and "line 1" in err
+
+
+def test_a_profile_file_in_latin_1_is_named_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "custom-box.yaml").write_bytes(
+        "name: custom-box\ndescription: la machine du café\nextends: cpu\n".encode("latin-1")
+    )
+    monkeypatch.setenv("DISTILLRUN_PROFILES_DIR", str(profiles))
+    data = quickstart()
+    setting("spec.student.hardwareProfile", "custom-box")(data)
+    assert main(["validate", str(write(tmp_path, data))]) == 1
+    err = capsys.readouterr().err
+    assert "spec.student.hardwareProfile: " in err
+    assert f"{profiles / 'custom-box.yaml'} is not UTF-8 text: it looks like Latin-1" in err
