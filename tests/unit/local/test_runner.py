@@ -107,3 +107,14 @@ def test_an_unwritable_store_is_found_before_ray_starts(
     err = capsys.readouterr().err
     assert err.startswith("artifact store: ") and str(blocker) in err
     assert "Traceback" not in err
+
+
+def test_ctrl_c_before_any_stage_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "prepare", interrupted)
+    assert main(["run", str(small_manifest(tmp_path)), "--no-ray"]) == 130
+    assert capsys.readouterr().err == "interrupted before any stage started\n"
