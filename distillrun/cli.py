@@ -69,7 +69,10 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"artifact store: {exc}", highlight=False, markup=False)
         return 1
     except KeyboardInterrupt:
-        err.print("interrupted before any stage started", highlight=False)
+        err.print(
+            "interrupted (Ctrl-C); run the same command again to resume from what was committed",
+            highlight=False,
+        )
         return INTERRUPTED_EXIT
     out.print(render_summary(outcome), highlight=False)
     if outcome.failure is not None and outcome.interrupted:

@@ -117,4 +117,6 @@ def test_ctrl_c_before_any_stage_is_one_line(
 
     monkeypatch.setattr(runner, "prepare", interrupted)
     assert main(["run", str(small_manifest(tmp_path)), "--no-ray"]) == 130
-    assert capsys.readouterr().err == "interrupted before any stage started\n"
+    assert capsys.readouterr().err == (
+        "interrupted (Ctrl-C); run the same command again to resume from what was committed\n"
+    )
