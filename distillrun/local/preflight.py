@@ -22,7 +22,13 @@ from typing import Any
 
 from distillrun.api.errors import FieldProblem, ManifestError
 from distillrun.api.resource import DistillRun
-from distillrun.api.spec import EvaluationSpec, StudentSpec, TeacherSpec, TrainingMethod
+from distillrun.api.spec import (
+    DistillRunSpec,
+    EvaluationSpec,
+    StudentSpec,
+    TeacherSpec,
+    TrainingMethod,
+)
 from distillrun.api.text import NotUtf8, decode_text
 from distillrun.jobs import prompting
 from distillrun.jobs.student import BUILTIN_MODELS, BUILTIN_SCHEME, load_tokenizer
@@ -48,11 +54,10 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 @dataclass(frozen=True)
 class StudentFiles:
-    """Where a student's config and tokenizer are on this machine (None: the builtin student,
-    built by the train stage; or an s3:// student, fetched then)."""
+    """Where a student's config and tokenizer are on this machine; None for the builtin
+    student, which the train stage builds."""
 
     directory: Path | None
-    builtin: bool
 
 
 def local_gpu_count() -> int:
@@ -69,11 +74,11 @@ def check_local_run(
     source: str,
 ) -> None:
     """Raises ManifestError with every problem that would stop `run` after it started paying."""
-    spec = run.spec
+    spec = resolve_gold_set(run, base_dir).spec
     problems: list[FieldProblem] = []
     profile = _profile(spec.student, problems)
     problems += _teacher(spec.teacher)
-    problems += _gold_set(spec.evaluation, base_dir)
+    problems += _gold_set(spec.evaluation)
     files = _student_files(spec.student, problems)
     if files is not None:
         problems += _student_shape(spec, schema, files, profile)
@@ -127,15 +132,12 @@ def _teacher(teacher: TeacherSpec) -> list[FieldProblem]:
     return []
 
 
-def _gold_set(evaluation: EvaluationSpec, base_dir: Path) -> list[FieldProblem]:
+def _gold_set(evaluation: EvaluationSpec) -> list[FieldProblem]:
     gold = evaluation.gold_set
     if gold is None:
         return []
-    uri = gold.uri
-    if "://" not in uri and not Path(uri).expanduser().is_absolute():
-        uri = str(base_dir / uri)
     try:
-        decode_text(read_uri(uri), uri)
+        decode_text(read_uri(gold.uri), gold.uri)
     except (StoreError, NotUtf8) as exc:
         return [FieldProblem("spec.evaluation.goldSet.uri", f"cannot read the gold set: {exc}")]
     return []
@@ -148,7 +150,7 @@ def _student_files(student: StudentSpec, problems: list[FieldProblem]) -> Studen
     model = student.model
     if model.startswith(BUILTIN_SCHEME):
         if model in BUILTIN_MODELS:
-            return StudentFiles(None, builtin=True)
+            return StudentFiles(None)
         problems.append(
             FieldProblem(
                 "spec.student.model",
@@ -175,7 +177,7 @@ def _directory(path: Path, model: str, problems: list[FieldProblem]) -> StudentF
             )
         )
         return None
-    return StudentFiles(path, builtin=False)
+    return StudentFiles(path)
 
 
 def _cached_hub_model(model: str, problems: list[FieldProblem]) -> StudentFiles | None:
@@ -213,21 +215,23 @@ def _cached_hub_model(model: str, problems: list[FieldProblem]) -> StudentFiles 
             )
         )
         return None
-    return StudentFiles(snapshot, builtin=False)
+    return StudentFiles(snapshot)
 
 
 def _student_shape(
-    spec: Any, schema: SchemaInfo, files: StudentFiles, profile: HardwareProfile | None
+    spec: DistillRunSpec, schema: SchemaInfo, files: StudentFiles, profile: HardwareProfile | None
 ) -> list[FieldProblem]:
     """LoRA targets the architecture has, and a prompt that leaves room for an answer."""
-    student: StudentSpec = spec.student
     try:
         config = _config(files)
+        names = module_names(config)
     except (OSError, ValueError) as exc:
-        return [FieldProblem("spec.student.model", f"cannot read the student's config: {exc}")]
+        return [
+            FieldProblem("spec.student.model", f"cannot be read as a causal language model: {exc}")
+        ]
     problems: list[FieldProblem] = []
-    if student.method != TrainingMethod.FULL:
-        problems += _lora_targets(student, config)
+    if spec.student.method != TrainingMethod.FULL:
+        problems += _lora_targets(spec.student, names, config.model_type)
     problems += _prompt_fits(spec, schema, files, config, profile)
     return problems
 
@@ -263,9 +267,8 @@ def module_names(config: Any) -> ModuleNames:
     return ModuleNames(tuple(n for n, _ in modules), tuple(sorted(linear - {"lm_head"})))
 
 
-def _lora_targets(student: StudentSpec, config: Any) -> list[FieldProblem]:
+def _lora_targets(student: StudentSpec, names: ModuleNames, model_type: str) -> list[FieldProblem]:
     """peft matches a target by a module's full name or its last dotted parts."""
-    names = module_names(config)
     missing = [
         target
         for target in student.lora.target_modules
@@ -276,13 +279,15 @@ def _lora_targets(student: StudentSpec, config: Any) -> list[FieldProblem]:
     return [
         FieldProblem(
             "spec.student.lora.targetModules",
-            f"the student ({config.model_type}) has no module named {', '.join(missing)}; its "
+            f"the student ({model_type}) has no module named {', '.join(missing)}; its "
             f"linear layers are {', '.join(names.linear)}",
         )
     ]
 
 
-def _prompt_tokens(spec: Any, schema: SchemaInfo, files: StudentFiles) -> tuple[int, bool]:
+def _prompt_tokens(
+    spec: DistillRunSpec, schema: SchemaInfo, files: StudentFiles
+) -> tuple[int, bool]:
     """Tokens of the longest prompt (instructions, schema, the longest seed question), and
     whether that is an estimate (the builtin student's tokenizer does not exist yet)."""
     question = max(spec.seed_questions, key=len)
@@ -302,7 +307,7 @@ def _prompt_tokens(spec: Any, schema: SchemaInfo, files: StudentFiles) -> tuple[
 
 
 def _prompt_fits(
-    spec: Any,
+    spec: DistillRunSpec,
     schema: SchemaInfo,
     files: StudentFiles,
     config: Any,
@@ -310,7 +315,7 @@ def _prompt_fits(
 ) -> list[FieldProblem]:
     """Training drops every example whose prompt fills the sequence limit (nothing of the
     answer is left to learn): a schema that large would leave no example at all."""
-    student: StudentSpec = spec.student
+    student = spec.student
     limit = student.max_seq_length
     if profile is not None:
         limit = min(limit, profile.max_seq_length)
