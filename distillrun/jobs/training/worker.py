@@ -526,6 +526,14 @@ def train_worker(job: WorkerJob, progress: ProgressSink) -> None:
             prompting.training_example(r, job.schema, reasoning=job.reasoning) for r in job.records
         ]
         truncated, dropped = count_cut(tokenizer, examples, plan.max_seq_length)
+        if dropped == len(examples):  # trl would drop them all and the sampler crash on none
+            raise TrainingRefused(
+                "ExamplesTooLong",
+                f"all {len(examples)} examples have prompts (instructions, schema, question) "
+                f"of at least {plan.max_seq_length} tokens, the sequence limit, so no answer is "
+                "left to learn: raise spec.student.maxSeqLength (up to the student's context) "
+                "or give a schema with only the tables the questions need",
+            )
         if ranks.main and truncated:
             progress.note(
                 StageName.TRAIN,
