@@ -38,7 +38,8 @@ def _validate(args: argparse.Namespace, out: Console, err: Console) -> int:
         try:
             run = load_run(path)
             schema, _ = load_inputs(run, path.parent, manifest)
-            check_local_run(run, schema, path.parent, manifest)
+            if not args.cluster:
+                check_local_run(run, schema, path.parent, manifest)
         except ManifestError as exc:
             failed += 1
             err.print(str(exc), highlight=False, markup=False)
@@ -156,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check DistillRun manifests")
     validate.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    validate.add_argument(
+        "--cluster",
+        action="store_true",
+        help="check a manifest meant for the operator: the contract and its files only, not "
+        "whether this machine could run it (GPUs, a cached hub student)",
+    )
     validate.set_defaults(handler=_validate)
 
     crd = commands.add_parser("crd", help="print the DistillRun CustomResourceDefinition")

@@ -275,3 +275,22 @@ def test_a_profile_file_in_latin_1_is_named_with_it(
     err = capsys.readouterr().err
     assert "spec.student.hardwareProfile: " in err
     assert f"{profiles / 'custom-box.yaml'} is not UTF-8 text: it looks like Latin-1" in err
+
+
+def test_validate_cluster_checks_the_manifest_not_this_machine(
+    tmp_path: Path, empty_hub_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest meant for the operator (a GPU profile, a hub student the cluster's image or
+    cache has) is valid for `--cluster` on a laptop without either; a malformed one is not."""
+    data = quickstart()
+    setting("spec.student.model", "Qwen/Qwen3-0.6B")(data)
+    setting("spec.student.hardwareProfile", "a100-80gb")(data)
+    setting("spec.student.gpusPerWorker", 2)(data)
+    manifest = write(tmp_path, data)
+    assert main(["validate", str(manifest)]) == 1
+    capsys.readouterr()
+    assert main(["validate", "--cluster", str(manifest)]) == 0, capsys.readouterr().err
+
+    setting("spec.student.epochs", 0)(data)
+    assert main(["validate", "--cluster", str(write(tmp_path, data))]) == 1
+    assert "spec.student.epochs" in capsys.readouterr().err
