@@ -145,8 +145,8 @@ def _quality(quality: Quality) -> Table:
         rows.append(
             (
                 f"execution accuracy ({scores.name})",
-                f"{scores.execution_accuracy:.1%} ({scores.correct:,}/{scores.scored:,}, "
-                f"{scores.comparison})",
+                f"{scores.execution_accuracy:.1%} ({scores.correct:,}/{scores.scored:,}), "
+                f"{scores.comparison} comparison",
             )
         )
         rows.append(
