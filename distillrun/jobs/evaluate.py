@@ -345,6 +345,7 @@ def _summary(ctx: StageContext, metrics: dict[str, Any], published: str) -> dict
         "execution_accuracy": metrics["execution_accuracy"],
         "examples": metrics["examples"],
         "correct": metrics["correct"],
+        "scored": metrics["scored"],
         "unjudgeable": metrics["unjudgeable"],
         "gold_empty": metrics["gold_empty"],
         "gold_execution_accuracy": gold.get("execution_accuracy"),

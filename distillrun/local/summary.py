@@ -67,5 +67,9 @@ def describe_result(result: StageResult, seconds: float) -> str:
     elif result.stage == StageName.TRAIN:
         what = f"{s['steps']} steps on {s['examples']} examples, final loss {s['final_loss']:.4f}"
     else:
-        what = f"execution accuracy {s['execution_accuracy']:.3f} ({s['correct']}/{s['examples']})"
+        what = (
+            f"execution accuracy {s['execution_accuracy']:.3f} ({s['correct']}/{s['scored']} "
+            f"scored of {s['examples']}; apart: {s['unjudgeable']} unjudgeable, "
+            f"{s['gold_empty']} empty gold results)"
+        )
     return f"done: {what} {took}"
