@@ -24,12 +24,13 @@ import argparse
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from distillrun.api.spec import ComparisonMode, ComparisonSpec, Dialect, SandboxSpec
@@ -268,27 +269,44 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
     return code
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _spec_bounded(model: type[BaseModel], field: str) -> Callable[[str], int]:
+    """An argparse type: a whole number within the bounds the spec sets for `model.field`, so a
+    value the run would refuse is refused here with the spec's words, not a traceback."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        try:
+            model.model_validate({field: value})
+        except ValidationError as error:
+            raise argparse.ArgumentTypeError(error.errors()[0]["msg"].lower()) from None
+        return value
+
+    return parse
 
 
-def _common(parser: argparse.ArgumentParser, *, max_rows: int, rows_help: str) -> None:
+def _common(
+    parser: argparse.ArgumentParser, rows: type[BaseModel], *, max_rows: int, rows_help: str
+) -> None:
+    """The options both commands share; `rows` is the model whose `max_rows` bounds --max-rows."""
     parser.add_argument("--schema", required=True, metavar="FILE", help="CREATE TABLE statements")
     parser.add_argument(
         "--dialect", required=True, choices=[str(d) for d in Dialect], help="SQL dialect"
     )
     parser.add_argument("--data", metavar="FILE", help="seed rows (INSERT statements)")
     parser.add_argument(
-        "--timeout-ms", type=_positive, default=2000, help="statement timeout (default 2000)"
+        "--timeout-ms",
+        type=_spec_bounded(SandboxSpec, "statement_timeout_ms"),
+        default=2000,
+        help="statement timeout (default 2000)",
     )
     parser.add_argument(
-        "--max-rows", type=_positive, default=max_rows, help=f"{rows_help} (default {max_rows})"
+        "--max-rows",
+        type=_spec_bounded(rows, "max_rows"),
+        default=max_rows,
+        help=f"{rows_help} (default {max_rows})",
     )
 
 
@@ -299,7 +317,7 @@ def register(commands: Any) -> None:
     actions = sql.add_subparsers(dest="sql_command", required=True)
 
     check = actions.add_parser("check", help="one JSON verdict per query")
-    _common(check, max_rows=SandboxSpec().max_rows, rows_help="rows fetched per query")
+    _common(check, SandboxSpec, max_rows=SandboxSpec().max_rows, rows_help="rows fetched per query")
     check.add_argument(
         "--no-execute", action="store_true", help="static checks only (no sandbox, no rows)"
     )
@@ -311,6 +329,7 @@ def register(commands: Any) -> None:
     compare = actions.add_parser("compare", help="execution match of gold/predicted pairs")
     _common(
         compare,
+        ComparisonSpec,
         max_rows=ComparisonSpec().max_rows,
         rows_help="rows fetched per query to compare whole results; two longer ones with "
         "equal row counts are unjudgeable",

@@ -283,3 +283,22 @@ def test_installed_command_never_shows_a_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"cannot read queries {bad}" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-rows", "2000000", "argument --max-rows: input should be less than or equal to"),
+        ("--max-rows", "0", "argument --max-rows: input should be greater than or equal to 1"),
+        ("--timeout-ms", "5", "argument --timeout-ms: input should be greater than or equal to"),
+        ("--max-rows", "many", "argument --max-rows: 'many' is not a whole number"),
+    ],
+)
+def test_options_out_of_the_specs_bounds_are_refused_by_name(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["sql", *COMPARE, option, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
