@@ -111,11 +111,13 @@ def _columns(rows: Sequence[Row], width: int) -> list[list[Any]]:
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
-    """A total order over plain values: NULL, numbers, strings, bytes, then anything else."""
+    """A total order over plain values: NULL, numbers, strings, bytes, then anything else.
+    Numbers keep their type (Python orders int against float exactly), so integers too large
+    for a float still sort apart."""
     if value is None:
         return (0, 0)
     if _is_number(value):
-        return (1, -math.inf if math.isnan(value) else float(value))
+        return (1, -math.inf if isinstance(value, float) and math.isnan(value) else value)
     if isinstance(value, str):
         return (2, value)
     if isinstance(value, bytes):
