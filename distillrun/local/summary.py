@@ -36,7 +36,9 @@ def render_summary(outcome: RunOutcome) -> str:
     if status.evaluation.execution_accuracy is not None:
         lines.append(
             f"  execution accuracy: {status.evaluation.execution_accuracy:.3f} "
-            f"on {status.evaluation.examples} holdout examples"
+            f"on {status.evaluation.scored} scored of {status.evaluation.examples} holdout "
+            f"examples ({status.evaluation.unjudgeable} unjudgeable and "
+            f"{status.evaluation.gold_empty} with an empty gold result counted apart)"
         )
     lines.append(f"  artifacts: {outcome.store.url()}")
     if status.artifacts.report:
