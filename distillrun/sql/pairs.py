@@ -13,14 +13,17 @@ The outcome of a pair is one of:
   - `unjudgeable`: both results were cut at the comparison's row cap and have the same number
     of rows (or could not be counted), so whether they match is unknown.
 
-Results are fetched up to `ComparisonSpec.max_rows`. A cut result against a whole one is wrong
-(their row counts differ); two cut ones are counted with `SELECT COUNT(*)` around each query,
-and different counts are wrong too.
+Results are fetched up to `ComparisonSpec.max_rows`, and a cut result is never judged equal.
+What is known may still prove a pair wrong: a different number of columns; a cut result against
+a whole one (their row counts differ); two cut ones whose rows, counted with `SELECT COUNT(*)`
+around each query, number differently; or, when row order counts, first rows that differ.
+Otherwise the pair is unjudgeable.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from distillrun.api.spec import ComparisonMode, ComparisonSpec, SandboxSpec
 from distillrun.sql import spider
@@ -109,49 +112,63 @@ def judge_pair(
     if not predicted.ok or predicted_checked is None or predicted_result is None:
         reason = str(predicted.reason) if predicted.reason else WRONG_RESULT
         return verdict(reason, predicted.message or "the query returned no result")
+    ordered = spider.order_matters(gold_sql) if is_spider else gold_checked.ordered
+
+    def equal(gold_rows: ResultSet, predicted_rows: ResultSet) -> bool:
+        if is_spider:
+            return spider.results_equal(gold_rows.rows, predicted_rows.rows, ordered=ordered)
+        return results_match(gold_rows, predicted_rows, ordered=ordered)
+
     if gold_result.truncated or predicted_result.truncated:
         outcome, message = _cut_results(
-            gold_checked, gold_result, predicted_checked, predicted_result, sandbox
+            (gold_checked, gold_result),
+            (predicted_checked, predicted_result),
+            sandbox,
+            equal if ordered else None,
         )
         return verdict(outcome, message)
-    if is_spider:
-        match = spider.results_equal(
-            gold_result.rows, predicted_result.rows, ordered=spider.order_matters(gold_sql)
-        )
-    else:
-        match = results_match(gold_result, predicted_result, ordered=gold_checked.ordered)
-    if match:
+    if equal(gold_result, predicted_result):
         return verdict(CORRECT, "")
     return verdict(WRONG_RESULT, "runs, but its result differs from the gold result")
 
 
 def _cut_results(
-    gold_checked: CheckedQuery,
-    gold: ResultSet,
-    predicted_checked: CheckedQuery,
-    predicted: ResultSet,
+    gold: tuple[CheckedQuery, ResultSet],
+    predicted: tuple[CheckedQuery, ResultSet],
     sandbox: Sandbox,
+    equal_in_order: Callable[[ResultSet, ResultSet], bool] | None,
 ) -> tuple[str, str]:
-    """The outcome when at least one result was cut at the row cap."""
-    cap = max(len(gold.rows), len(predicted.rows))
-    if not (gold.truncated and predicted.truncated):
-        longer = "gold" if gold.truncated else "predicted"
+    """The outcome when at least one result was cut at the row cap: wrong when what is known
+    already differs (widths, row counts, or, when order counts, the first rows), else
+    unjudgeable. `equal_in_order` is the mode's equality when row order counts, else None."""
+    (gold_checked, gold_result), (predicted_checked, predicted_result) = gold, predicted
+    kept = (len(gold_result.rows), len(predicted_result.rows))
+    widths = (len(gold_result.columns), len(predicted_result.columns))
+    if widths[0] != widths[1]:
         return (
             WRONG_RESULT,
-            f"the {longer} result has more than {cap:,} rows and the other "
-            f"{min(len(gold.rows), len(predicted.rows)):,}",
+            f"the gold result has {widths[0]} columns and the predicted {widths[1]}",
         )
-    gold_rows = _row_count(gold_checked, sandbox)
-    predicted_rows = _row_count(predicted_checked, sandbox)
-    if gold_rows is not None and predicted_rows is not None and gold_rows != predicted_rows:
+    if not (gold_result.truncated and predicted_result.truncated):
+        longer = "gold" if gold_result.truncated else "predicted"
         return (
             WRONG_RESULT,
-            f"the gold result has {gold_rows:,} rows and the predicted {predicted_rows:,}",
+            f"the {longer} result has more than {max(kept):,} rows and the other {min(kept):,}",
         )
-    counted = f" ({gold_rows:,} each)" if gold_rows is not None else ""
+    counts = (_row_count(gold_checked, sandbox), _row_count(predicted_checked, sandbox))
+    if None not in counts and counts[0] != counts[1]:
+        return (
+            WRONG_RESULT,
+            f"the gold result has {counts[0]:,} rows and the predicted {counts[1]:,}",
+        )
+    if equal_in_order is not None and not equal_in_order(
+        replace(gold_result, truncated=False), replace(predicted_result, truncated=False)
+    ):
+        return WRONG_RESULT, f"row order counts, and the first {kept[0]:,} rows already differ"
+    counted = f" ({counts[0]:,} each)" if counts[0] is not None and None not in counts else ""
     return (
         UNJUDGEABLE,
-        f"both results have more than {cap:,} rows{counted}, the most fetched to compare: "
+        f"both results have more than {kept[0]:,} rows{counted}, the most fetched to compare: "
         "raise spec.evaluation.comparison.maxRows (sql compare --max-rows) to judge it",
     )
 

@@ -13,9 +13,9 @@ import yaml
 from distillrun.api.spec import ComparisonMode, ComparisonSpec, Dialect, SandboxSpec
 from distillrun.sql import spider
 from distillrun.sql.pairs import GOLD_EMPTY, UNJUDGEABLE, comparison_limits, judge_pair
-from distillrun.sql.sandbox import Sandbox, open_sandbox
+from distillrun.sql.sandbox import Sandbox, ServerTarget, open_sandbox
 from distillrun.sql.schema import SchemaInfo, parse_schema
-from tests.unit.sql.cases import DATA
+from tests.unit.sql.cases import DATA, open_box
 
 FIXTURE = yaml.safe_load((DATA / "pair_cases.yaml").read_text())
 PAIRS: list[dict[str, Any]] = FIXTURE["pairs"]
@@ -104,6 +104,31 @@ def test_no_sql_is_wrong_unless_the_gold_is_empty(
     assert (empty.outcome, empty.scored) == (GOLD_EMPTY, False)
 
 
+CUT = [
+    # (predicted query against the gold "SELECT id FROM orders", cut at 2 rows; outcome)
+    ("SELECT id FROM orders ORDER BY id DESC", UNJUDGEABLE),
+    ("SELECT id FROM orders WHERE id > 1", "wrong_result"),
+    ("SELECT id FROM orders WHERE id < 3", "wrong_result"),
+    ("SELECT id, id FROM orders", "wrong_result"),
+]
+
+
+@pytest.mark.parametrize(("predicted", "expected"), CUT)
+def test_cut_results_are_counted_on_every_engine(
+    predicted: str,
+    expected: str,
+    schema: SchemaInfo,
+    shop_seed: str,
+    targets: dict[Dialect, ServerTarget],
+) -> None:
+    """The `SELECT COUNT(*) FROM (...)` around a cut result runs on each engine (MySQL needs
+    the derived table's alias); a count it cannot take leaves the pair unjudgeable."""
+    comparison = ComparisonSpec(max_rows=2)
+    with open_box(schema, shop_seed, comparison_limits(SandboxSpec(), comparison), targets) as box:
+        pair = judge_pair("SELECT id FROM orders", predicted, schema, box, comparison)
+    assert pair.outcome == expected, pair.message
+
+
 REWRITES = [
     ("SELECT DISTINCT a FROM t", "SELECT  a FROM t"),
     ("select count(distinct a) from t", "select count( a) from t"),
@@ -118,9 +143,12 @@ REWRITES = [
 ]
 
 
+@pytest.mark.parametrize("dialect", list(Dialect), ids=str)
 @pytest.mark.parametrize(("sql", "rewritten"), REWRITES)
-def test_spider_rewrites_text_as_the_evaluator_does(sql: str, rewritten: str | None) -> None:
-    assert spider.rewrite(sql, Dialect.SQLITE, keep_distinct=False) == (rewritten or sql)
+def test_spider_rewrites_text_as_the_evaluator_does(
+    sql: str, rewritten: str | None, dialect: Dialect
+) -> None:
+    assert spider.rewrite(sql, dialect, keep_distinct=False) == (rewritten or sql)
 
 
 def test_keep_distinct_keeps_it() -> None:
