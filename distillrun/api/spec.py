@@ -79,6 +79,14 @@ class DedupMode(StrEnum):
     NORMALIZED = "normalized"
 
 
+class ComparisonMode(StrEnum):
+    """How a prediction's result is compared with the gold result (see `sql.compare` and
+    `sql.spider`)."""
+
+    STRICT = "strict"
+    SPIDER = "spider"
+
+
 class SecretKeyRef(WireModel):
     """A key inside a Kubernetes Secret; secrets are only ever referenced, never inlined."""
 
@@ -483,6 +491,44 @@ class TrainingEvaluationSpec(WireModel):
     ] = 32
 
 
+class ComparisonSpec(WireModel):
+    """How predicted and gold results are compared when scoring."""
+
+    mode: Annotated[
+        ComparisonMode,
+        Field(
+            default=ComparisonMode.STRICT,
+            description="strict: distillrun's rules (numbers equal within 1e-9 relative for "
+            "floats only; examples whose gold result is empty are scored apart); spider: the "
+            "official Spider test-suite evaluator's rules (DISTINCT removed, no tolerance, two "
+            "empty results equal), for comparing with published numbers.",
+        ),
+    ] = ComparisonMode.STRICT
+    keep_distinct: Annotated[
+        bool,
+        Field(
+            default=False,
+            description="spider mode only: keep DISTINCT (the evaluator's --keep_distinct).",
+        ),
+    ] = False
+    max_rows: Annotated[
+        int,
+        Field(
+            default=100_000,
+            ge=1,
+            le=1_000_000,
+            description="Rows fetched per query to compare results whole; a pair whose results "
+            "both exceed it (with equal row counts) is unjudgeable, never correct.",
+        ),
+    ] = 100_000
+
+    @model_validator(mode="after")
+    def _distinct_needs_spider(self) -> ComparisonSpec:
+        if self.keep_distinct and self.mode != ComparisonMode.SPIDER:
+            raise ValueError("keepDistinct applies to mode spider only (strict keeps DISTINCT)")
+        return self
+
+
 class EvaluationSpec(WireModel):
     """The accuracy gate before an adapter is published."""
 
@@ -503,6 +549,13 @@ class EvaluationSpec(WireModel):
     gold_set: Annotated[
         GoldSet | None, Field(default=None, description="Optional user gold set.")
     ] = None
+    comparison: Annotated[
+        ComparisonSpec,
+        Field(
+            default_factory=ComparisonSpec,
+            description="How results are compared: strict (default) or spider.",
+        ),
+    ]
 
 
 class ArtifactsSpec(WireModel):

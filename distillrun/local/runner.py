@@ -26,7 +26,7 @@ from typing import Any
 from distillrun.api.errors import FieldProblem, ManifestError
 from distillrun.api.resource import DistillRun, load_run
 from distillrun.api.spec import TeacherProvider
-from distillrun.api.status import DistillRunStatus, StageName
+from distillrun.api.status import DistillRunStatus, EvaluationStatus, StageName
 from distillrun.api.transitions import run_succeeded, stage_failed, stage_started, stage_succeeded
 from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import ProgressSink, StageContext, StageFailed, StageResult
@@ -204,12 +204,7 @@ def _record(status: DistillRunStatus, result: StageResult) -> DistillRunStatus:
     elif result.stage == StageName.EVALUATE:
         # train leaves a candidate; only evaluate's gate publishes the run's adapter
         updates["artifacts"] = status.artifacts.model_copy(update={"adapter": summary["adapter"]})
-        updates["evaluation"] = status.evaluation.model_copy(
-            update={
-                "execution_accuracy": summary["execution_accuracy"],
-                "examples": summary["examples"],
-            }
-        )
+        updates["evaluation"] = EvaluationStatus.of_summary(summary)
     return status.model_copy(update=updates)
 
 

@@ -31,6 +31,7 @@ from distillrun.api.status import (
     STAGE_ORDER,
     Condition,
     DistillRunStatus,
+    EvaluationStatus,
     Phase,
     StageName,
     StageState,
@@ -464,12 +465,7 @@ def record_summary(
             update={"dataset": summary.get("dataset")}
         )
     elif stage == StageName.EVALUATE:
-        updates["evaluation"] = status.evaluation.model_copy(
-            update={
-                "execution_accuracy": summary.get("execution_accuracy"),
-                "examples": int(summary.get("examples", 0)),
-            }
-        )
+        updates["evaluation"] = EvaluationStatus.of_summary(summary)
         updates["artifacts"] = status.artifacts.model_copy(
             update={"adapter": summary.get("adapter")}
         )

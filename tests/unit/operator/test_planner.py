@@ -286,7 +286,14 @@ def test_every_stage_done_is_success() -> None:
         StageName.GENERATE: GENERATE_SUMMARY,
         StageName.VALIDATE: {"accepted": 30, "rejected": {"parse": 4}, "dataset": "file:///d/"},
         StageName.TRAIN: {"adapter": "file:///candidate/"},
-        StageName.EVALUATE: {"execution_accuracy": 0.8, "examples": 5, "adapter": "file:///a/"},
+        StageName.EVALUATE: {
+            "execution_accuracy": 0.8,
+            "examples": 7,
+            "scored": 5,
+            "unjudgeable": 1,
+            "gold_empty": 1,
+            "adapter": "file:///a/",
+        },
     }
     jobs = [_job(stage, 1, "Complete", "SUCCEEDED") for stage in summaries]
     result = _plan(_run(status), jobs, FakeOutputs(summaries))
@@ -295,6 +302,8 @@ def test_every_stage_done_is_success() -> None:
     assert _condition(result.status, "Succeeded") == ("True", "Completed")
     assert result.status.counts.accepted == 30 and result.status.counts.rejected == {"parse": 4}
     assert result.status.evaluation.execution_accuracy == 0.8
+    assert (result.status.evaluation.scored, result.status.evaluation.unjudgeable) == (5, 1)
+    assert result.status.evaluation.gold_empty == 1
     assert result.status.artifacts.adapter == "file:///a/"
     assert result.events[-1].reason == "RunSucceeded"
 
