@@ -150,8 +150,9 @@ def coverage(
         return found
     every_column = [f"{t.name}.{c.name}" for t in schema.tables for c in t.columns]
     foreign = {
-        " = ".join(sorted((f"{fk.table}.{fk.column}", f"{fk.ref_table}.{fk.ref_column}")))
+        " = ".join(sorted((f"{fk.table}.{column}", f"{fk.ref_table}.{ref_column}")))
         for fk in schema.foreign_keys
+        for column, ref_column in fk.pairs
     }
     return replace(
         found,

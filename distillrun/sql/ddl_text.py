@@ -31,7 +31,7 @@ _MYSQL_EXECUTABLE_COMMENT = re.compile(r"/\*M?!(\d{5,6})?\s?(.*?)\*/", re.DOTALL
 views and session settings in them) when their version is at least the number."""
 
 _NEVER_RUN_VERSION = 999999
-"""`/*M!999999\- enable the sandbox mode */` (MariaDB 11 dumps) is for the mariadb client
+"""`/*M!999999\\- enable the sandbox mode */` (MariaDB 11 dumps) is for the mariadb client
 only: no server is that new, so none runs it."""
 
 
