@@ -65,7 +65,7 @@ def clean_ddl(ddl: str, dialect: Dialect) -> str:
         return _PSQL_META_LINE.sub("", text)
     if dialect == Dialect.SQLITE and _SQLITE_INTERNAL_TABLE.search(text):
         kept = [
-            s for s in split_script(text) if not _SQLITE_INTERNAL_TABLE.match(_code_start(s))
+            s for s in split_script(text) if not _SQLITE_INTERNAL_TABLE.match(code_start(s))
         ]
         return "\n".join(kept) + "\n"
     return text
@@ -74,7 +74,7 @@ def clean_ddl(ddl: str, dialect: Dialect) -> str:
 _LEADING_COMMENTS = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 
 
-def _code_start(statement: str) -> str:
+def code_start(statement: str) -> str:
     """The statement from its first token on (leading comments and blanks skipped)."""
     skipped = _LEADING_COMMENTS.match(statement)
     return statement[skipped.end() if skipped else 0 :]

@@ -15,7 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from distillrun.api.spec import Dialect
-from distillrun.sql.ddl_text import clean_ddl, split_script
+from distillrun.sql.ddl_text import clean_ddl, code_start, split_script
 from distillrun.sql.schema import (
     Column,
     ColumnKind,
@@ -49,17 +49,21 @@ def kind_of_declared_type(declared: str) -> ColumnKind:
 
 
 def _load(con: sqlite3.Connection, ddl: str) -> None:
-    line = 1
+    """Runs the DDL statement by statement, so an error names the statement and its line."""
+    searched_from = 0
     for number, statement in enumerate(split_script(ddl), start=1):
+        at = ddl.find(statement, searched_from)
+        searched_from = max(at, searched_from)
         try:
             con.execute(statement)
         except sqlite3.Error as error:
-            verb = "does not parse" if "syntax error" in str(error) or "incomplete" in str(error) else "is refused by SQLite"
-            at = ddl.find(statement)
-            line = ddl.count("\n", 0, at) + 1 if at >= 0 else line
-            first = statement.splitlines()[0] if statement else ""
+            code = code_start(statement)
+            line = ddl.count("\n", 0, searched_from + len(statement) - len(code)) + 1
+            syntax = "syntax error" in str(error) or "incomplete input" in str(error)
+            verb = "does not parse" if syntax else "is refused by SQLite"
             raise SchemaError(
-                f"schema DDL {verb}: statement {number} (line {line}, {first[:60]!r}): {error}"
+                f"schema DDL {verb}: statement {number} at line {line} "
+                f"({code.splitlines()[0][:60]}): {error}"
             ) from None
 
 

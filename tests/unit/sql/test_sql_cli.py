@@ -227,7 +227,12 @@ BAD_INPUT = {
     ),
     "jsonl-mixed": (CHECK, FIRST + "SELECT 2\n", "stdin line 2: not valid JSON"),
     "jsonl-array": (CHECK, FIRST + '["SELECT 1"]\n', "stdin line 2: expected a JSON object"),
-    "not-ddl": (["check", "--schema", SEED, "--dialect", "sqlite"], "SELECT 1", "defines no table"),
+    "not-ddl": (
+        ["check", "--schema", SEED, "--dialect", "sqlite"],
+        "SELECT 1",
+        "is refused by SQLite: statement 1 at line 2 (INSERT INTO customers",
+    ),
+    "no-table": (["check", "--schema", QUERIES, "--dialect", "sqlite"], "SELECT 1", "defines no table"),
     "bad-seed": ([*CHECK, "--data", SCHEMA], "SELECT 1", f"data {SCHEMA}: seed statement 1 failed"),
     "no-server": (
         ["check", "--schema", SCHEMA, "--dialect", "mysql"],
