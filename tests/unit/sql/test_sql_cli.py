@@ -232,7 +232,7 @@ BAD_INPUT = {
         "SELECT 1",
         "is refused by SQLite: statement 1 at line 2 (INSERT INTO customers",
     ),
-    "no-table": (["check", "--schema", QUERIES, "--dialect", "sqlite"], "SELECT 1", "defines no table"),
+    "no-table": (["check", "--schema", "/dev/null", "--dialect", "sqlite"], "SELECT 1", "no table"),
     "bad-seed": ([*CHECK, "--data", SCHEMA], "SELECT 1", f"data {SCHEMA}: seed statement 1 failed"),
     "no-server": (
         ["check", "--schema", SCHEMA, "--dialect", "mysql"],
