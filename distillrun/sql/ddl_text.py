@@ -3,7 +3,7 @@
 Real schemas come from `sqlite3 .schema`, `pg_dump --schema-only` and `mysqldump --no-data` as
 often as from hand-written files. Each tool leaves something the engine (or a plain driver,
 which is what the sandboxes use) does not take as SQL: psql meta-commands (`\\restrict` in
-recent pg_dump output), the internal `sqlite_sequence` table SQLite refuses to have created,
+recent pg_dump output), pg_dump's emptied search_path, the internal `sqlite_sequence` table SQLite refuses to have created,
 a byte-order mark, Windows line ends. `clean_ddl` removes exactly those, so the DDL the model
 is built from is the DDL every sandbox loads.
 """
@@ -19,6 +19,12 @@ _PSQL_META_LINE = re.compile(r"^[ \t]*\\[A-Za-z!?].*$\n?", re.MULTILINE)
 """A line that starts with a backslash command (`\\restrict`, `\\connect`, `\\.`): psql runs
 it, a server never sees it. Schema-only dumps have no COPY data, where such lines could be
 data."""
+
+_PG_DUMP_EMPTY_SEARCH_PATH = re.compile(
+    r"^SELECT pg_catalog\.set_config\('search_path', '', false\);[ \t]*$\n?", re.MULTILINE
+)
+"""pg_dump empties the session's search_path (it qualifies every name itself); left in, the
+seed rows loaded after the schema in the same session could not name a table unqualified."""
 
 _SQLITE_INTERNAL_TABLE = re.compile(
     r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"'`\[]?sqlite_", re.IGNORECASE
@@ -62,7 +68,7 @@ def clean_ddl(ddl: str, dialect: Dialect) -> str:
     """The DDL as the sandbox of `dialect` loads it (see the module docstring)."""
     text = normalize_text(ddl)
     if dialect == Dialect.POSTGRES:
-        return _PSQL_META_LINE.sub("", text)
+        return _PG_DUMP_EMPTY_SEARCH_PATH.sub("", _PSQL_META_LINE.sub("", text))
     if dialect == Dialect.SQLITE and _SQLITE_INTERNAL_TABLE.search(text):
         kept = [
             s for s in split_script(text) if not _SQLITE_INTERNAL_TABLE.match(code_start(s))

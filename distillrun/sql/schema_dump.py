@@ -279,7 +279,9 @@ class _Reader:
         if isinstance(node, exp.Create) and isinstance(node.expression, exp.Query):
             node.set("properties", None)
             self._add_view_like(
-                node, statement, definition=node.sql(dialect=sqlglot_dialect(self.dialect))
+                node,
+                statement,
+                definition=node.sql(dialect=sqlglot_dialect(self.dialect), comments=False),
             )
         else:
             self.warnings.append(f"line {statement.line}: a view that is not understood: left out")
@@ -352,11 +354,12 @@ class _Reader:
             return  # a composite or range type: no column kind to learn from it
         if not rest:
             return
-        definition = self.text[rest[0].start : rest[-1].end + 1]
+        written = self.text[rest[0].start : rest[-1].end + 1]
+        dialect = sqlglot_dialect(self.dialect)
         try:
-            exp.DataType.build(definition, dialect=sqlglot_dialect(self.dialect))
+            definition = exp.DataType.build(written, dialect=dialect).sql(dialect=dialect)
         except (SqlglotError, ValueError):
-            definition = "TEXT" if not domain else definition
+            definition = " ".join(written.split())
         self.types[name] = UserType(name, definition, is_domain=domain, namespace=namespace)
 
     def _token_name(self, token: Token) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 
+import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
@@ -123,7 +124,7 @@ def read_schema(ddl: str) -> SchemaInfo:
                 declared.extend(_foreign_keys(con, name))
                 continue
             try:
-                views.append(_relation(con, name, sql))
+                views.append(_relation(con, name, _one_line(sql)))
             except sqlite3.Error as error:
                 warnings.append(f"view {name} cannot be read ({error}): left out")
     finally:
@@ -138,3 +139,12 @@ def read_schema(ddl: str) -> SchemaInfo:
         warnings=tuple(warnings + fk_warnings),
     )
 
+
+
+def _one_line(create_view: str) -> str:
+    """A view's CREATE statement on one line, as sqlglot writes it for SQLite; as SQLite stored
+    it when sqlglot cannot read it."""
+    try:
+        return sqlglot.parse_one(create_view, read="sqlite").sql(dialect="sqlite", comments=False)
+    except SqlglotError:
+        return create_view
