@@ -243,12 +243,33 @@ def normalize_sql(sql: str, dialect: Dialect, schema: SchemaInfo | None = None) 
 # --- statements -----------------------------------------------------------------------------
 
 
+def _unencodable_character(text: str) -> str | None:
+    """The first character of `text` that has no UTF-8 form, as `U+DCFC`, or None.
+
+    Such a lone surrogate is a non-UTF-8 byte read with `surrogateescape`, or `\\udcfc` in a
+    JSON string: no engine driver can send it, and the sandbox worker that tried ended.
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"U+{ord(text[error.start]):04X}"
+    return None
+
+
 def _parse_single(text: str, dialect: Dialect) -> exp.Expr:
     if not text:
         raise QueryRejected(Reason.PARSE, "query is empty")
     if len(text) > MAX_SQL_CHARS:
         raise QueryRejected(
             Reason.FORBIDDEN, f"query is {len(text)} characters long; the limit is {MAX_SQL_CHARS}"
+        )
+    bad = _unencodable_character(text)
+    if bad is not None:
+        raise QueryRejected(
+            Reason.PARSE,
+            f"query text holds {bad}, which is not a character (bytes that were not UTF-8?)",
         )
     tokens = _tokenize(text, dialect)
     _reject_second_statement(tokens, dialect)

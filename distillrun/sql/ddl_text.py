@@ -3,15 +3,18 @@
 Real schemas come from `sqlite3 .schema`, `pg_dump --schema-only` and `mysqldump --no-data` as
 often as from hand-written files. Each tool leaves something the engine (or a plain driver,
 which is what the sandboxes use) does not take as SQL: psql meta-commands (`\\restrict` in
-recent pg_dump output), pg_dump's emptied search_path, the internal `sqlite_sequence` table SQLite refuses to have created,
-a byte-order mark, Windows line ends. `clean_ddl` removes exactly those, so the DDL the model
-is built from is the DDL every sandbox loads.
+recent pg_dump output), pg_dump's emptied search_path, the internal `sqlite_sequence` table
+SQLite refuses to have created, a byte-order mark, Windows line ends. `clean_ddl` removes
+exactly those, so the DDL the model is built from is the DDL every sandbox loads.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
+from dataclasses import dataclass
+
+from sqlglot.tokenizer_core import Token, TokenType
 
 from distillrun.api.spec import Dialect
 
@@ -70,9 +73,7 @@ def clean_ddl(ddl: str, dialect: Dialect) -> str:
     if dialect == Dialect.POSTGRES:
         return _PG_DUMP_EMPTY_SEARCH_PATH.sub("", _PSQL_META_LINE.sub("", text))
     if dialect == Dialect.SQLITE and _SQLITE_INTERNAL_TABLE.search(text):
-        kept = [
-            s for s in split_script(text) if not _SQLITE_INTERNAL_TABLE.match(code_start(s))
-        ]
+        kept = [s for s in split_script(text) if not _SQLITE_INTERNAL_TABLE.match(code_start(s))]
         return "\n".join(kept) + "\n"
     return text
 
@@ -94,3 +95,39 @@ def unwrap_executable_comments(ddl: str) -> str:
         return "" if version and int(version) >= _NEVER_RUN_VERSION else match.group(2)
 
     return _MYSQL_EXECUTABLE_COMMENT.sub(text, ddl)
+
+
+@dataclass(frozen=True)
+class TokenStatement:
+    """One statement of a script as the dialect's lexer reads it: its tokens (comments and
+    the closing `;` left out) and whether a `;` closed it."""
+
+    tokens: list[Token]
+    closed: bool
+
+    @property
+    def line(self) -> int:
+        return self.tokens[0].line
+
+    def text(self, script: str) -> str:
+        return script[self.tokens[0].start : self.tokens[-1].end + 1]
+
+
+def token_statements(script: str, dialect: Dialect) -> list[TokenStatement]:
+    """The statements of `script`, split at top-level `;` (never inside a string or comment).
+
+    Raises sqlglot's TokenError when the text does not tokenize (an unclosed string).
+    """
+    from distillrun.sql.schema import sqlglot_dialect
+
+    statements: list[TokenStatement] = []
+    current: list[Token] = []
+    for token in sqlglot_dialect(dialect).tokenize(script):
+        if token.token_type != TokenType.SEMICOLON:
+            current.append(token)
+        elif current:
+            statements.append(TokenStatement(current, closed=True))
+            current = []
+    if current:
+        statements.append(TokenStatement(current, closed=False))
+    return statements

@@ -266,7 +266,9 @@ def checked_foreign_keys(
         columns = [child.column(c) for c in fk.columns]
         ref_columns = [parent.column(c) for c in ref_names]
         missing = [f"{fk.table}.{n}" for n, c in zip(fk.columns, columns, strict=True) if not c]
-        missing += [f"{parent.name}.{n}" for n, c in zip(ref_names, ref_columns, strict=True) if not c]
+        missing += [
+            f"{parent.name}.{n}" for n, c in zip(ref_names, ref_columns, strict=True) if not c
+        ]
         if missing:
             warnings.append(f"{shown} references unknown column {', '.join(missing)}: key ignored")
         elif len(ref_columns) != len(columns) or not columns:

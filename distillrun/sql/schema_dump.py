@@ -27,7 +27,12 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.tokenizer_core import Token, TokenType
 
 from distillrun.api.spec import Dialect
-from distillrun.sql.ddl_text import clean_ddl, unwrap_executable_comments
+from distillrun.sql.ddl_text import (
+    TokenStatement,
+    clean_ddl,
+    token_statements,
+    unwrap_executable_comments,
+)
 from distillrun.sql.schema import (
     Column,
     ColumnKind,
@@ -45,15 +50,6 @@ from distillrun.sql.schema import (
 
 _TYPE_STOP = frozenset({"CHECK", "DEFAULT", "NOT", "NULL", "CONSTRAINT", "COLLATE"})
 """Words that end the base type of a CREATE DOMAIN."""
-
-
-@dataclass(frozen=True)
-class _Statement:
-    tokens: list[Token]
-    line: int
-
-    def words(self, count: int) -> list[str]:
-        return [t.text.upper() for t in self.tokens[:count]]
 
 
 @dataclass
@@ -126,8 +122,9 @@ class _Reader:
 
     # --- statements ---------------------------------------------------------------------
 
-    def read(self, statement: _Statement) -> None:
-        words = [w for w in statement.words(8) if w not in ("OR", "REPLACE", "TEMPORARY", "TEMP")]
+    def read(self, statement: TokenStatement) -> None:
+        leading = (t.text.upper() for t in statement.tokens[:8])
+        words = [w for w in leading if w not in ("OR", "REPLACE", "TEMPORARY", "TEMP")]
         head = " ".join(words[:2])
         if head == "CREATE TABLE" or (words[:1] == ["CREATE"] and "TABLE" in words[1:3]):
             self._create_table(statement)
@@ -140,11 +137,13 @@ class _Reader:
         elif head in ("DROP TABLE", "DROP VIEW"):
             self._drop(statement)
 
-    def _parse(self, statement: _Statement, tokens: list[Token] | None = None) -> exp.Expr:
+    def _parse(self, statement: TokenStatement, tokens: list[Token] | None = None) -> exp.Expr:
         try:
             with _quiet_sqlglot():
-                parsed = sqlglot_dialect(self.dialect).parser().parse(
-                    tokens or statement.tokens, self.text
+                parsed = (
+                    sqlglot_dialect(self.dialect)
+                    .parser()
+                    .parse(tokens or statement.tokens, self.text)
                 )
         except SqlglotError as error:
             raise SchemaError(
@@ -155,7 +154,7 @@ class _Reader:
             raise SchemaError(f"schema DDL does not parse at line {statement.line}")
         return node
 
-    def _create_table(self, statement: _Statement) -> None:
+    def _create_table(self, statement: TokenStatement) -> None:
         node = self._parse(statement)
         schema = node.this if isinstance(node, exp.Create) else None
         if not isinstance(schema, exp.Schema) or not isinstance(schema.this, exp.Table):
@@ -247,7 +246,7 @@ class _Reader:
             )
         )
 
-    def _alter_table(self, statement: _Statement) -> None:
+    def _alter_table(self, statement: TokenStatement) -> None:
         node = self._parse(statement)
         if not isinstance(node, exp.Alter) or not isinstance(node.this, exp.Table):
             return
@@ -264,7 +263,7 @@ class _Reader:
                 for item in action.expressions:
                     self._add_constraint(draft, item)
 
-    def _create_view(self, statement: _Statement) -> None:
+    def _create_view(self, statement: TokenStatement) -> None:
         """Everything between CREATE and VIEW (ALGORITHM, DEFINER, SQL SECURITY, MATERIALIZED)
         is dropped, and so is a materialized view's trailing WITH [NO] DATA: what is left is
         a plain CREATE VIEW, which every dialect parses and loads."""
@@ -286,7 +285,9 @@ class _Reader:
         else:
             self.warnings.append(f"line {statement.line}: a view that is not understood: left out")
 
-    def _add_view_like(self, node: exp.Create, statement: _Statement, definition: str | None) -> None:
+    def _add_view_like(
+        self, node: exp.Create, statement: TokenStatement, definition: str | None
+    ) -> None:
         """A view, or a table made by CREATE TABLE ... AS SELECT: columns from its query."""
         target = node.this
         table = target.this if isinstance(target, exp.Schema) else target
@@ -295,7 +296,9 @@ class _Reader:
         try:
             columns = self._query_columns(node.expression)
         except SqlglotError as error:
-            self.warnings.append(f"view {name} (line {statement.line}) cannot be resolved ({error}): left out")
+            self.warnings.append(
+                f"view {name} (line {statement.line}) cannot be resolved ({error}): left out"
+            )
             return
         if isinstance(target, exp.Schema) and target.expressions:
             names = [self.name(_ident(e)) for e in target.expressions]
@@ -338,7 +341,7 @@ class _Reader:
             )
         return columns
 
-    def _create_type(self, statement: _Statement, *, domain: bool) -> None:
+    def _create_type(self, statement: TokenStatement, *, domain: bool) -> None:
         tokens = statement.tokens
         as_at = next((i for i, t in enumerate(tokens) if t.token_type == TokenType.ALIAS), None)
         if as_at is None:
@@ -368,7 +371,7 @@ class _Reader:
             return token.text.lower()
         return token.text
 
-    def _drop(self, statement: _Statement) -> None:
+    def _drop(self, statement: TokenStatement) -> None:
         node = self._parse(statement)
         if isinstance(node, exp.Drop):
             for table in node.args.get("tables") or [node.this]:
@@ -401,26 +404,15 @@ def _first_line(error: SqlglotError) -> str:
     return str(error).splitlines()[0]
 
 
-def _statements(text: str, dialect: Dialect) -> Iterator[_Statement]:
-    try:
-        tokens = sqlglot_dialect(dialect).tokenize(text)
-    except TokenError as error:
-        raise SchemaError(f"schema DDL does not parse: {_first_line(error)}") from None
-    current: list[Token] = []
-    for token in [*tokens, None]:
-        if token is None or token.token_type == TokenType.SEMICOLON:
-            if current:
-                yield _Statement(current, current[0].line)
-            current = []
-        else:
-            current.append(token)
-
-
 def read_schema(ddl: str, dialect: Dialect) -> SchemaInfo:
     """The schema `ddl` defines in `dialect`; raises SchemaError naming the line at fault."""
     cleaned = clean_ddl(ddl, dialect)
     text = unwrap_executable_comments(cleaned) if dialect == Dialect.MYSQL else cleaned
     reader = _Reader(dialect, text)
-    for statement in _statements(text, dialect):
+    try:
+        statements = token_statements(text, dialect)
+    except TokenError as error:
+        raise SchemaError(f"schema DDL does not parse: {_first_line(error)}") from None
+    for statement in statements:
         reader.read(statement)
     return reader.info(cleaned)

@@ -46,7 +46,9 @@ def kind_of_declared_type(declared: str) -> ColumnKind:
         return column_kind(exp.DataType.build(declared, dialect="sqlite"))
     except (SqlglotError, ValueError):
         upper = declared.upper()
-        return next((k for words, k in _AFFINITY if any(w in upper for w in words)), ColumnKind.NUMBER)
+        return next(
+            (k for words, k in _AFFINITY if any(w in upper for w in words)), ColumnKind.NUMBER
+        )
 
 
 def _load(con: sqlite3.Connection, ddl: str) -> None:
@@ -84,7 +86,7 @@ def _relation(con: sqlite3.Connection, name: str, definition: str | None) -> Tab
         if row[6] in (0, 2, 3)  # 1 is a hidden column of a virtual table
     )
     unique = tuple(
-        tuple(info[2] for info in con.execute(f"PRAGMA index_info(\"{index[1]}\")"))
+        tuple(info[2] for info in con.execute(f'PRAGMA index_info("{index[1]}")'))
         for index in con.execute(f"PRAGMA index_list({quoted})")
         if index[3] == "u"
     )
@@ -138,7 +140,6 @@ def read_schema(ddl: str) -> SchemaInfo:
         views=tuple(views),
         warnings=tuple(warnings + fk_warnings),
     )
-
 
 
 def _one_line(create_view: str) -> str:

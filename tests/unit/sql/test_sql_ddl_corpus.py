@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psycopg
@@ -89,7 +90,9 @@ HR: dict[Dialect, str] = {
             GROUP BY d.Name;
     """,
     Dialect.SQLITE: """
-        CREATE TABLE "Departments" ("DeptId" INTEGER PRIMARY KEY AUTOINCREMENT, "Name" TEXT NOT NULL);
+        CREATE TABLE "Departments" (
+            "DeptId" INTEGER PRIMARY KEY AUTOINCREMENT, "Name" TEXT NOT NULL
+        );
         CREATE TABLE employees (
             id INTEGER PRIMARY KEY, "DeptId" INTEGER NOT NULL, full_name, "order" INT,
             salary unsigned big int, hired timestamp, code character varchar(3),
@@ -130,7 +133,8 @@ HR: dict[Dialect, str] = {
         );
         CREATE TABLE "Leave Requests" (
             employee_id INTEGER, project_code VARCHAR, kind leave_kind, days INTEGER,
-            FOREIGN KEY (employee_id, project_code) REFERENCES assignments (employee_id, project_code)
+            FOREIGN KEY (employee_id, project_code)
+                REFERENCES assignments (employee_id, project_code)
         );
         CREATE INDEX lr_kind ON "Leave Requests" (kind);
         CREATE VIEW "Department Headcount" AS
@@ -196,7 +200,7 @@ def dump_postgres(target: ServerTarget, ddl: str) -> str:
     """The DDL created in a fresh database, then `pg_dump --schema-only` of it."""
     bin_dir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
     name = f"corpus_{uuid.uuid4().hex[:10]}"
-    kwargs = {"host": target.host, "port": target.port, "user": target.user}
+    kwargs: dict[str, Any] = {"host": target.host, "port": target.port, "user": target.user}
     with psycopg.connect(
         **kwargs, password=target.password, dbname="postgres", autocommit=True
     ) as admin:
@@ -318,7 +322,9 @@ def _shape(schema: SchemaInfo) -> tuple[object, ...]:
 
 
 @pytest.mark.parametrize("dialect", DIALECTS, ids=str)
-def test_a_dump_loads_with_keys_views_and_names(dumps: dict[Dialect, str], dialect: Dialect) -> None:
+def test_a_dump_loads_with_keys_views_and_names(
+    dumps: dict[Dialect, str], dialect: Dialect
+) -> None:
     schema = parse_schema(dumps[dialect], dialect)
     assert sorted(t.name for t in schema.tables) == sorted(TABLES)
     assert [v.name for v in schema.views] == [VIEW]
@@ -393,5 +399,5 @@ def test_a_sandbox_runs_queries_on_the_dump(
     with open_box(schema, seed, limits, targets) as box:
         result = box.execute(accepted_queries(dialect)[2])
         assert sorted(r[0] for r in result.rows) == [3, 5]
-        names = box.execute(f"SELECT full_name FROM employees WHERE full_name = 'Müller'")
+        names = box.execute("SELECT full_name FROM employees WHERE full_name = 'Müller'")
         assert [r[0] for r in names.rows] == ["Müller"]
