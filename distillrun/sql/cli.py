@@ -170,6 +170,8 @@ def _schema(args: argparse.Namespace) -> tuple[SchemaInfo, str | None]:
         schema = parse_schema(ddl, Dialect(args.dialect))
     except SchemaError as error:
         raise InputError(f"schema {args.schema}: {error}") from None
+    for warning in schema.warnings:
+        sys.stderr.write(f"distillrun sql: schema {args.schema}: warning: {warning}\n")
     seed = _read_text(args.data, "data") if args.data else None
     return schema, seed
 
