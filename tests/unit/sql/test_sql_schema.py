@@ -55,7 +55,10 @@ def test_a_double_quoted_string_in_sqlite_is_a_string_where_no_column_has_its_na
 
 
 def test_an_engine_error_names_the_statement_and_its_line_despite_bom_and_crlf() -> None:
-    ddl = "\ufeff-- shop\r\nCREATE TABLE a (x INT);\r\n\r\nCREATE TABLE b (x INT, PRIMARY KEY (x);\r\n"
+    ddl = (
+        "\ufeff-- shop\r\nCREATE TABLE a (x INT);\r\n\r\n"
+        "CREATE TABLE b (x INT, PRIMARY KEY (x);\r\n"
+    )
     with pytest.raises(
         SchemaError, match=r"does not parse: statement 2 at line 4 \(CREATE TABLE b"
     ):
