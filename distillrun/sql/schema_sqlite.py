@@ -32,10 +32,10 @@ _AFFINITY: tuple[tuple[tuple[str, ...], ColumnKind], ...] = (
     (("INT",), ColumnKind.INTEGER),
     (("CHAR", "CLOB", "TEXT"), ColumnKind.TEXT),
     (("BLOB",), ColumnKind.OTHER),
-    (("REAL", "FLOA", "DOUB", "NUM", "DEC"), ColumnKind.NUMBER),
+    (("REAL", "FLOA", "DOUB"), ColumnKind.NUMBER),
 )
 """SQLite's type affinity rules (datatype3.html, section 3.1), in its order, for type names no
-dialect knows (`unsigned big int`, `character varchar(3)`)."""
+dialect knows (`unsigned big int`, `character varchar(3)`); anything else is NUMERIC."""
 
 
 def kind_of_declared_type(declared: str) -> ColumnKind:
@@ -53,26 +53,29 @@ def kind_of_declared_type(declared: str) -> ColumnKind:
 
 def _load(con: sqlite3.Connection, ddl: str) -> None:
     """Runs the DDL statement by statement, so an error names the statement and its line."""
-    searched_from = 0
+    offset = 0
     for number, statement in enumerate(split_script(ddl), start=1):
-        at = ddl.find(statement, searched_from)
-        searched_from = max(at, searched_from)
+        offset = ddl.find(statement, offset)
         try:
             con.execute(statement)
         except sqlite3.Error as error:
             code = code_start(statement)
-            line = ddl.count("\n", 0, searched_from + len(statement) - len(code)) + 1
+            line = ddl.count("\n", 0, offset + len(statement) - len(code)) + 1
             syntax = "syntax error" in str(error) or "incomplete input" in str(error)
             verb = "does not parse" if syntax else "is refused by SQLite"
             raise SchemaError(
                 f"schema DDL {verb}: statement {number} at line {line} "
                 f"({code.splitlines()[0][:60]}): {error}"
             ) from None
+        offset += len(statement)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _relation(con: sqlite3.Connection, name: str, definition: str | None) -> Table:
-    quoted = '"' + name.replace('"', '""') + '"'
-    rows = con.execute(f"PRAGMA table_xinfo({quoted})").fetchall()
+    rows = con.execute(f"PRAGMA table_xinfo({_quoted(name)})").fetchall()
     key = tuple(row[1] for row in sorted((r for r in rows if r[5]), key=lambda r: r[5]))
     columns = tuple(
         Column(
@@ -86,17 +89,16 @@ def _relation(con: sqlite3.Connection, name: str, definition: str | None) -> Tab
         if row[6] in (0, 2, 3)  # 1 is a hidden column of a virtual table
     )
     unique = tuple(
-        tuple(info[2] for info in con.execute(f'PRAGMA index_info("{index[1]}")'))
-        for index in con.execute(f"PRAGMA index_list({quoted})")
+        tuple(info[2] for info in con.execute(f"PRAGMA index_info({_quoted(index[1])})"))
+        for index in con.execute(f"PRAGMA index_list({_quoted(name)})")
         if index[3] == "u"
     )
     return Table(name, columns, key=key, unique=unique, definition=definition)
 
 
 def _foreign_keys(con: sqlite3.Connection, table: str) -> list[ForeignKey]:
-    quoted = '"' + table.replace('"', '""') + '"'
     groups: dict[int, list[tuple[str, str, str | None]]] = defaultdict(list)
-    for row in con.execute(f"PRAGMA foreign_key_list({quoted})"):
+    for row in con.execute(f"PRAGMA foreign_key_list({_quoted(table)})"):
         groups[row[0]].append((row[2], row[3], row[4]))
     keys = []
     for _, parts in sorted(groups.items(), reverse=True):  # SQLite lists the last key first
