@@ -20,7 +20,7 @@ from distillrun.teacher.synthetic.sqlkit import Renderer, tables_of
 
 # Bump whenever templates, builders or weights change: it is part of every shard key, so a
 # changed generator never reuses shards the old one wrote.
-GENERATOR_VERSION = "synthetic-2"  # 2: composite foreign keys join on all columns
+GENERATOR_VERSION = "synthetic-1"
 TEACHER_NAME = "synthetic"
 
 _BUILDERS: tuple[Builder, ...] = (*single.BUILDERS, *joins.BUILDERS)
