@@ -31,6 +31,15 @@ from distillrun.sql.verdict import Reason
 from tests.fakes.sql_servers import RunningServer
 from tests.unit.sql.cases import open_box
 
+INDEX_AND_VIEW = """
+        CREATE INDEX lr_kind ON "Leave Requests" (kind);
+        CREATE VIEW "Department Headcount" AS
+            SELECT d."Name", count(e.id) AS headcount
+            FROM "Departments" d LEFT JOIN employees e ON e."DeptId" = d."DeptId"
+            GROUP BY d."Name";
+"""
+"""The same in PostgreSQL, SQLite and DuckDB (MySQL quotes with backticks)."""
+
 HR: dict[Dialect, str] = {
     Dialect.POSTGRES: """
         CREATE TYPE leave_kind AS ENUM ('vacation', 'sick', 'unpaid');
@@ -54,12 +63,8 @@ HR: dict[Dialect, str] = {
             CONSTRAINT lr_assignment_fk FOREIGN KEY (employee_id, project_code)
                 REFERENCES assignments (employee_id, project_code)
         );
-        CREATE INDEX lr_kind ON "Leave Requests" (kind);
-        CREATE VIEW "Department Headcount" AS
-            SELECT d."Name", count(e.id) AS headcount
-            FROM "Departments" d LEFT JOIN employees e ON e."DeptId" = d."DeptId"
-            GROUP BY d."Name";
-    """,
+    """
+    + INDEX_AND_VIEW,
     Dialect.MYSQL: """
         CREATE TABLE Departments (
             DeptId INT AUTO_INCREMENT, Name VARCHAR(50) NOT NULL,
@@ -109,12 +114,8 @@ HR: dict[Dialect, str] = {
                 REFERENCES assignments (employee_id, project_code),
             FOREIGN KEY (approver) REFERENCES employees (no_such_column)
         );
-        CREATE INDEX lr_kind ON "Leave Requests" (kind);
-        CREATE VIEW "Department Headcount" AS
-            SELECT d."Name", count(e.id) AS headcount
-            FROM "Departments" d LEFT JOIN employees e ON e."DeptId" = d."DeptId"
-            GROUP BY d."Name";
-    """,
+    """
+    + INDEX_AND_VIEW,
     Dialect.DUCKDB: """
         CREATE TYPE leave_kind AS ENUM ('vacation', 'sick', 'unpaid');
         CREATE SEQUENCE dept_ids;
@@ -136,12 +137,8 @@ HR: dict[Dialect, str] = {
             FOREIGN KEY (employee_id, project_code)
                 REFERENCES assignments (employee_id, project_code)
         );
-        CREATE INDEX lr_kind ON "Leave Requests" (kind);
-        CREATE VIEW "Department Headcount" AS
-            SELECT d."Name", count(e.id) AS headcount
-            FROM "Departments" d LEFT JOIN employees e ON e."DeptId" = d."DeptId"
-            GROUP BY d."Name";
-    """,
+    """
+    + INDEX_AND_VIEW,
 }
 
 SEED = """
