@@ -264,7 +264,7 @@ def _submit(
     for request in requests:
         cost = teacher.batch_worst_case([request])
         try:
-            governor.reserve(cost)
+            governor.reserve(cost, wait=False)  # what is in flight is this batch itself
         except BudgetExhausted as refused:
             governor.stop(refused)
             break
