@@ -602,6 +602,7 @@ def run(
     unusable = _unusable_replies(ctx)
     usage = usage_sum([usage, *(reply.usage for reply in unusable)])  # paid for all the same
     summary = {
+        "teacher": teacher.name,
         "shards": len(plan),
         "reused_shards": reused,
         "teacher_calls": calls,
@@ -615,7 +616,6 @@ def run(
     }
     manifest = {
         **summary,
-        "teacher": teacher.name,
         "parameters": teacher.parameters,
         "governor": governor,
         "plan": [r.key for r in plan],
