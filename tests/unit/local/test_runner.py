@@ -156,12 +156,17 @@ def test_spec_json_is_the_resolved_spec_with_schema_and_seed_inline(
     assert database["seedData"] == {"ddl": (EXAMPLES / "shop" / "seed.sql").read_text()}
 
 
-def test_a_second_run_of_the_same_manifest_is_refused_while_the_first_holds_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def generate_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A manifest and a store URI for runs that end after validate."""
     monkeypatch.setattr(train, "run", _stop_at_train)
-    manifest = small_manifest(tmp_path)
-    store = str(tmp_path / "store")
+    return small_manifest(tmp_path), str(tmp_path / "store")
+
+
+def test_a_second_run_of_the_same_manifest_is_refused_while_the_first_holds_it(
+    generate_only: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest, store = generate_only
     first = acquire(prepare(manifest, store, SilentProgress()).store)  # a run in progress
     assert main(["run", str(manifest), "--store", store, "--no-ray"]) == 1
     captured = capsys.readouterr()
@@ -175,11 +180,9 @@ def test_a_second_run_of_the_same_manifest_is_refused_while_the_first_holds_it(
 
 
 def test_the_lease_of_a_run_that_died_is_taken_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    generate_only: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(train, "run", _stop_at_train)
-    manifest = small_manifest(tmp_path)
-    store = str(tmp_path / "store")
+    manifest, store = generate_only
     killed = subprocess.Popen(["true"])  # the process of a run that was killed
     killed.wait()
     now = time.time()
