@@ -55,6 +55,7 @@ from distillrun.jobs.judging import Judged, judge_shards, screen
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
 from distillrun.jobs.topup import Focus, shard_focus, top_up_shards, under_covered
 from distillrun.sql.constructs import CONSTRUCTS
+from distillrun.store import Store
 from distillrun.teacher.accounting import usage_sum
 from distillrun.teacher.base import ShardOutput, ShardRequest, Teacher, Usage, shard_key
 from distillrun.teacher.errors import BudgetExhausted, TeacherFailed, TeacherStop
@@ -386,17 +387,17 @@ def _generate(
         return {"mode": "batch" if use_batch else "realtime", **governor.snapshot()}
 
 
-def _unusable_replies(ctx: StageContext) -> list[ShardOutput]:
-    """Every reply kept aside as unusable, in this run and the runs before it."""
+def unusable_replies(store: Store) -> list[ShardOutput]:
+    """Every reply kept aside as unusable in a run's store, by this run and the ones before."""
     return [
-        ShardOutput.model_validate_json(ctx.store.get_bytes(key))
-        for key in ctx.store.list_keys(UNUSABLE_PREFIX)
+        ShardOutput.model_validate_json(store.get_bytes(key))
+        for key in store.list_keys(UNUSABLE_PREFIX)
     ]
 
 
 def _spent(ctx: StageContext) -> Decimal:
     """What the teacher cost so far, exactly: the committed shards and the unusable replies."""
-    paid = [*(_read(ctx, key) for key in _committed(ctx)), *_unusable_replies(ctx)]
+    paid = [*(_read(ctx, key) for key in _committed(ctx)), *unusable_replies(ctx.store)]
     return sum((from_usd(output.usage.usd) for output in paid), Decimal(0))
 
 
@@ -599,7 +600,7 @@ def run(
         requests = _next_round(ctx, teacher, len(rounds), plan, accepted, len(accepted) - before)
 
     usage, examples, problems = _total(_read(ctx, r.key) for r in plan)
-    unusable = _unusable_replies(ctx)
+    unusable = unusable_replies(ctx.store)
     usage = usage_sum([usage, *(reply.usage for reply in unusable)])  # paid for all the same
     summary = {
         "teacher": teacher.name,

@@ -325,14 +325,15 @@ def _data(
 def _money(
     store: Store, run: DistillRun | None, shards: Sequence[ShardOutput], accepted: int | None
 ) -> Money | None:
-    if not shards:
+    paid = [*shards, *generate.unusable_replies(store)]  # replies with no example cost too
+    if not paid:
         return None
     running = Decimal(0)
     cumulative: list[float] = []
-    for shard in shards:
-        running += from_usd(shard.usage.usd)
+    for reply in paid:
+        running += from_usd(reply.usage.usd)
         cumulative.append(to_usd(running))
-    usages = [shard.usage for shard in shards]
+    usages = [reply.usage for reply in paid]
     spend = StageSpend(
         stage="generate",
         requests=sum(u.requests for u in usages),
