@@ -16,7 +16,8 @@ A reply that holds no usable example (empty, refused, not JSON, cut before the f
 a shard: committing it would mark the shard done and reuse nothing forever. It is kept under
 `generate/unusable/<key>/` instead (its cost still counts against the budget, across restarts
 too), the shard stays missing, and the stage fails with `TeacherReplyUnusable`, quoting the
-reply, once the shards in flight are committed; a rerun asks for that shard again.
+reply, once the shards in flight are committed; a rerun asks for that shard again. Empty shards
+committed by earlier versions are moved there too when the stage starts, so they are asked again.
 
 In batch mode the missing shards go to the provider's batch API as one batch; its id is stored
 under `generate/batches/<id>.json` *before* the stage waits for it, so a restarted stage finds
@@ -271,6 +272,17 @@ def _unusable(ctx: StageContext, output: ShardOutput) -> _ShardFailure:
     )
 
 
+def _set_aside_empty(ctx: StageContext, requests: Sequence[ShardRequest]) -> None:
+    """Moves committed shards without an example (committed so by versions that did not keep
+    such replies aside) to where unusable replies go, so they are asked for again."""
+    committed = _committed(ctx)
+    for request in (r for r in requests if r.key in committed):
+        shard = _read(ctx, request.key)
+        if not shard.examples:
+            _unusable(ctx, shard)
+            ctx.store.delete(shard_object_key(request.key))
+
+
 def _realtime(
     teacher: Teacher, requests: list[ShardRequest], executor: Executor, progress: _Progress
 ) -> None:
@@ -432,6 +444,7 @@ def _write_round(
     """Writes the round's missing shards; raises StageFailed (after committing everything in
     flight) when the teacher stops. `committed_before` counts the earlier rounds' shards, for
     the progress bar and the failure message."""
+    _set_aside_empty(ctx, requests)
     missing = _missing(ctx, requests)
     reused = len(requests) - len(missing)
     if reused:

@@ -154,3 +154,21 @@ def test_every_unusable_reply_is_classified_counted_and_asked_again(
     # and the validate stage gives the SQL on missing tables its own reason
     rejected = validate.run(ctx).summary["rejected"]
     assert rejected == {"unknown_table": 10}
+
+
+def test_an_empty_shard_committed_by_an_earlier_version_is_asked_for_again(
+    tmp_path: Path, anthropic_env: FakeAnthropic
+) -> None:
+    fake = anthropic_env
+    ctx = shop_context(tmp_path, baseUrl=fake.url)
+    teacher = fast_teacher(ctx)
+    first = generate.plan_shards(ctx, teacher)[0]
+    problem = {"reason": "truncated", "stop_reason": None, "detail": "the reply held no examples"}
+    empty = ShardOutput(
+        key=first.key, examples=[], usage=Usage(requests=1, usd=0.01), malformed=[problem]
+    )
+    ctx.store.put_bytes(generate.shard_object_key(first.key), empty.model_dump_json().encode())
+    summary = generate.run(ctx, teacher).summary
+    assert sorted(fake.shards_asked()) == [0, 1, 2, 3]
+    assert summary["generated"] == 40 and summary["unusable_replies"] == 1
+    assert from_usd(summary["usage"]["usd"]) == list_usd(fake.billed) + Decimal("0.01")
