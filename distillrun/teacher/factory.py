@@ -13,6 +13,7 @@ import os
 
 from distillrun.api.spec import TeacherProvider, TeacherSpec
 from distillrun.teacher.base import Teacher
+from distillrun.teacher.calls import RetryPolicy
 from distillrun.teacher.pricing import FREE, PriceError, load_prices
 from distillrun.teacher.synthetic import SyntheticTeacher
 
@@ -58,6 +59,7 @@ def make_teacher(spec: TeacherSpec) -> Teacher:
     later, from the environment, where the calls are made."""
     if spec.provider == TeacherProvider.SYNTHETIC or falls_back(spec):
         return SyntheticTeacher()
+    retry = RetryPolicy(attempts=spec.max_attempts, timeout_s=spec.request_timeout_seconds)
     try:
         prices = load_prices()
         if spec.provider == TeacherProvider.ANTHROPIC:
@@ -69,6 +71,7 @@ def make_teacher(spec: TeacherSpec) -> Teacher:
                 reasoning=spec.reasoning,
                 base_url=spec.base_url,
                 mode=spec.mode,
+                retry=retry,
             )
         from distillrun.teacher.openai_compatible import OpenAICompatibleTeacher
 
@@ -79,6 +82,7 @@ def make_teacher(spec: TeacherSpec) -> Teacher:
             price=prices.lookup(spec.model) or FREE,
             temperature=spec.temperature,
             reasoning=spec.reasoning,
+            retry=retry,
         )
     except PriceError as exc:
         raise TeacherUnavailable(str(exc), "spec.teacher.model") from None

@@ -18,6 +18,7 @@ from distillrun.api.status import StageName
 from distillrun.cli import main
 from distillrun.jobs import generate, train
 from distillrun.jobs.context import SilentProgress, StageContext, StageResult
+from distillrun.local import runner
 from distillrun.local.runner import prepare, run_manifest
 from distillrun.store.lease import LEASE_PREFIX, Holder, acquire
 from tests.fakes.openai_server import FakeOpenAI
@@ -193,3 +194,31 @@ def test_the_lease_of_a_run_that_died_is_taken_over(
     out = capsys.readouterr().out
     assert f"took over the lease of a dead run: process {killed.pid}" in out
     assert run_store.list_keys(generate.SHARDS_PREFIX)
+
+
+def test_an_unwritable_store_is_found_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_ray(num_cpus: int | None) -> None:
+        raise AssertionError("the local Ray was started before the store was checked")
+
+    monkeypatch.setattr(runner, "local_ray", no_ray)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert main(["run", str(small_manifest(tmp_path)), "--store", str(blocker / "store")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("artifact store: ") and str(blocker) in err
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_before_any_stage_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "prepare", interrupted)
+    assert main(["run", str(small_manifest(tmp_path)), "--no-ray"]) == 130
+    assert capsys.readouterr().err == (
+        "interrupted (Ctrl-C); run the same command again to resume from what was committed\n"
+    )
