@@ -115,9 +115,6 @@ def prepare(
     store = root.sub(f"{meta.namespace}/{meta.name}/{meta.uid or LOCAL_UID}")
     ctx = StageContext(run=run, store=store, schema=schema, seed_sql=seed_sql, progress=progress)
     _check_estimate(ctx, teacher, source, accept_estimate)
-    # The run's first write: a store that cannot be written (no permission, no bucket, no
-    # credentials) is found here, before the local Ray starts and before anything is paid.
-    store.put_json("spec.json", run.to_wire())
     return ctx
 
 
@@ -307,7 +304,11 @@ def run_manifest(
 ) -> RunOutcome:
     """`distillrun run`: prepares the run, then executes it on a local Ray (or inline)."""
     ctx = prepare(manifest, store_uri, progress, accept_estimate=accept_estimate)
+    # Taking the lease is the run's first write: a store that cannot be written (no permission,
+    # no bucket, no credentials) is found here, before the local Ray starts and anything is
+    # paid; and only the lease holder writes, so a refused second run changes nothing.
     with held(ctx.store) as lease:  # one process per run: `store.lease`
+        ctx.store.put_json("spec.json", ctx.run.to_wire())
         if lease.taken_from is not None:
             dead = lease.taken_from.describe(time.time())
             progress.note(StageName.GENERATE, f"took over the lease of a dead run: {dead}")

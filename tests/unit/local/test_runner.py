@@ -169,7 +169,9 @@ def test_a_second_run_of_the_same_manifest_is_refused_while_the_first_holds_it(
 ) -> None:
     manifest, store = generate_only
     first = acquire(prepare(manifest, store, SilentProgress()).store)  # a run in progress
+    first.store.put_json("spec.json", {"the": "first run's spec"})
     assert main(["run", str(manifest), "--store", store, "--no-ray"]) == 1
+    assert first.store.get_json("spec.json") == {"the": "first run's spec"}  # left alone
     captured = capsys.readouterr()
     assert "another distillrun process is running this run" in captured.err
     assert f"process {os.getpid()} on " in captured.err and "Traceback" not in captured.err
