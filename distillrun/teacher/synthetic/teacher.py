@@ -28,7 +28,7 @@ from distillrun.sql.constructs import constructs_of_tree
 from distillrun.teacher.accounting import apportion
 from distillrun.teacher.base import GeneratedExample, ShardOutput, ShardRequest, Usage
 from distillrun.teacher.diversity import QuestionIndex
-from distillrun.teacher.synthetic import joins, single
+from distillrun.teacher.synthetic import analytic, joins, logic, single
 from distillrun.teacher.synthetic.catalog import Catalog
 from distillrun.teacher.synthetic.context import Builder, Context, Draft
 from distillrun.teacher.synthetic.seeds import SeedFocus, SeedHints, read_seed_questions
@@ -42,6 +42,8 @@ TEACHER_NAME = "synthetic"
 _BUILDERS: tuple[Builder, ...] = (
     *single.BUILDERS,
     *joins.BUILDERS,
+    *analytic.BUILDERS,
+    *logic.BUILDERS,
 )
 # Draws per requested example before a shard gives up on a schema with few distinct queries.
 _ATTEMPTS_PER_EXAMPLE = 40
@@ -156,8 +158,7 @@ class SyntheticTeacher:
 
 
 def _request_focus(request: ShardRequest) -> SeedFocus | None:
-    """The request's focus in the form seed questions steer by (tables and construct tags;
-    tags the builders do not show, such as window functions, simply match none)."""
+    """The request's focus in the form seed questions steer by (tables and construct tags)."""
     if not (request.focus_tables or request.focus_constructs):
         return None
     return SeedFocus(
