@@ -1,4 +1,5 @@
-"""Resolving a run's inputs (schema DDL, seed rows) from where the manifest says they are.
+"""Resolving a run's inputs (schema DDL, seed rows, the gold set's path) from where the
+manifest says they are.
 
 Everything a user can get wrong here (a missing file, DDL that does not parse) becomes a
 ManifestError naming the field, before any stage starts.
@@ -84,3 +85,18 @@ def with_inline_sources(run: DistillRun, schema_ddl: str, seed_sql: str | None) 
     )
     spec = run.spec.model_copy(update={"database": database})
     return run.model_copy(update={"spec": spec})
+
+
+def with_gold_set_beside(run: DistillRun, base_dir: Path) -> DistillRun:
+    """The run with a relative `evaluation.goldSet.uri` made absolute against `base_dir` (the
+    manifest's directory, as for the schema and seed files), so evaluate reads the gold set
+    whatever the working directory. S3 URIs and absolute paths stay as they are."""
+    gold = run.spec.evaluation.gold_set
+    if gold is None or gold.uri.startswith("s3://"):
+        return run
+    path = Path(gold.uri.removeprefix("file://"))
+    if path.is_absolute():
+        return run
+    resolved = gold.model_copy(update={"uri": str((base_dir / path).resolve())})
+    evaluation = run.spec.evaluation.model_copy(update={"gold_set": resolved})
+    return run.model_copy(update={"spec": run.spec.model_copy(update={"evaluation": evaluation})})

@@ -28,7 +28,7 @@ from distillrun.api.status import DistillRunStatus, StageName
 from distillrun.api.transitions import run_succeeded, stage_failed, stage_started, stage_succeeded
 from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import ProgressSink, StageContext, StageFailed, StageResult
-from distillrun.jobs.inputs import load_inputs, with_inline_sources
+from distillrun.jobs.inputs import load_inputs, with_gold_set_beside, with_inline_sources
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
 from distillrun.local.summary import describe_result
 from distillrun.store import Store, open_store
@@ -90,7 +90,7 @@ def prepare(
     run = _with_local_teacher(load_run(manifest), progress)
     source = str(manifest)
     schema, seed_sql = load_inputs(run, manifest.parent, source)
-    run = with_inline_sources(run, schema.ddl, seed_sql)
+    run = with_gold_set_beside(with_inline_sources(run, schema.ddl, seed_sql), manifest.parent)
     try:
         teacher = make_teacher(run.spec.teacher)
     except TeacherUnavailable as exc:
