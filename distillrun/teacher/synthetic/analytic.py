@@ -14,7 +14,15 @@ from __future__ import annotations
 from sqlglot import exp
 
 from distillrun.teacher.synthetic import sqlkit
-from distillrun.teacher.synthetic.catalog import Entity, Field, Link
+from distillrun.teacher.synthetic.catalog import (
+    Entity,
+    Field,
+    Link,
+    categories,
+    dates,
+    measures,
+    orderable,
+)
 from distillrun.teacher.synthetic.context import Builder, Context, Draft, phrase_of
 from distillrun.teacher.synthetic.naming import (
     GENERIC_SUPERLATIVES,
@@ -29,15 +37,12 @@ _RANKINGS: dict[str, type[exp.Expr]] = {
 }
 
 
-def _ranked_table(ctx: Context) -> tuple[Entity, Field, Field] | None:
-    """A table with a column to group by and a measure or date to order by."""
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories and (e.measures or e.dates)])
-    if e is None:
-        return None
-    g, f = ctx.field(e, e.categories), ctx.field(e, (*e.measures, *e.dates))
-    if g is None or f is None:
-        return None
-    return e, g, f
+def _direction(ctx: Context, f: Field) -> tuple[bool, str, exp.Ordered]:
+    """Highest first (three times in four) or lowest first by `f`: whether descending, the
+    superlative for the top ("most expensive", "earliest") and the ORDER BY key."""
+    descending = ctx.chance(0.75)
+    word = superlatives(f.name, f.role, f.is_date)[0 if descending else 1]
+    return descending, word, ctx.renderer.ordered(sqlkit.column(f.name), descending)
 
 
 def _shown(e: Entity, *fields: Field) -> list[exp.Expr]:
@@ -47,15 +52,13 @@ def _shown(e: Entity, *fields: Field) -> list[exp.Expr]:
 
 
 def rank_within_group(ctx: Context) -> Draft | None:
-    chosen = _ranked_table(ctx)
+    chosen = ctx.table_with(categories, orderable)
     if chosen is None:
         return None
-    e, g, f = chosen
-    descending = ctx.chance(0.75)
-    word = superlatives(f.name, f.role, f.is_date)[0 if descending else 1]
+    e, (g, f) = chosen
+    descending, word, order = _direction(ctx, f)
     name = ctx.pick(tuple(_RANKINGS))
     out = output_name(f.name, "rank" if name != "ROW_NUMBER" else "position")
-    order = ctx.renderer.ordered(sqlkit.column(f.name), descending)
     ranked = sqlkit.window(_RANKINGS[name](), [sqlkit.column(g.name)], order)
     query = exp.select(*_shown(e, g, f), sqlkit.aliased(ranked, out)).from_(sqlkit.table(e.name))
     values = {"many": e.noun.many, "g": g.phrase, "col": f.phrase, "word": word}
@@ -86,14 +89,12 @@ def rank_within_group(ctx: Context) -> Draft | None:
 
 def top_per_group(ctx: Context) -> Draft | None:
     """The top N rows of every group: ROW_NUMBER in a CTE, filtered outside it."""
-    chosen = _ranked_table(ctx)
+    chosen = ctx.table_with(categories, orderable)
     if chosen is None:
         return None
-    e, g, f = chosen
-    descending = ctx.chance(0.75)
-    word = superlatives(f.name, f.role, f.is_date)[0 if descending else 1]
+    e, (g, f) = chosen
+    descending, word, order = _direction(ctx, f)
     n = ctx.pick((1, 1, 2, 3))
-    order = ctx.renderer.ordered(sqlkit.column(f.name), descending)
     position = output_name(f.name, "position")
     numbered = sqlkit.window(exp.RowNumber(), [sqlkit.column(g.name)], order)
     inner = exp.select(*_shown(e, g, f), sqlkit.aliased(numbered, position)).from_(
@@ -145,12 +146,10 @@ def top_per_group(ctx: Context) -> Draft | None:
 def period_trend(ctx: Context) -> Draft | None:
     """Per period counts or totals with a running total (SUM OVER) or the previous period's
     value (LAG)."""
-    e = ctx.entity([e for e in ctx.catalog.entities if e.dates])
-    if e is None:
+    chosen = ctx.table_with(dates)
+    if chosen is None:
         return None
-    d = ctx.field(e, e.dates)
-    if d is None:
-        return None
+    e, (d,) = chosen
     period, period_expr, period_name = ctx.period(d)
     m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
     per: exp.Expr = sqlkit.count_star() if m is None else exp.Sum(this=sqlkit.column(m.name))
@@ -206,12 +205,10 @@ def period_trend(ctx: Context) -> Draft | None:
 
 def share_of_total(ctx: Context) -> Draft | None:
     """Each group's share of all rows (or of a measure's total), in percent: SUM(...) OVER ()."""
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories])
-    if e is None:
+    chosen = ctx.table_with(categories)
+    if chosen is None:
         return None
-    g = ctx.field(e, e.categories)
-    if g is None:
-        return None
+    e, (g,) = chosen
     m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
     per: exp.Expr = sqlkit.count_star() if m is None else exp.Sum(this=sqlkit.column(m.name))
     share = exp.Div(
@@ -252,12 +249,10 @@ def share_of_total(ctx: Context) -> Draft | None:
 
 def beside_group_average(ctx: Context) -> Draft | None:
     """Each row's measure next to (or against) its group's average: AVG OVER (PARTITION BY)."""
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories and e.measures])
-    if e is None:
+    chosen = ctx.table_with(categories, measures)
+    if chosen is None:
         return None
-    g, m = ctx.field(e, e.categories), ctx.field(e, e.measures)
-    if g is None or m is None:
-        return None
+    e, (g, m) = chosen
     average = sqlkit.window(exp.Avg(this=sqlkit.column(m.name)), [sqlkit.column(g.name)])
     values = {"one": e.noun.one, "many": e.noun.many, "g": g.phrase, "m": m.phrase}
     if ctx.chance(0.5):
@@ -435,12 +430,10 @@ def parents_above_average(ctx: Context) -> Draft | None:
 
 def filtered_then_grouped(ctx: Context) -> Draft | None:
     """A filter in a CTE, a count per group outside it."""
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories])
-    if e is None:
+    chosen = ctx.table_with(categories)
+    if chosen is None:
         return None
-    g = ctx.field(e, e.categories)
-    if g is None:
-        return None
+    e, (g,) = chosen
     cond = ctx.condition(e, avoid=g)
     if cond is None:
         return None

@@ -139,6 +139,18 @@ class Context:
 
         return self._weighted(candidates, weight)
 
+    def table_with(
+        self, *kinds: Callable[[Entity], Sequence[Field]]
+    ) -> tuple[Entity, list[Field]] | None:
+        """A table with columns of every kind asked for (`catalog.categories`, `measures`, ...)
+        and one column of each kind, chosen as `entity` and `field` choose; None when no table
+        has them all."""
+        e = self.entity([e for e in self.catalog.entities if all(kind(e) for kind in kinds)])
+        if e is None:
+            return None
+        chosen = [f for kind in kinds if (f := self.field(e, kind(e))) is not None]
+        return (e, chosen) if len(chosen) == len(kinds) else None
+
     def link(self, candidates: Sequence[Link]) -> Link | None:
         return self._weighted(
             candidates,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from distillrun.teacher.synthetic import sqlkit
-from distillrun.teacher.synthetic.catalog import Entity, Link
+from distillrun.teacher.synthetic.catalog import Entity, Link, categories, measures
 from distillrun.teacher.synthetic.context import (
     Builder,
     Condition,
@@ -37,12 +37,10 @@ def _keys(link: Link) -> list[exp.Expr]:
 
 def value_bands(ctx: Context) -> Draft | None:
     """Rows counted per band of a measure: CASE WHEN m < a ... WHEN m < b ... ELSE ... END."""
-    e = ctx.entity([e for e in ctx.catalog.entities if e.measures])
-    if e is None:
+    chosen = ctx.table_with(measures)
+    if chosen is None:
         return None
-    m = ctx.field(e, e.measures)
-    if m is None:
-        return None
+    e, (m,) = chosen
     low, high = sorted(ctx.rng.sample(thresholds(m), 2))
     col = sqlkit.column(m.name)
     band = sqlkit.case(
@@ -86,12 +84,10 @@ def value_bands(ctx: Context) -> Draft | None:
 
 def high_low_label(ctx: Context) -> Draft | None:
     """Every row labelled by a threshold on a measure: CASE WHEN m >= v THEN 'high' ..."""
-    e = ctx.entity([e for e in ctx.catalog.entities if e.measures])
-    if e is None:
+    chosen = ctx.table_with(measures)
+    if chosen is None:
         return None
-    m = ctx.field(e, e.measures)
-    if m is None:
-        return None
+    e, (m,) = chosen
     value = ctx.threshold(m, above=True)
     col = sqlkit.column(m.name)
     label = sqlkit.case(
@@ -125,12 +121,10 @@ def _matching_count(cond: Condition) -> exp.Sum:
 
 def conditional_counts(ctx: Context) -> Draft | None:
     """Per group, all rows and the rows meeting a condition, side by side."""
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories])
-    if e is None:
+    chosen = ctx.table_with(categories)
+    if chosen is None:
         return None
-    g = ctx.field(e, e.categories)
-    if g is None:
-        return None
+    e, (g,) = chosen
     cond = ctx.condition(e, avoid=g)
     if cond is None:
         return None
