@@ -25,6 +25,7 @@ from distillrun.api.spec import Dialect
 from distillrun.sql.constructs import CONSTRUCTS
 from distillrun.sql.schema import ColumnKind, SchemaInfo, parse_schema
 from distillrun.teacher.base import ShardOutput, ShardRequest, Teacher, shard_key
+from distillrun.teacher.diversity import QuestionIndex
 from distillrun.teacher.synthetic import (
     GENERATOR_VERSION,
     SyntheticTeacher,
@@ -268,14 +269,28 @@ def test_no_sql_repeats_within_a_shard(sqlite_shards: list[ShardOutput]) -> None
         assert len(sqls) == len(set(sqls))
 
 
-def test_variety_grows_with_more_shards(sqlite_shards: list[ShardOutput]) -> None:
-    """Across shards queries may recur (validation dedups them), but every shard adds new ones."""
-    seen: set[str] = set()
+def test_shards_of_a_run_repeat_no_sql_and_no_question(
+    sqlite_shards: list[ShardOutput],
+) -> None:
+    """Each shard skips what the shards before it hold, so validation drops nothing as a
+    repeat: no SQL twice, no near-duplicate question, across all ten shards."""
+    sqls: set[str] = set()
+    questions = QuestionIndex()
     for out in sqlite_shards:
-        new = {ex.sql for ex in out.examples} - seen
-        assert len(new) >= len(out.examples) // 4
-        seen |= new
-    assert len(seen) > 0.6 * sum(len(out.examples) for out in sqlite_shards)
+        for ex in out.examples:
+            assert ex.sql not in sqls, ex.sql
+            assert questions.find(ex.question) is None, ex.question
+            sqls.add(ex.sql)
+            questions.add(ex.question, ex.id)
+
+
+def test_a_shard_is_the_same_whatever_order_shards_are_asked_in(
+    sqlite_shards: list[ShardOutput],
+) -> None:
+    schema = parse_schema(SHOP_DDL, Dialect.SQLITE)
+    teacher = SyntheticTeacher()
+    for index in (7, 3, 3, 9):  # backwards replays the earlier shards, forwards reuses them
+        assert teacher.write_shard(_request(schema, index)) == sqlite_shards[index]
 
 
 def _resolve(tree: exp.Query, col: exp.Column, schema: SchemaInfo) -> list[tuple[str, str]]:
