@@ -98,9 +98,7 @@ def test_the_same_question_gets_the_same_answer_on_every_engine(answers: Answers
     compared = 0
     differing: list[str] = []
     for dialect in (Dialect.DUCKDB, Dialect.POSTGRES, Dialect.MYSQL):
-        for (gold, gold_result), (other, result) in zip(
-            reference, answers[dialect], strict=True
-        ):
+        for (gold, gold_result), (other, result) in zip(reference, answers[dialect], strict=True):
             assert other.question == gold.question
             if not _deterministic(gold.sql):
                 continue
