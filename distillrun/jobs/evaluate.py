@@ -59,7 +59,7 @@ PREDICTIONS_KEY = "evaluate/predictions.jsonl"
 GOLD_PREDICTIONS_KEY = "evaluate/gold_predictions.jsonl"
 METRICS_KEY = "evaluate/metrics.json"
 
-EVAL_FORMAT = 2
+EVAL_FORMAT = 3
 """Bump when scoring changes: stored metrics are then recomputed."""
 
 
@@ -131,6 +131,7 @@ def fingerprint(
         "gold": hashlib.sha256(gold_bytes).hexdigest() if gold_bytes is not None else None,
         "max_new_tokens": spec.evaluation.max_new_tokens,
         "sandbox": spec.database.sandbox.model_dump(mode="json"),
+        "comparison": spec.evaluation.comparison.model_dump(mode="json"),
         "seed_sql": hashlib.sha256((ctx.seed_sql or "").encode()).hexdigest(),
         "schema": ctx.schema.fingerprint,
         "eval_format": EVAL_FORMAT,
@@ -172,6 +173,7 @@ def _evaluate(
     with tempfile.TemporaryDirectory(prefix="distillrun-evaluate-") as tmp:
         answers = _generate(ctx, questions + gold_questions, marker, Path(tmp))
     limits = ctx.run.spec.database.sandbox
+    comparison = ctx.run.spec.evaluation.comparison
 
     def report(scored: int, correct: int) -> None:
         ctx.progress.counts(
@@ -179,10 +181,18 @@ def _evaluate(
         )
 
     predictions = scoring.score(
-        records, answers[: len(records)], ctx.schema, ctx.seed_sql, limits, report
+        records,
+        answers[: len(records)],
+        ctx.schema,
+        ctx.seed_sql,
+        limits,
+        report,
+        comparison=comparison,
     )
     metrics: dict[str, Any] = {
         **scoring.accuracy(predictions),
+        "comparison": str(comparison.mode),
+        "warnings": scoring.warnings(predictions, ctx.seed_sql),
         "fingerprint": wanted,
         "adapter_fingerprint": marker["fingerprint"],
         "base_model": marker.get("base_model"),
@@ -191,15 +201,25 @@ def _evaluate(
     ctx.store.put_jsonl(PREDICTIONS_KEY, predictions)
     if gold_records is not None:
         gold_predictions = scoring.score(
-            gold_records, answers[len(records) :], ctx.schema, ctx.seed_sql, limits
+            gold_records,
+            answers[len(records) :],
+            ctx.schema,
+            ctx.seed_sql,
+            limits,
+            comparison=comparison,
         )
         ctx.store.put_jsonl(GOLD_PREDICTIONS_KEY, gold_predictions)
-        metrics["gold_set"] = scoring.accuracy(gold_predictions)
+        metrics["gold_set"] = {
+            **scoring.accuracy(gold_predictions),
+            "warnings": scoring.warnings(gold_predictions, ctx.seed_sql),
+        }
         ctx.progress.note(
             StageName.EVALUATE,
             f"gold set: execution accuracy {metrics['gold_set']['execution_accuracy']:.3f} "
             f"on {len(gold_records)} examples",
         )
+    for warning in metrics["warnings"]:
+        ctx.progress.note(StageName.EVALUATE, f"warning: {warning}")
     ctx.store.put_json(METRICS_KEY, metrics)
     return metrics
 
@@ -272,7 +292,8 @@ def _gate(ctx: StageContext, metrics: dict[str, Any]) -> None:
             StageName.EVALUATE,
             "AccuracyBelowThreshold",
             f"execution accuracy {accuracy:.2f} < {threshold:.2f} "
-            f"(spec.evaluation.minExecutionAccuracy) on {metrics['examples']} holdout examples; "
+            f"(spec.evaluation.minExecutionAccuracy) on {metrics['scored']} scored of "
+            f"{metrics['examples']} holdout examples; "
             f"the adapter is kept, unpublished, at {ctx.store.url(CANDIDATE_PREFIX)}; see "
             f"{ctx.store.url(PREDICTIONS_KEY)} for what the student got wrong",
         )
@@ -324,6 +345,9 @@ def _summary(ctx: StageContext, metrics: dict[str, Any], published: str) -> dict
         "execution_accuracy": metrics["execution_accuracy"],
         "examples": metrics["examples"],
         "correct": metrics["correct"],
+        "scored": metrics["scored"],
+        "unjudgeable": metrics["unjudgeable"],
+        "gold_empty": metrics["gold_empty"],
         "gold_execution_accuracy": gold.get("execution_accuracy"),
         "metrics": ctx.store.url(METRICS_KEY),
         "adapter": published,

@@ -1,5 +1,4 @@
-"""Resolving a run's inputs (schema DDL, seed rows, the gold set's path) from where the
-manifest says they are.
+"""Resolving a run's inputs (schema DDL, seed rows) from where the manifest says they are.
 
 Everything a user can get wrong here (a missing file, DDL that does not parse) becomes a
 ManifestError naming the field, before any stage starts.
@@ -12,6 +11,7 @@ from pathlib import Path
 from distillrun.api.errors import FieldProblem, ManifestError
 from distillrun.api.resource import DistillRun
 from distillrun.api.spec import SqlSource
+from distillrun.api.text import NotUtf8, decode_text, read_text
 from distillrun.sql.errors import SandboxError
 from distillrun.sql.sandbox import open_sandbox
 from distillrun.sql.schema import SchemaError, SchemaInfo, parse_schema
@@ -36,12 +36,14 @@ def read_sql_source(source: SqlSource, base_dir: Path, field: str, origin: str) 
     uri = source.uri
     try:
         if uri.startswith("s3://"):
-            return read_uri(uri).decode("utf-8")
+            return decode_text(read_uri(uri), uri)
         path = Path(uri.removeprefix("file://"))
         if not path.is_absolute():
             path = base_dir / path
-        return path.read_text(encoding="utf-8")
-    except (OSError, StoreError, UnicodeDecodeError) as exc:
+        return read_text(path)
+    except NotUtf8 as exc:
+        raise ManifestError(origin, [FieldProblem(f"{field}.uri", str(exc))]) from None
+    except (OSError, StoreError) as exc:
         raise ManifestError(
             origin, [FieldProblem(f"{field}.uri", f"cannot read {uri}: {exc}")]
         ) from None
@@ -85,18 +87,3 @@ def with_inline_sources(run: DistillRun, schema_ddl: str, seed_sql: str | None) 
     )
     spec = run.spec.model_copy(update={"database": database})
     return run.model_copy(update={"spec": spec})
-
-
-def with_gold_set_beside(run: DistillRun, base_dir: Path) -> DistillRun:
-    """The run with a relative `evaluation.goldSet.uri` made absolute against `base_dir` (the
-    manifest's directory, as for the schema and seed files), so evaluate reads the gold set
-    whatever the working directory. S3 URIs and absolute paths stay as they are."""
-    gold = run.spec.evaluation.gold_set
-    if gold is None or gold.uri.startswith("s3://"):
-        return run
-    path = Path(gold.uri.removeprefix("file://"))
-    if path.is_absolute():
-        return run
-    resolved = gold.model_copy(update={"uri": str((base_dir / path).resolve())})
-    evaluation = run.spec.evaluation.model_copy(update={"gold_set": resolved})
-    return run.model_copy(update={"spec": run.spec.model_copy(update={"evaluation": evaluation})})
