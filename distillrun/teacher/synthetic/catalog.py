@@ -65,6 +65,23 @@ class Entity:
         return self.table.name
 
 
+def categories(entity: Entity) -> tuple[Field, ...]:
+    return entity.categories
+
+
+def measures(entity: Entity) -> tuple[Field, ...]:
+    return entity.measures
+
+
+def dates(entity: Entity) -> tuple[Field, ...]:
+    return entity.dates
+
+
+def orderable(entity: Entity) -> tuple[Field, ...]:
+    """The columns rows are ranked by: measures and dates."""
+    return (*entity.measures, *entity.dates)
+
+
 @dataclass(frozen=True)
 class Link:
     """A foreign key seen as a join: every `child` row points at one `parent` row.

@@ -30,6 +30,7 @@ def small_manifest(tmp_path: Path, **teacher: object) -> Path:
     data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
+    data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}
     data["spec"]["teacher"].update({"targetExamples": 40, "examplesPerShard": 20, **teacher})
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(data))
