@@ -153,6 +153,17 @@ def _quality(quality: Quality) -> Table:
             rows.append(("gate", f"{quality.threshold:.1%} {verdict}"))
         for outcome in scores.outcomes:
             rows.append((f"  {outcome.name}", f"{outcome.count:,}"))
+    for contender in quality.contenders:
+        gold = f"; gold set {contender.gold_set.rate:.1%}" if contender.gold_set is not None else ""
+        cost = f"; cost ${contender.usd:.2f}" if contender.usd else ""
+        rows.append(
+            (
+                contender.name,
+                f"{contender.holdout.rate:.1%} ({contender.holdout.correct:,}/"
+                f"{contender.holdout.scored:,}){gold}{cost}; student "
+                f"{quality.points_over(contender):+.1f} points",
+            )
+        )
     return _facts("Quality", rows)
 
 
