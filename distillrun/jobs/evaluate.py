@@ -31,6 +31,7 @@ from typing import Any
 
 from distillrun.api.spec import TrainingMethod
 from distillrun.api.status import StageName
+from distillrun.jobs import teacher_answers
 from distillrun.jobs.context import StageContext, StageFailed, StageResult, read_dataset
 from distillrun.jobs.student import (
     known_library_warnings,
@@ -135,6 +136,7 @@ def fingerprint(
         "schema": ctx.schema.fingerprint,
         "with_schema": spec.student.schema_in_prompt,
         "score_base": spec.evaluation.score_base,
+        "teacher": spec.teacher.model if teacher_answers.wanted(ctx) else None,
         "eval_format": EVAL_FORMAT,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
@@ -186,12 +188,28 @@ def _evaluate(
         "base_model": marker.get("base_model"),
         "gold_set": student["gold_set"],
         "base": None,
+        "teacher": None,
     }
     if student["gold_set"] is not None:
         ctx.progress.note(
             StageName.EVALUATE,
             f"gold set: execution accuracy {student['gold_set']['execution_accuracy']:.3f} "
             f"on {len(gold_records or [])} examples",
+        )
+    if teacher_answers.wanted(ctx):
+        asked = teacher_answers.ask(ctx, questions)
+        metrics["teacher"] = {
+            **_score(ctx, TEACHER, records, gold_records, asked.answers),
+            "model": asked.model,
+            "usd": asked.usage.usd,
+            "usage": asked.usage.model_dump(),
+            "skipped": asked.skipped,
+        }
+        ctx.progress.note(
+            StageName.EVALUATE,
+            f"teacher {asked.model}: execution accuracy "
+            f"{metrics['teacher']['holdout']['execution_accuracy']:.3f} on the same questions "
+            f"(${asked.usage.usd:.4f})" + (f"; {asked.skipped}" if asked.skipped else ""),
         )
     if BASE in answers:
         metrics["base"] = _score(ctx, BASE, records, gold_records, answers[BASE])
@@ -208,6 +226,7 @@ def _evaluate(
 
 STUDENT = "student"
 BASE = "base"
+TEACHER = "teacher"
 
 
 def predictions_keys(who: str) -> tuple[str, str]:
@@ -391,6 +410,9 @@ def _summary(ctx: StageContext, metrics: dict[str, Any], published: str) -> dict
     return {
         "execution_accuracy": metrics["execution_accuracy"],
         "base_execution_accuracy": base.get("execution_accuracy"),
+        "teacher_execution_accuracy": (
+            ((metrics.get("teacher") or {}).get("holdout") or {}).get("execution_accuracy")
+        ),
         "examples": metrics["examples"],
         "correct": metrics["correct"],
         "gold_execution_accuracy": gold.get("execution_accuracy"),
