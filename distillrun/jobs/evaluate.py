@@ -3,9 +3,13 @@
 The candidate adapter from `train/adapter/` answers every holdout question (and every question
 of the user's gold set, `spec.evaluation.goldSet`, scored the same way and reported apart);
 `training.scoring` runs each answer and the gold SQL in a sandbox of the run's schema and seed
-rows and compares the results. Writes `evaluate/predictions.jsonl`,
-`evaluate/gold_predictions.jsonl` (with a gold set) and `evaluate/metrics.json`, then applies the
-gate on the holdout accuracy:
+rows and compares the results. The same questions are put to the base model before training
+(`evaluation.scoreBase`: the adapter switched off, or the base beside a full fine-tune) and, for
+an LLM teacher, to the teacher (`evaluation.askTeacher`, `jobs.teacher_answers`), scored the
+same way: what distillation bought, and how close the student comes to its teacher. Writes
+`evaluate/predictions.jsonl`, `evaluate/gold_predictions.jsonl` (with a gold set), the
+`base_`/`teacher_` predictions beside them, and `evaluate/metrics.json`, then applies the gate
+on the student's holdout accuracy:
 
 - at or above `spec.evaluation.minExecutionAccuracy` the candidate is published: copied to
   `adapter/` with its model card rewritten to carry the accuracy (and, with

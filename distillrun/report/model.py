@@ -324,7 +324,8 @@ class Quality:
 
     def points_over(self, contender: Contender) -> float:
         """The student's holdout accuracy minus `contender`'s, in percentage points."""
-        return 100 * (self.holdout.execution_accuracy - contender.holdout.rate)
+        student = Accuracy("student", self.holdout.correct, self.holdout.scored)
+        return 100 * (student.rate - contender.holdout.rate)
 
     @property
     def passed(self) -> bool | None:

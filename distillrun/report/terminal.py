@@ -154,16 +154,14 @@ def _quality(quality: Quality) -> Table:
         for outcome in scores.outcomes:
             rows.append((f"  {outcome.name}", f"{outcome.count:,}"))
     for contender in quality.contenders:
-        gold = f"; gold set {contender.gold_set.rate:.1%}" if contender.gold_set is not None else ""
-        cost = f"; cost ${contender.usd:.2f}" if contender.usd else ""
-        rows.append(
-            (
-                contender.name,
-                f"{contender.holdout.rate:.1%} ({contender.holdout.correct:,}/"
-                f"{contender.holdout.scored:,}){gold}{cost}; student "
-                f"{quality.points_over(contender):+.1f} points",
-            )
-        )
+        holdout = contender.holdout
+        shown = f"{holdout.rate:.1%} ({holdout.correct:,}/{holdout.scored:,})"
+        rows.append((contender.name, shown))
+        if contender.gold_set is not None:
+            rows.append(("  on the gold set", f"{contender.gold_set.rate:.1%}"))
+        if contender.usd:
+            rows.append(("  cost", f"${contender.usd:.4f}"))
+        rows.append(("  student ahead by", f"{quality.points_over(contender):+.1f} points"))
     return _facts("Quality", rows)
 
 
