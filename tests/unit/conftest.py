@@ -16,22 +16,22 @@ from pathlib import Path
 import pytest
 
 from distillrun.jobs.builtin.cache import (
+    BASE_SHAPE,
     DEFAULT_RECIPE,
     BaseRecipe,
-    BaseShape,
     base_directory,
     build_base,
 )
 
 SMALL_RECIPE = BaseRecipe(
-    shape=BaseShape(
+    shape=replace(
+        BASE_SHAPE,
         vocab_size=1024,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
-        head_dim=32,
     ),
     shards_per_schema=1,
     schema_share=0.2,

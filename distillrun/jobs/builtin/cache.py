@@ -20,6 +20,7 @@ from pathlib import Path
 
 from distillrun.jobs.builtin.corpus import corpus_identity, pretraining_examples
 from distillrun.jobs.builtin.pretrain import Schedule, pretrain
+from distillrun.jobs.student import TinyQwen3Shape
 
 BUILDER_VERSION = 1
 """Bump when the builder changes what it builds: a cached base of another version is rebuilt."""
@@ -27,24 +28,25 @@ BUILDER_VERSION = 1
 MARKER = ".distillrun-base.json"
 
 
-@dataclass(frozen=True)
-class BaseShape:
-    """The base model's size: a Qwen3 decoder small enough to pretrain in minutes on 2 cores."""
-
-    vocab_size: int = 3072
-    hidden_size: int = 128
-    intermediate_size: int = 384
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    head_dim: int = 32
+BASE_SHAPE = TinyQwen3Shape(
+    vocab_size=3072,
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=32,
+    merge_across_spaces=False,
+)
+"""The base's size: a Qwen3 decoder small enough to pretrain in minutes on 2 cores, with a
+tokenizer that keeps words apart (another schema's names split the same way everywhere)."""
 
 
 @dataclass(frozen=True)
 class BaseRecipe:
     """Everything that decides what the builtin base is."""
 
-    shape: BaseShape = field(default_factory=BaseShape)
+    shape: TinyQwen3Shape = BASE_SHAPE
     shards_per_schema: int = 24
     schema_share: float = 0.1
     """Share of pretraining prompts that carry the schema (runs may ask for either form)."""
@@ -106,7 +108,6 @@ def build_base(
     """Generates the corpus, builds tokenizer and model, pretrains it, saves it to `out_dir`."""
     from distillrun.jobs import prompting
     from distillrun.jobs.student import (
-        TinyQwen3Shape,
         build_tiny_qwen3,
         limit_torch_threads,
         load_model,
@@ -127,8 +128,7 @@ def build_base(
         )
         texts.append(example.question)
         texts.append(prompting.format_answer(example.sql, reasoning=False))
-    shape = TinyQwen3Shape(**asdict(recipe.shape), merge_across_spaces=False)
-    build_tiny_qwen3(texts, out_dir, seed=recipe.schedule.seed, shape=shape)
+    build_tiny_qwen3(texts, out_dir, seed=recipe.schedule.seed, shape=recipe.shape)
     limit_torch_threads()
     import torch
 
