@@ -225,6 +225,7 @@ def main() -> None:
                     **os.environ,
                     "KUBECONFIG": str(plane.kubeconfig),
                     "DISTILLRUN_ARTIFACTS_URI": store_root,
+                    "DISTILLRUN_ALLOW_FILE_STORE": "true",  # the bench writes the outputs
                     "DISTILLRUN_METRICS_PORT": str(metrics_port),
                     "DISTILLRUN_RESYNC_SECONDS": "30",
                 }

@@ -24,16 +24,22 @@ from distillrun import __version__
 from distillrun.api.errors import ManifestError
 from distillrun.api.resource import load_run
 
+INTERRUPTED_EXIT = 130
+"""A run stopped by Ctrl-C exits as a shell reports a process ended by SIGINT."""
+
 
 def _validate(args: argparse.Namespace, out: Console, err: Console) -> int:
     from distillrun.jobs.inputs import load_inputs
+    from distillrun.local.preflight import check_local_run
 
     failed = 0
     for manifest in args.manifests:
         path = Path(manifest)
         try:
             run = load_run(path)
-            load_inputs(run, path.parent, manifest)
+            schema, _ = load_inputs(run, path.parent, manifest)
+            if not args.cluster:
+                check_local_run(run, schema, path.parent, manifest)
         except ManifestError as exc:
             failed += 1
             err.print(str(exc), highlight=False, markup=False)
@@ -63,7 +69,21 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     except StoreError as exc:
         err.print(f"artifact store: {exc}", highlight=False, markup=False)
         return 1
+    except KeyboardInterrupt:
+        err.print(
+            "interrupted (Ctrl-C); run the same command again to resume from what was committed",
+            highlight=False,
+        )
+        return INTERRUPTED_EXIT
     out.print(render_summary(outcome), highlight=False)
+    if outcome.failure is not None and outcome.interrupted:
+        err.print(
+            f"interrupted during {outcome.failure.stage}: status and report are written; run "
+            "the same command again to resume",
+            highlight=False,
+            markup=False,
+        )
+        return INTERRUPTED_EXIT
     if outcome.failure is not None:
         err.print(f"run failed: {outcome.failure}", highlight=False, markup=False)
         return 1
@@ -137,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check DistillRun manifests")
     validate.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    validate.add_argument(
+        "--cluster",
+        action="store_true",
+        help="check a manifest meant for the operator: the contract and its files only, not "
+        "whether this machine could run it (GPUs, a cached hub student)",
+    )
     validate.set_defaults(handler=_validate)
 
     crd = commands.add_parser("crd", help="print the DistillRun CustomResourceDefinition")

@@ -92,7 +92,7 @@ _CEL_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
             # custom-<name> profiles may be CPU or GPU: training's planner checks those
             "rule": "!has(self.hardwareProfile) || self.hardwareProfile == 'cpu' "
             "|| self.hardwareProfile.startsWith('custom-') "
-            "|| (has(self.gpusPerWorker) && self.gpusPerWorker >= 1)",
+            "|| !has(self.gpusPerWorker) || self.gpusPerWorker >= 1",
             "message": "gpusPerWorker must be at least 1 for a GPU hardwareProfile",
         },
     ],

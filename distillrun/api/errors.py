@@ -42,8 +42,11 @@ def _path(loc: tuple[int | str, ...], prefix: str) -> str:
     return ".".join(parts)
 
 
-def _message(err_type: str, msg: str) -> str:
+def _message(err_type: str, msg: str, loc: tuple[int | str, ...]) -> str:
     if err_type == "extra_forbidden":
+        name = loc[-1] if loc else ""
+        if isinstance(name, str) and "_" in name:  # a Python name: the CRD has no such field
+            return "unknown field (fields are spelled in camelCase, as in the CRD)"
         return "unknown field"
     if err_type == "missing":
         return "required field is missing"
@@ -53,6 +56,6 @@ def _message(err_type: str, msg: str) -> str:
 def problems_from(error: ValidationError, prefix: str = "") -> list[FieldProblem]:
     """Turns pydantic's errors into field problems with wire (camelCase) paths."""
     return [
-        FieldProblem(_path(tuple(e["loc"]), prefix), _message(e["type"], e["msg"]))
+        FieldProblem(_path(tuple(e["loc"]), prefix), _message(e["type"], e["msg"], tuple(e["loc"])))
         for e in error.errors(include_url=False)
     ]

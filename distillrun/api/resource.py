@@ -14,6 +14,7 @@ from distillrun.api.constants import API_VERSION, KIND, NAME_MAX_LENGTH, NAME_PA
 from distillrun.api.errors import FieldProblem, ManifestError, problems_from
 from distillrun.api.spec import DistillRunSpec, WireModel
 from distillrun.api.status import DistillRunStatus
+from distillrun.api.text import NotUtf8, read_text
 
 
 class ObjectMeta(WireModel):
@@ -76,7 +77,9 @@ def parse_run(data: object, source: str = "<manifest>") -> DistillRun:
     if not isinstance(data, dict):
         raise ManifestError(source, [FieldProblem("", "a DistillRun manifest must be a mapping")])
     try:
-        return DistillRun.model_validate(data)
+        # Wire names only, as the CRD admits them: `target_examples` is an unknown field here
+        # just as it is for the apiserver (the models also take Python names, for code).
+        return DistillRun.model_validate(data, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise ManifestError(source, problems_from(exc)) from None
 
@@ -85,11 +88,13 @@ def load_run(path: Path) -> DistillRun:
     """Reads and validates one DistillRun manifest file."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except OSError as exc:
         raise ManifestError(
             source, [FieldProblem("", f"cannot read file: {exc.strerror}")]
         ) from None
+    except NotUtf8 as exc:
+        raise ManifestError(source, [FieldProblem("", str(exc))]) from None
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

@@ -79,6 +79,14 @@ class DedupMode(StrEnum):
     NORMALIZED = "normalized"
 
 
+class ComparisonMode(StrEnum):
+    """How a prediction's result is compared with the gold result (see `sql.compare` and
+    `sql.spider`)."""
+
+    STRICT = "strict"
+    SPIDER = "spider"
+
+
 class SecretKeyRef(WireModel):
     """A key inside a Kubernetes Secret; secrets are only ever referenced, never inlined."""
 
@@ -235,6 +243,26 @@ class TeacherSpec(WireModel):
     temperature: Annotated[
         float, Field(default=1.0, ge=0.0, le=2.0, description="Sampling temperature.")
     ] = 1.0
+    request_timeout_seconds: Annotated[
+        float,
+        Field(
+            default=600.0,
+            ge=1,
+            le=3600,
+            description="How long one teacher request may take before it counts as failed and "
+            "is tried again (long answers at a slow endpoint need minutes).",
+        ),
+    ] = 600.0
+    max_attempts: Annotated[
+        int,
+        Field(
+            default=5,
+            ge=1,
+            le=50,
+            description="Tries of one request (timeouts, overload, server errors) before the "
+            "generate stage stops with TeacherFailed; rate limits wait as the server says.",
+        ),
+    ] = 5
     rate_limits: Annotated[
         RateLimits, Field(default_factory=RateLimits, description="Account limits per minute.")
     ]
@@ -331,7 +359,17 @@ class StudentSpec(WireModel):
             json_schema_extra={"pattern": HARDWARE_PROFILE_PATTERN},
         ),
     ] = HardwareProfileName.A100_80GB.value
-    gpus_per_worker: Annotated[int, Field(default=1, ge=0, le=16, description="GPUs each.")] = 1
+    gpus_per_worker: Annotated[
+        int,
+        Field(
+            default=1,
+            ge=0,
+            le=16,
+            description="GPUs each; left out: 0 with hardwareProfile cpu, else 1.",
+            # no default in the CRD: the apiserver would write 1 into a cpu run and refuse it
+            json_schema_extra=lambda schema: schema.pop("default", None),
+        ),
+    ] = 1
     workers: Annotated[int, Field(default=1, ge=1, le=512, description="Training workers.")] = 1
     epochs: Annotated[int, Field(default=3, ge=1, le=100, description="Passes over the data.")] = 3
     max_steps: Annotated[
@@ -396,6 +434,17 @@ class StudentSpec(WireModel):
         ),
     ] = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _gpus_follow_profile(cls, data: Any) -> Any:
+        """`gpusPerWorker` left out means 0 on the cpu profile (1, the default, elsewhere)."""
+        if not isinstance(data, dict) or "gpusPerWorker" in data or "gpus_per_worker" in data:
+            return data
+        profile = data.get("hardwareProfile", data.get("hardware_profile"))
+        if profile == HardwareProfileName.CPU:
+            return {**data, "gpusPerWorker": 0}
+        return data
+
     @field_validator("hardware_profile")
     @classmethod
     def _known_profile_name(cls, value: str) -> str:
@@ -453,6 +502,44 @@ class TrainingEvaluationSpec(WireModel):
     ] = 32
 
 
+class ComparisonSpec(WireModel):
+    """How predicted and gold results are compared when scoring."""
+
+    mode: Annotated[
+        ComparisonMode,
+        Field(
+            default=ComparisonMode.STRICT,
+            description="strict: distillrun's rules (numbers equal within 1e-9 relative for "
+            "floats only; examples whose gold result is empty are scored apart); spider: the "
+            "official Spider test-suite evaluator's rules (DISTINCT removed, no tolerance, two "
+            "empty results equal), for comparing with published numbers.",
+        ),
+    ] = ComparisonMode.STRICT
+    keep_distinct: Annotated[
+        bool,
+        Field(
+            default=False,
+            description="spider mode only: keep DISTINCT (the evaluator's --keep_distinct).",
+        ),
+    ] = False
+    max_rows: Annotated[
+        int,
+        Field(
+            default=100_000,
+            ge=1,
+            le=1_000_000,
+            description="Rows fetched per query to compare results whole; a pair whose results "
+            "both exceed it (with equal row counts) is unjudgeable, never correct.",
+        ),
+    ] = 100_000
+
+    @model_validator(mode="after")
+    def _distinct_needs_spider(self) -> ComparisonSpec:
+        if self.keep_distinct and self.mode != ComparisonMode.SPIDER:
+            raise ValueError("keepDistinct applies to mode spider only (strict keeps DISTINCT)")
+        return self
+
+
 class EvaluationSpec(WireModel):
     """The accuracy gate before an adapter is published."""
 
@@ -490,6 +577,13 @@ class EvaluationSpec(WireModel):
             "never asked).",
         ),
     ] = True
+    comparison: Annotated[
+        ComparisonSpec,
+        Field(
+            default_factory=ComparisonSpec,
+            description="How results are compared: strict (default) or spider.",
+        ),
+    ]
 
 
 class ArtifactsSpec(WireModel):

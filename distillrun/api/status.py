@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -103,9 +104,42 @@ class EvaluationStatus(WireModel):
     """The accuracy the gate saw."""
 
     execution_accuracy: Annotated[
-        float | None, Field(default=None, description="Share of holdout answered right.")
+        float | None,
+        Field(default=None, description="Share of the scored holdout examples answered right."),
     ] = None
-    examples: Annotated[int, Field(default=0, ge=0, description="Holdout examples scored.")] = 0
+    examples: Annotated[int, Field(default=0, ge=0, description="Holdout examples.")] = 0
+    scored: Annotated[
+        int, Field(default=0, ge=0, description="Holdout examples counted in the accuracy.")
+    ] = 0
+    unjudgeable: Annotated[
+        int,
+        Field(
+            default=0,
+            ge=0,
+            description="Examples counted apart: results too long to compare whole.",
+        ),
+    ] = 0
+    gold_empty: Annotated[
+        int,
+        Field(
+            default=0,
+            ge=0,
+            description="Examples counted apart: the gold result is empty (strict comparison).",
+        ),
+    ] = 0
+
+    @classmethod
+    def of_summary(cls, summary: Mapping[str, Any]) -> EvaluationStatus:
+        """The status the evaluate stage's summary reports (stored by the local runner and the
+        operator alike)."""
+        accuracy = summary.get("execution_accuracy")
+        return cls(
+            execution_accuracy=None if accuracy is None else float(accuracy),
+            **{
+                name: int(summary.get(name) or 0)
+                for name in ("examples", "scored", "unjudgeable", "gold_empty")
+            },
+        )
 
 
 class ArtifactsStatus(WireModel):

@@ -64,7 +64,7 @@ PREDICTIONS_KEY = "evaluate/predictions.jsonl"
 GOLD_PREDICTIONS_KEY = "evaluate/gold_predictions.jsonl"
 METRICS_KEY = "evaluate/metrics.json"
 
-EVAL_FORMAT = 2
+EVAL_FORMAT = 3
 """Bump when scoring changes: stored metrics are then recomputed."""
 
 
@@ -136,6 +136,7 @@ def fingerprint(
         "gold": hashlib.sha256(gold_bytes).hexdigest() if gold_bytes is not None else None,
         "max_new_tokens": spec.evaluation.max_new_tokens,
         "sandbox": spec.database.sandbox.model_dump(mode="json"),
+        "comparison": spec.evaluation.comparison.model_dump(mode="json"),
         "seed_sql": hashlib.sha256((ctx.seed_sql or "").encode()).hexdigest(),
         "schema": ctx.schema.fingerprint,
         "with_schema": spec.student.schema_in_prompt,
@@ -187,6 +188,7 @@ def _evaluate(
     student = _score(ctx, STUDENT, records, gold_records, answers[STUDENT], report)
     metrics: dict[str, Any] = {
         **student["holdout"],
+        "comparison": str(ctx.run.spec.evaluation.comparison.mode),
         "fingerprint": wanted,
         "adapter_fingerprint": marker["fingerprint"],
         "base_model": marker.get("base_model"),
@@ -200,6 +202,8 @@ def _evaluate(
             f"gold set: execution accuracy {student['gold_set']['execution_accuracy']:.3f} "
             f"on {len(gold_records or [])} examples",
         )
+    for warning in metrics["warnings"]:
+        ctx.progress.note(StageName.EVALUATE, f"warning: {warning}")
     if teacher_answers.wanted(ctx):
         asked = teacher_answers.ask(ctx, questions)
         metrics["teacher"] = {
@@ -251,18 +255,39 @@ def _score(
     """Scores `who`'s answers (holdout first, then gold set) and stores its predictions; the
     holdout and gold-set accuracies."""
     limits = ctx.run.spec.database.sandbox
+    comparison = ctx.run.spec.evaluation.comparison
     holdout_key, gold_key = predictions_keys(who)
     predictions = scoring.score(
-        records, answers[: len(records)], ctx.schema, ctx.seed_sql, limits, report
+        records,
+        answers[: len(records)],
+        ctx.schema,
+        ctx.seed_sql,
+        limits,
+        report,
+        comparison=comparison,
     )
     ctx.store.put_jsonl(holdout_key, predictions)
-    scores: dict[str, Any] = {"holdout": scoring.accuracy(predictions), "gold_set": None}
+    scores: dict[str, Any] = {
+        "holdout": {
+            **scoring.accuracy(predictions),
+            "warnings": scoring.warnings(predictions, ctx.seed_sql),
+        },
+        "gold_set": None,
+    }
     if gold_records is not None:
         gold_predictions = scoring.score(
-            gold_records, answers[len(records) :], ctx.schema, ctx.seed_sql, limits
+            gold_records,
+            answers[len(records) :],
+            ctx.schema,
+            ctx.seed_sql,
+            limits,
+            comparison=comparison,
         )
         ctx.store.put_jsonl(gold_key, gold_predictions)
-        scores["gold_set"] = scoring.accuracy(gold_predictions)
+        scores["gold_set"] = {
+            **scoring.accuracy(gold_predictions),
+            "warnings": scoring.warnings(gold_predictions, ctx.seed_sql),
+        }
     return scores
 
 
@@ -362,7 +387,8 @@ def _gate(ctx: StageContext, metrics: dict[str, Any]) -> None:
             StageName.EVALUATE,
             "AccuracyBelowThreshold",
             f"execution accuracy {accuracy:.2f} < {threshold:.2f} "
-            f"(spec.evaluation.minExecutionAccuracy) on {metrics['examples']} holdout examples; "
+            f"(spec.evaluation.minExecutionAccuracy) on {metrics['scored']} scored of "
+            f"{metrics['examples']} holdout examples; "
             f"the adapter is kept, unpublished, at {ctx.store.url(CANDIDATE_PREFIX)}; see "
             f"{ctx.store.url(PREDICTIONS_KEY)} for what the student got wrong",
         )
@@ -419,6 +445,9 @@ def _summary(ctx: StageContext, metrics: dict[str, Any], published: str) -> dict
         ),
         "examples": metrics["examples"],
         "correct": metrics["correct"],
+        "scored": metrics["scored"],
+        "unjudgeable": metrics["unjudgeable"],
+        "gold_empty": metrics["gold_empty"],
         "gold_execution_accuracy": gold.get("execution_accuracy"),
         "metrics": ctx.store.url(METRICS_KEY),
         "adapter": published,

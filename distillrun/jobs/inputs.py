@@ -11,6 +11,7 @@ from pathlib import Path
 from distillrun.api.errors import FieldProblem, ManifestError
 from distillrun.api.resource import DistillRun
 from distillrun.api.spec import SqlSource
+from distillrun.api.text import NotUtf8, decode_text, read_text
 from distillrun.sql.errors import SandboxError
 from distillrun.sql.sandbox import open_sandbox
 from distillrun.sql.schema import SchemaError, SchemaInfo, parse_schema
@@ -35,12 +36,14 @@ def read_sql_source(source: SqlSource, base_dir: Path, field: str, origin: str) 
     uri = source.uri
     try:
         if uri.startswith("s3://"):
-            return read_uri(uri).decode("utf-8")
+            return decode_text(read_uri(uri), uri)
         path = Path(uri.removeprefix("file://"))
         if not path.is_absolute():
             path = base_dir / path
-        return path.read_text(encoding="utf-8")
-    except (OSError, StoreError, UnicodeDecodeError) as exc:
+        return read_text(path)
+    except NotUtf8 as exc:
+        raise ManifestError(origin, [FieldProblem(f"{field}.uri", str(exc))]) from None
+    except (OSError, StoreError) as exc:
         raise ManifestError(
             origin, [FieldProblem(f"{field}.uri", f"cannot read {uri}: {exc}")]
         ) from None

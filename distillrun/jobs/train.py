@@ -262,6 +262,7 @@ def run(ctx: StageContext) -> StageResult:
             schema=ctx.schema,
             seed_sql=ctx.seed_sql,
             sandbox=ctx.run.spec.database.sandbox,
+            comparison=evaluation.comparison,
             launch_token=secrets.token_hex(6),
             threads=None if runs_in_process(plan) else plan.cpus_per_process,
         )

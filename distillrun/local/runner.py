@@ -11,6 +11,8 @@ end, finished or failed, the run's report page is built from what is in the stor
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -24,12 +26,13 @@ from typing import Any
 from distillrun.api.errors import FieldProblem, ManifestError
 from distillrun.api.resource import DistillRun, load_run
 from distillrun.api.spec import TeacherProvider
-from distillrun.api.status import DistillRunStatus, StageName
+from distillrun.api.status import DistillRunStatus, EvaluationStatus, StageName
 from distillrun.api.transitions import run_succeeded, stage_failed, stage_started, stage_succeeded
 from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import ProgressSink, StageContext, StageFailed, StageResult
 from distillrun.jobs.inputs import load_inputs, with_inline_sources
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
+from distillrun.local.preflight import check_local_run, resolve_gold_set
 from distillrun.local.summary import describe_result
 from distillrun.store import Store, open_store
 from distillrun.teacher.base import Teacher
@@ -37,6 +40,8 @@ from distillrun.teacher.factory import TeacherUnavailable, make_teacher
 
 DEFAULT_STORE = "distillrun-artifacts"  # a plain path: relative to the working directory
 LOCAL_UID = "local"
+INTERRUPTED = "Interrupted"
+"""The failure reason of a stage stopped by Ctrl-C."""
 API_KEY_VARIABLES = {
     TeacherProvider.ANTHROPIC: "ANTHROPIC_API_KEY",
     TeacherProvider.OPENAI_COMPATIBLE: "OPENAI_API_KEY",
@@ -58,6 +63,10 @@ class RunOutcome:
     @property
     def succeeded(self) -> bool:
         return self.failure is None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.failure is not None and self.failure.reason == INTERRUPTED
 
 
 def _now() -> str:
@@ -87,9 +96,11 @@ def prepare(
 ) -> StageContext:
     """Loads and checks everything a run needs; raises ManifestError naming the field at fault.
     An LLM teacher's cost is estimated here, before any call (see `_check_estimate`)."""
-    run = _with_local_teacher(load_run(manifest), progress)
     source = str(manifest)
+    run = load_run(manifest)
     schema, seed_sql = load_inputs(run, manifest.parent, source)
+    check_local_run(run, schema, manifest.parent, source)
+    run = _with_local_teacher(resolve_gold_set(run, manifest.parent), progress)
     run = with_inline_sources(run, schema.ddl, seed_sql)
     try:
         teacher = make_teacher(run.spec.teacher)
@@ -100,6 +111,9 @@ def prepare(
     store = root.sub(f"{meta.namespace}/{meta.name}/{meta.uid or LOCAL_UID}")
     ctx = StageContext(run=run, store=store, schema=schema, seed_sql=seed_sql, progress=progress)
     _check_estimate(ctx, teacher, source, accept_estimate)
+    # The run's first write: a store that cannot be written (no permission, no bucket, no
+    # credentials) is found here, before the local Ray starts and before anything is paid.
+    store.put_json("spec.json", run.to_wire())
     return ctx
 
 
@@ -109,8 +123,14 @@ def _check_estimate(ctx: StageContext, teacher: Teacher, source: str, accept: bo
     estimate = generate.preflight(ctx, teacher)
     if estimate is None:
         return
-    budget = ctx.run.spec.teacher.budget.max_usd
+    teacher_spec = ctx.run.spec.teacher
+    budget = teacher_spec.budget.max_usd
     ctx.progress.note(StageName.GENERATE, estimate.describe(budget))
+    ctx.progress.note(
+        StageName.GENERATE,
+        f"a teacher request may take {teacher_spec.request_timeout_seconds:g} s and is tried "
+        f"{teacher_spec.max_attempts} times (spec.teacher.requestTimeoutSeconds, maxAttempts)",
+    )
     deadline = ctx.run.spec.teacher.deadline_hours
     if deadline is not None and not estimate.batch and estimate.realtime_minutes > deadline * 60:
         ctx.progress.note(
@@ -184,18 +204,14 @@ def _record(status: DistillRunStatus, result: StageResult) -> DistillRunStatus:
     elif result.stage == StageName.EVALUATE:
         # train leaves a candidate; only evaluate's gate publishes the run's adapter
         updates["artifacts"] = status.artifacts.model_copy(update={"adapter": summary["adapter"]})
-        updates["evaluation"] = status.evaluation.model_copy(
-            update={
-                "execution_accuracy": summary["execution_accuracy"],
-                "examples": summary["examples"],
-            }
-        )
+        updates["evaluation"] = EvaluationStatus.of_summary(summary)
     return status.model_copy(update=updates)
 
 
 def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
-    """Runs the stages in order with `executor` for their parallel parts."""
-    ctx.store.put_json("spec.json", ctx.run.to_wire())
+    """Runs the stages in order with `executor` for their parallel parts. Ctrl-C ends the
+    stage that runs as failed with reason Interrupted (not left Running), and the run's status
+    and report are written as for any failure; a rerun resumes from what was committed."""
     status = DistillRunStatus()
     outcome = RunOutcome(run=ctx.run, store=ctx.store, status=status)
     for stage, call in _stages(ctx, executor):
@@ -206,6 +222,13 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
             result = call()
         except StageFailed as named:
             outcome.failure = named
+        except KeyboardInterrupt:
+            outcome.failure = StageFailed(
+                stage,
+                INTERRUPTED,
+                f"interrupted (Ctrl-C) during {stage}; run the same command again to resume "
+                "from what was committed",
+            )
         except Exception as exc:  # a bug, not a user mistake: keep the traceback in the store
             key = f"errors/{stage}.txt"
             ctx.store.put_bytes(key, traceback.format_exc().encode())
@@ -224,9 +247,24 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
         status = stage_succeeded(_record(status, result), stage, message, _now())
     else:
         status = run_succeeded(status, _now())
-    ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
-    outcome.status = _with_report(ctx, outcome, status)
+    with _finishing(interrupted=outcome.interrupted):
+        ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
+        outcome.status = _with_report(ctx, outcome, status)
     return outcome
+
+
+@contextmanager
+def _finishing(*, interrupted: bool) -> Iterator[None]:
+    """After a Ctrl-C, a second one must not cut the status and report in half: SIGINT is
+    ignored while they are written (from the main thread, where handlers can be set)."""
+    if not interrupted or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _with_report(

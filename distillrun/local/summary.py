@@ -36,7 +36,9 @@ def render_summary(outcome: RunOutcome) -> str:
     if status.evaluation.execution_accuracy is not None:
         lines.append(
             f"  execution accuracy: {status.evaluation.execution_accuracy:.3f} "
-            f"on {status.evaluation.examples} holdout examples"
+            f"on {status.evaluation.scored} scored of {status.evaluation.examples} holdout "
+            f"examples ({status.evaluation.unjudgeable} unjudgeable and "
+            f"{status.evaluation.gold_empty} with an empty gold result counted apart)"
         )
     lines.append(f"  artifacts: {outcome.store.url()}")
     if status.artifacts.report:
@@ -67,5 +69,9 @@ def describe_result(result: StageResult, seconds: float) -> str:
     elif result.stage == StageName.TRAIN:
         what = f"{s['steps']} steps on {s['examples']} examples, final loss {s['final_loss']:.4f}"
     else:
-        what = f"execution accuracy {s['execution_accuracy']:.3f} ({s['correct']}/{s['examples']})"
+        what = (
+            f"execution accuracy {s['execution_accuracy']:.3f} ({s['correct']}/{s['scored']} "
+            f"scored of {s['examples']}; apart: {s['unjudgeable']} unjudgeable, "
+            f"{s['gold_empty']} empty gold results)"
+        )
     return f"done: {what} {took}"

@@ -14,7 +14,8 @@ The rules that keep RELIABILITY.md's invariants:
 - attempts grow only on a real failure: a failed RayJob with a retryable reason, or a RayJob
   that vanished before its stage wrote its outputs (deleted by hand);
 - named failures from the stage itself (budget spent, auth refused, accuracy below the gate) are
-  final at once; retryable ones stop at `max_attempts` with the last reason;
+  final at once, and so are KubeRay's deadlines (`DEADLINES`: a new attempt would wait as long
+  for the same missing capacity); retryable ones stop at `max_attempts` with the last reason;
 - a terminal run is never touched again except for `observedGeneration`.
 """
 
@@ -30,6 +31,7 @@ from distillrun.api.status import (
     STAGE_ORDER,
     Condition,
     DistillRunStatus,
+    EvaluationStatus,
     Phase,
     StageName,
     StageState,
@@ -43,6 +45,19 @@ FAILED_DEPLOYMENT = frozenset({"Failed", "ValidationFailed"})
 FAILED_JOB = frozenset({"FAILED", "STOPPED"})
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 NORMAL, WARNING = "Normal", "Warning"
+DEADLINES = {
+    "PreRunningDeadlineExceeded": (
+        "its Ray cluster did not start within the operator's deadline "
+        "(DISTILLRUN_RAY_START_DEADLINE_SECONDS): its pods stayed Pending (no node has the CPU, "
+        "memory or GPUs they request: `kubectl describe pods` shows FailedScheduling) or could "
+        "not pull their image"
+    ),
+    "DeadlineExceeded": (
+        "it ran longer than the operator's deadline (DISTILLRUN_RAY_JOB_DEADLINE_SECONDS)"
+    ),
+}
+"""KubeRay's reasons for a RayJob it failed on a deadline the operator set, and what they
+mean for the run."""
 
 
 @dataclass(frozen=True)
@@ -291,6 +306,11 @@ class _Builder:
         if job is None:
             name = child_name(self.run.metadata.name, stage, attempt)
             return Failure("RayJobDeleted", f"RayJob {name} disappeared", retryable=True)
+        if job.reason in DEADLINES:
+            detail = f" ({job.message})" if job.message else ""
+            return Failure(
+                job.reason, f"RayJob {job.name}: {DEADLINES[job.reason]}{detail}", retryable=False
+            )
         return Failure(job.reason or "RayJobFailed", job.message or job.describe(), retryable=True)
 
     def _running(
@@ -445,12 +465,7 @@ def record_summary(
             update={"dataset": summary.get("dataset")}
         )
     elif stage == StageName.EVALUATE:
-        updates["evaluation"] = status.evaluation.model_copy(
-            update={
-                "execution_accuracy": summary.get("execution_accuracy"),
-                "examples": int(summary.get("examples", 0)),
-            }
-        )
+        updates["evaluation"] = EvaluationStatus.of_summary(summary)
         updates["artifacts"] = status.artifacts.model_copy(
             update={"adapter": summary.get("adapter")}
         )

@@ -2,7 +2,8 @@
 
 The CRD refuses malformed manifests; whether the Secret a run names exists, whether its schema
 DDL parses, whether this cluster offers its hardware profile (and whether a node of it has as
-many GPUs as one worker asks for: profiles can be a team's own files) can only be known now.
+many GPUs as one worker asks for: profiles can be a team's own files), whether its store is one
+every node reaches (`file://` is not, unless the operator allows it) can only be known now.
 Each problem becomes `Ready=False` with a reason (and an Event) while no RayJob exists; fixing
 it (creating the Secret) lets the next reconcile proceed. The checks are pure over a `Lookup`,
 so they are tested without a cluster; the controller's lookup reads the apiserver.
@@ -98,6 +99,13 @@ def check(
             "ArtifactsUnset",
             "spec.artifacts.uri: no artifact store given and the operator has no default "
             "(DISTILLRUN_ARTIFACTS_URI)",
+        )
+    if artifacts.startswith("file://") and not settings.allow_file_store:
+        return Problem(
+            "ArtifactsNotShared",
+            f"spec.artifacts.uri: {artifacts} is a file:// store, which only one node can see, "
+            "while the stages' Ray pods run on any node and write to the store directly; use "
+            "an s3:// store (with spec.artifacts.credentialsSecretRef if the pods need keys)",
         )
 
     teacher = spec.teacher

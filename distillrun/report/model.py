@@ -288,8 +288,15 @@ class Scores:
     execution_accuracy: float
     examples: int
     scored: int
-    """Examples whose gold SQL ran (the others cannot be scored)."""
+    """Examples counted in the accuracy: not those whose gold SQL failed, whose gold result is
+    empty (strict comparison) or that are unjudgeable (see `sql.pairs`)."""
     correct: int
+    unjudgeable: int
+    gold_empty: int
+    comparison: str
+    """The comparison rules the scores follow: strict or spider."""
+    warnings: tuple[str, ...]
+    """What makes the scores weaker evidence than they look (empty seed data, ...)."""
     outcomes: tuple[Uses, ...]
     by_construct: tuple[Accuracy, ...]
     by_table: tuple[Accuracy, ...]

@@ -799,13 +799,21 @@ def _scores(s: Scores, prefix: str, gate: str) -> str:
         f"</div><p>execution accuracy on the {_e(s.name)}: "
         f"{_metric(f'{prefix}eval-correct', s.correct, _count(s.correct))} correct of "
         f"{_metric(f'{prefix}eval-scored', s.scored, _count(s.scored))} scored "
-        f"({_metric(f'{prefix}eval-examples', s.examples, _count(s.examples))} examples)</p>"
+        f"({_metric(f'{prefix}eval-examples', s.examples, _count(s.examples))} examples; "
+        f"{_e(s.comparison)} comparison)</p>"
+        f"<p>counted apart, never correct: "
+        f"{_metric(f'{prefix}eval-unjudgeable', s.unjudgeable, _count(s.unjudgeable))} "
+        "unjudgeable (results too long to compare whole), "
+        f"{_metric(f'{prefix}eval-gold-empty', s.gold_empty, _count(s.gold_empty))} "
+        "with an empty gold result</p>"
         f"{_meter(s.execution_accuracy, big=True)}{gate}"
     )
+    warnings = "".join(f'<div class="callout bad">{_e(w)}.</div>' for w in s.warnings)
     outcomes = _chart(plots.outcomes_chart(s.outcomes), f"{title} predictions by outcome")
     parts = [
         f"<h3>{_e(title)}</h3>",
         f'<div class="cols"><div>{headline}</div><div>{outcomes}</div></div>',
+        warnings,
     ]
     if s.by_construct or s.by_table:
         by_construct = plots.accuracy_chart(s.by_construct, "By construct")

@@ -21,9 +21,10 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from distillrun.api.resource import DistillRun
+from distillrun.api.spec import ComparisonMode
 from distillrun.api.status import STAGE_ORDER, DistillRunStatus, Phase
 from distillrun.jobs import evaluate, generate, validate
-from distillrun.jobs.training import layout, scoring
+from distillrun.jobs.training import layout
 from distillrun.report.coverage import coverage, query_facts
 from distillrun.report.model import (
     Accuracy,
@@ -46,6 +47,7 @@ from distillrun.report.model import (
     Uses,
     seconds_between,
 )
+from distillrun.sql.pairs import UNSCORED
 from distillrun.sql.schema import SchemaError, SchemaInfo, parse_schema
 from distillrun.store import Store, StoreError, read_uri
 from distillrun.teacher.base import ShardOutput
@@ -469,16 +471,21 @@ def _scores(
 ) -> Scores:
     """One evaluation set's scores: the totals as the stage computed them, the slices and the
     wrong predictions from its predictions file."""
-    scored = [p for p in predictions if _text(p, "reason") != scoring.GOLD_FAILED]
+    scored = [p for p in predictions if _text(p, "reason") not in UNSCORED]
     wrong = [p for p in scored if p.get("match") is not True]
     by_construct, by_table = _slices(scored, dialect, schema)
     outcomes = {str(k): v for k, v in _mapping(metrics.get("by_reason")).items()}
+    warnings = metrics.get("warnings")
     return Scores(
         name=name,
         execution_accuracy=_number(metrics, "execution_accuracy") or 0.0,
         examples=_count(metrics, "examples") or 0,
         scored=_count(metrics, "scored") or 0,
         correct=_count(metrics, "correct") or 0,
+        unjudgeable=_count(metrics, "unjudgeable") or 0,
+        gold_empty=_count(metrics, "gold_empty") or 0,
+        comparison=_text(metrics, "comparison") or str(ComparisonMode.STRICT),
+        warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
         outcomes=tuple(
             Uses(k, v)
             for k, v in sorted(outcomes.items(), key=lambda i: (-i[1], i[0]))

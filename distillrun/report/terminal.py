@@ -145,9 +145,17 @@ def _quality(quality: Quality) -> Table:
         rows.append(
             (
                 f"execution accuracy ({scores.name})",
-                f"{scores.execution_accuracy:.1%} ({scores.correct:,}/{scores.scored:,})",
+                f"{scores.execution_accuracy:.1%} ({scores.correct:,}/{scores.scored:,}), "
+                f"{scores.comparison} comparison",
             )
         )
+        rows.append(
+            (
+                "  counted apart",
+                f"{scores.unjudgeable:,} unjudgeable, {scores.gold_empty:,} empty gold results",
+            )
+        )
+        rows.extend(("  warning", warning) for warning in scores.warnings)
         if scores is quality.holdout and quality.threshold is not None:
             verdict = "pass" if quality.passed else "FAIL"
             rows.append(("gate", f"{quality.threshold:.1%} {verdict}"))

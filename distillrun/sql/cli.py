@@ -2,13 +2,15 @@
 
   distillrun sql check --schema FILE --dialect D [--data FILE] [QUERIES]
       one JSON verdict per query: {"line", "id"?, "ok", "reason", "message", "rows", "ms"}
-  distillrun sql compare --schema FILE --dialect D [--data FILE] [PAIRS]
-      one JSON line per gold/predicted pair, then {"pairs", "scored", "matched", "accuracy"}
+  distillrun sql compare --schema FILE --dialect D [--data FILE] [--spider] [PAIRS]
+      one JSON line per gold/predicted pair, then {"pairs", "scored", "matched", "accuracy",
+      "unjudgeable", "gold_empty", "gold_failed"}
 
-Both use exactly the rules of the validate and evaluate stages (`judge`, `results_match`), so a
-query accepted here is accepted in a run. QUERIES is a file of one query per line, or JSON
-Lines with a `sql` field (and an optional `id`); PAIRS is JSON Lines with `gold` and `pred`
-(or the evaluate stage's `gold_sql` and `predicted_sql`). Either may be `-` for stdin (the
+Both use exactly the rules of the validate and evaluate stages (`judge`, `sql.pairs`), so a
+query accepted here is accepted in a run, and a pair is scored as the evaluate stage scores it.
+QUERIES is a file of one query per line, or JSON Lines with a `sql` field (and an optional
+`id`); PAIRS is JSON Lines with `gold` and `pred` (or the evaluate stage's `gold_sql` and
+`predicted_sql`, which is null when the answer held no SQL). Either may be `-` for stdin (the
 default). Queries run in a sandbox built from the schema and the optional seed rows; for
 postgres and mysql that is a sandbox server named by the DISTILLRUN_SANDBOX_* variables.
 
@@ -22,26 +24,21 @@ import argparse
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from distillrun.api.spec import Dialect, SandboxSpec
+from distillrun.api.spec import ComparisonMode, ComparisonSpec, Dialect, SandboxSpec
 
 if TYPE_CHECKING:  # the SQL layer (sqlglot, the sandboxes) loads only when a command runs
     from distillrun.sql.sandbox import Sandbox
     from distillrun.sql.schema import SchemaInfo
     from distillrun.sql.verdict import Verdict
-
-CORRECT = "correct"
-WRONG_RESULT = "wrong_result"
-GOLD_FAILED = "gold_failed"
-"""Pair outcomes besides the predicted query's own rejection reasons, named as the evaluate
-stage names them."""
 
 
 class InputError(Exception):
@@ -83,6 +80,17 @@ def _field(record: dict[str, Any], names: tuple[str, ...], origin: str, number: 
     raise InputError(f"{origin} line {number}: needs a non-empty string field {wanted}")
 
 
+def _nullable_field(
+    record: dict[str, Any], names: tuple[str, ...], origin: str, number: int
+) -> str | None:
+    """Like `_field`, but a field given as null (or blank) reads as None: the evaluate stage
+    writes `predicted_sql: null` when an answer held no SQL."""
+    present = [name for name in names if name in record]
+    if present and all(record[name] is None or record[name] == "" for name in present):
+        return None
+    return _field(record, names, origin, number)
+
+
 def _identity(record: dict[str, Any]) -> str | None:
     value = record.get("id")
     return None if value is None else str(value)
@@ -107,7 +115,8 @@ def read_queries(path: str) -> list[Item]:
 
 
 def read_pairs(path: str) -> list[Item]:
-    """Gold/predicted pairs from JSON Lines."""
+    """Gold/predicted pairs from JSON Lines; a pair whose prediction is null (no SQL) has no
+    "pred" field."""
     origin = "stdin" if path == "-" else path
     items = []
     for number, raw in enumerate(_read_text(path, "pairs").splitlines(), 1):
@@ -115,8 +124,9 @@ def read_pairs(path: str) -> list[Item]:
             continue
         record = _json_line(raw, origin, number)
         gold = _field(record, ("gold", "gold_sql"), origin, number)
-        pred = _field(record, ("pred", "predicted_sql", "predicted"), origin, number)
-        items.append(Item(number, _identity(record), {"gold": gold, "pred": pred}))
+        pred = _nullable_field(record, ("pred", "predicted_sql", "predicted"), origin, number)
+        fields = {"gold": gold} if pred is None else {"gold": gold, "pred": pred}
+        items.append(Item(number, _identity(record), fields))
     if not items:
         raise InputError(f"{origin} holds no pair")
     return items
@@ -193,49 +203,52 @@ def _check(args: argparse.Namespace, err: Console) -> int:
     return 0
 
 
+def _comparison(args: argparse.Namespace) -> ComparisonSpec:
+    if args.keep_distinct and not args.spider:
+        raise InputError("--keep-distinct applies to --spider only (the default keeps DISTINCT)")
+    mode = ComparisonMode.SPIDER if args.spider else ComparisonMode.STRICT
+    return ComparisonSpec(mode=mode, keep_distinct=args.keep_distinct, max_rows=args.max_rows)
+
+
 def _compare(args: argparse.Namespace, err: Console) -> int:
+    from distillrun.sql.pairs import GOLD_EMPTY, GOLD_FAILED, UNJUDGEABLE, judge_pair
+
+    comparison = _comparison(args)
     items = read_pairs(args.pairs)
     schema, seed = _schema(args)
     outcomes: Counter[str] = Counter()
+    scored = matched = 0
     with _sandbox(schema, seed, args) as sandbox:
         assert sandbox is not None
         for item in items:
-            record = {**_head(item), **_compare_one(item, schema, sandbox)}
-            outcomes[record["reason"]] += 1
-            _emit(record)
-    scored = len(items) - outcomes[GOLD_FAILED]
-    matched = outcomes[CORRECT]
+            pair = judge_pair(
+                item.fields["gold"], item.fields.get("pred"), schema, sandbox, comparison
+            )
+            outcomes[pair.outcome] += 1
+            scored += pair.scored
+            matched += pair.match
+            _emit(
+                {
+                    **_head(item),
+                    "match": pair.match,
+                    "reason": pair.outcome,
+                    "message": pair.message,
+                }
+            )
     accuracy = round(matched / scored, 6) if scored else 0.0
-    _emit({"pairs": len(items), "scored": scored, "matched": matched, "accuracy": accuracy})
+    apart = {name: outcomes[name] for name in (UNJUDGEABLE, GOLD_EMPTY, GOLD_FAILED)}
+    _emit(
+        {"pairs": len(items), "scored": scored, "matched": matched, "accuracy": accuracy, **apart}
+    )
+    counted_apart = ", ".join(f"{name} {n}" for name, n in apart.items() if n)
     err.print(
-        f"execution accuracy {accuracy:.3f} ({matched} of {scored} pairs whose gold SQL ran)",
+        f"execution accuracy {accuracy:.3f} ({matched} of {scored} scored pairs, "
+        f"{comparison.mode} rules)"
+        + (f"; counted apart: {counted_apart}" if counted_apart else ""),
         highlight=False,
         markup=False,
     )
     return 0
-
-
-def _compare_one(item: Item, schema: SchemaInfo, sandbox: Sandbox) -> dict[str, Any]:
-    """The evaluate stage's rule: the gold must run; the prediction must run and match."""
-    from distillrun.sql.compare import results_match
-    from distillrun.sql.judge import judge
-
-    gold, gold_checked, gold_result = judge(item.fields["gold"], schema, sandbox)
-    if not gold.ok or gold_checked is None or gold_result is None:
-        return {
-            "match": False,
-            "reason": GOLD_FAILED,
-            "message": f"the gold SQL failed: {gold.message}",
-        }
-    pred, _, pred_result = judge(item.fields["pred"], schema, sandbox)
-    if not pred.ok or pred_result is None:
-        return {"match": False, "reason": str(pred.reason), "message": pred.message}
-    match = results_match(gold_result, pred_result, ordered=gold_checked.ordered)
-    return {
-        "match": match,
-        "reason": CORRECT if match else WRONG_RESULT,
-        "message": "" if match else "runs, but its result differs from the gold result",
-    }
 
 
 def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -256,27 +269,44 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
     return code
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _spec_bounded(model: type[BaseModel], field: str) -> Callable[[str], int]:
+    """An argparse type: a whole number within the bounds the spec sets for `model.field`, so a
+    value the run would refuse is refused here with the spec's words, not a traceback."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        try:
+            model.model_validate({field: value})
+        except ValidationError as error:
+            raise argparse.ArgumentTypeError(error.errors()[0]["msg"].lower()) from None
+        return value
+
+    return parse
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(
+    parser: argparse.ArgumentParser, rows: type[BaseModel], *, max_rows: int, rows_help: str
+) -> None:
+    """The options both commands share; `rows` is the model whose `max_rows` bounds --max-rows."""
     parser.add_argument("--schema", required=True, metavar="FILE", help="CREATE TABLE statements")
     parser.add_argument(
         "--dialect", required=True, choices=[str(d) for d in Dialect], help="SQL dialect"
     )
     parser.add_argument("--data", metavar="FILE", help="seed rows (INSERT statements)")
     parser.add_argument(
-        "--timeout-ms", type=_positive, default=2000, help="statement timeout (default 2000)"
+        "--timeout-ms",
+        type=_spec_bounded(SandboxSpec, "statement_timeout_ms"),
+        default=2000,
+        help="statement timeout (default 2000)",
     )
     parser.add_argument(
-        "--max-rows", type=_positive, default=1000, help="rows fetched per query (default 1000)"
+        "--max-rows",
+        type=_spec_bounded(rows, "max_rows"),
+        default=max_rows,
+        help=f"{rows_help} (default {max_rows})",
     )
 
 
@@ -287,7 +317,7 @@ def register(commands: Any) -> None:
     actions = sql.add_subparsers(dest="sql_command", required=True)
 
     check = actions.add_parser("check", help="one JSON verdict per query")
-    _common(check)
+    _common(check, SandboxSpec, max_rows=SandboxSpec().max_rows, rows_help="rows fetched per query")
     check.add_argument(
         "--no-execute", action="store_true", help="static checks only (no sandbox, no rows)"
     )
@@ -297,11 +327,27 @@ def register(commands: Any) -> None:
     check.set_defaults(sql_handler=_check)
 
     compare = actions.add_parser("compare", help="execution match of gold/predicted pairs")
-    _common(compare)
+    _common(
+        compare,
+        ComparisonSpec,
+        max_rows=ComparisonSpec().max_rows,
+        rows_help="rows fetched per query to compare whole results; two longer ones with "
+        "equal row counts are unjudgeable",
+    )
+    compare.add_argument(
+        "--spider",
+        action="store_true",
+        help="the official Spider test-suite evaluator's rules (see the README)",
+    )
+    compare.add_argument(
+        "--keep-distinct",
+        action="store_true",
+        help="with --spider: keep DISTINCT (the evaluator's --keep_distinct)",
+    )
     compare.add_argument(
         "pairs",
         nargs="?",
         default="-",
-        help="JSONL with 'gold' and 'pred' (or gold_sql/predicted_sql)",
+        help="JSONL with 'gold' and 'pred' (or gold_sql/predicted_sql; null: no SQL)",
     )
     compare.set_defaults(sql_handler=_compare)

@@ -1,9 +1,18 @@
-"""Execution-accuracy comparison of two results, in the manner of the Spider test-suite.
+"""Execution-accuracy comparison of two whole results: distillrun's default (strict) rules.
 
 A predicted query is right when its result matches the gold query's result: the same number
 of rows and columns, the same rows as a bag (duplicates count, order only when the gold query
-orders them), columns matched by content whatever their order or names, numbers equal within
-a tolerance (so 3 == 3.0 and float noise does not fail a correct query), NULL equal to NULL.
+orders them), columns matched by content whatever their order or names, NULL equal to NULL,
+and numbers equal under one rule, the same with or without ORDER BY (`values_equal`):
+
+- two integers (booleans count as 0 and 1) are equal only when they are the same number;
+- when either is a float, they are equal when |a - b| <= 1e-9 * max(|a|, |b|): floating-point
+  noise (0.1 + 0.2 against 0.3, a sum added up in another order) but never a missing row of a
+  sum; 3 equals 3.0, and NaN equals NaN.
+
+A cut result (`ResultSet.truncated`) never matches anything: its missing rows are unknown.
+Deciding what such a pair means (wrong, or unjudgeable) is `sql.pairs`' job. The official
+Spider evaluator's looser rules live in `sql.spider`.
 """
 
 from __future__ import annotations
@@ -17,8 +26,8 @@ from typing import Any
 
 from distillrun.sql.sandbox.base import ResultSet
 
-REL_TOL = 1e-6
-ABS_TOL = 1e-9
+REL_TOL = 1e-9
+"""Relative tolerance between two numbers when either is a float (see the module docstring)."""
 MAX_COLUMN_MAPPINGS = 10_000
 """Column assignments tried at most; reached only by results with many interchangeable
 columns that are not identical, where giving up (no match) beats running for minutes."""
@@ -27,13 +36,16 @@ Row = tuple[Any, ...]
 
 
 def values_equal(a: Any, b: Any) -> bool:
-    """Equality of two plain values: numbers within tolerance, NULL == NULL, else exact."""
+    """Equality of two plain values: integers exactly, floats within `REL_TOL`, NULL == NULL,
+    anything else exactly and of the same type."""
     if a is None or b is None:
         return a is None and b is None
     if _is_number(a) and _is_number(b):
+        if not (isinstance(a, float) or isinstance(b, float)):
+            return bool(a == b)
         if math.isnan(a) or math.isnan(b):
             return math.isnan(a) and math.isnan(b)
-        return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+        return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=0.0)
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and bool(a == b)
@@ -42,9 +54,11 @@ def values_equal(a: Any, b: Any) -> bool:
 def results_match(gold: ResultSet, predicted: ResultSet, *, ordered: bool) -> bool:
     """Whether `predicted` is the same result as `gold` (see the module docstring).
 
-    `ordered` should be the gold query's `CheckedQuery.ordered`. Truncated results are
-    compared on the rows they hold.
+    `ordered` should be the gold query's `CheckedQuery.ordered`. A truncated result (on either
+    side) never matches.
     """
+    if gold.truncated or predicted.truncated:
+        return False
     width = len(gold.columns)
     if width != len(predicted.columns) or len(gold.rows) != len(predicted.rows):
         return False
@@ -56,7 +70,7 @@ def results_match(gold: ResultSet, predicted: ResultSet, *, ordered: bool) -> bo
         [j for j in range(width) if _same_bag(gold_columns[i], predicted_columns[j])]
         for i in range(width)
     ]
-    for tried, mapping in enumerate(_mappings(candidates, predicted_columns)):
+    for tried, mapping in enumerate(column_mappings(candidates, predicted_columns)):
         if tried >= MAX_COLUMN_MAPPINGS:
             return False
         permuted = [tuple(row[j] for j in mapping) for row in predicted.rows]
@@ -71,9 +85,10 @@ def result_hash(result: ResultSet, *, ordered: bool) -> str:
     """sha256 fingerprint of a result, blind to column names and, unless `ordered`, row order.
 
     Numbers are rounded to 10 significant digits and integral floats count as integers, so
-    equal hashes imply `results_match`. Columns are put in a canonical order by their
-    contents, so most column permutations hash alike too; only columns with the same values
-    in a different row pairing can make matching results hash differently.
+    equal hashes of whole (untruncated) results imply `results_match`. Columns are put in a
+    canonical order by their contents, so most column permutations hash alike too; only
+    columns with the same values in a different row pairing can make matching results hash
+    differently.
     """
     width = len(result.columns)
     rows = [tuple(_canonical(v) for v in row) for row in result.rows]
@@ -96,11 +111,13 @@ def _columns(rows: Sequence[Row], width: int) -> list[list[Any]]:
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
-    """A total order over plain values: NULL, numbers, strings, bytes, then anything else."""
+    """A total order over plain values: NULL, numbers, strings, bytes, then anything else.
+    Numbers keep their type (Python orders int against float exactly), so integers too large
+    for a float still sort apart."""
     if value is None:
         return (0, 0)
     if _is_number(value):
-        return (1, -math.inf if math.isnan(value) else float(value))
+        return (1, -math.inf if isinstance(value, float) and math.isnan(value) else value)
     if isinstance(value, str):
         return (2, value)
     if isinstance(value, bytes):
@@ -120,7 +137,7 @@ def _same_bag(a: list[Any], b: list[Any]) -> bool:
     )
 
 
-def _mappings(candidates: list[list[int]], columns: list[list[Any]]) -> Iterator[list[int]]:
+def column_mappings(candidates: list[list[int]], columns: list[list[Any]]) -> Iterator[list[int]]:
     """Assignments of predicted columns to gold columns, each gold column to a candidate.
 
     Predicted columns with identical contents are interchangeable, so only the first unused
@@ -154,13 +171,13 @@ def _rows_equal(a: Row, b: Row) -> bool:
 def _same_row_bag(gold: list[Row], predicted: list[Row]) -> bool:
     """Multiset equality of rows, tolerant for numbers.
 
-    Exact comparison of canonical rows settles almost every case; only when it fails and the
-    rows hold non-integral floats are rows paired greedily within groups that agree on
-    everything but their numbers.
+    Exact comparison of canonical rows settles almost every case; only when it fails and
+    either side holds floats (the only values with a tolerance) are rows paired greedily
+    within groups that agree on everything but their numbers.
     """
     if Counter(_exact(r) for r in gold) == Counter(_exact(r) for r in predicted):
         return True
-    if not any(isinstance(v, float) for row in gold for v in row):
+    if not any(isinstance(v, float) for row in (*gold, *predicted) for v in row):
         return False
     groups: dict[Row, list[Row]] = {}
     for row in predicted:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from distillrun.api.spec import TeacherProvider, TeacherSpec
 from distillrun.teacher.base import Teacher
+from distillrun.teacher.calls import RetryPolicy
 from distillrun.teacher.pricing import FREE, PriceError, load_prices
 from distillrun.teacher.synthetic import SyntheticTeacher
 
@@ -23,6 +24,7 @@ def make_teacher(spec: TeacherSpec) -> Teacher:
     model. API keys are read later, from the environment, where the calls are made."""
     if spec.provider == TeacherProvider.SYNTHETIC:
         return SyntheticTeacher()
+    retry = RetryPolicy(attempts=spec.max_attempts, timeout_s=spec.request_timeout_seconds)
     try:
         prices = load_prices()
         if spec.provider == TeacherProvider.ANTHROPIC:
@@ -34,6 +36,7 @@ def make_teacher(spec: TeacherSpec) -> Teacher:
                 reasoning=spec.reasoning,
                 base_url=spec.base_url,
                 mode=spec.mode,
+                retry=retry,
             )
         from distillrun.teacher.openai_compatible import OpenAICompatibleTeacher
 
@@ -44,6 +47,7 @@ def make_teacher(spec: TeacherSpec) -> Teacher:
             price=prices.lookup(spec.model) or FREE,
             temperature=spec.temperature,
             reasoning=spec.reasoning,
+            retry=retry,
         )
     except PriceError as exc:
         raise TeacherUnavailable(str(exc), "spec.teacher.model") from None

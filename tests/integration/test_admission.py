@@ -268,3 +268,25 @@ def test_student_evaluation_and_scheduling_stay_editable(kube: Kube, namespace: 
     updated = kube.request("PUT", f"{path}/editable", body=edited)
     assert updated["metadata"]["generation"] == 2
     assert updated["spec"]["student"]["epochs"] == 5
+
+
+def test_the_cpu_profile_needs_no_gpus_per_worker(kube: Kube, namespace: str) -> None:
+    """Left out, gpusPerWorker is not defaulted to 1 by the apiserver (its rule would then
+    refuse the run): the models read it as 0 on cpu, 1 on a GPU profile."""
+    data = run_manifest("cpu-run")
+    removing("spec.student.gpusPerWorker")(data)
+    created = kube.request(
+        "POST",
+        f"/apis/distillrun.dev/v1alpha1/namespaces/{namespace}/distillruns",
+        query={"fieldValidation": "Strict"},
+        body=data,
+    )
+    assert "gpusPerWorker" not in created["spec"]["student"]
+
+
+def test_snake_case_is_refused_as_the_local_loader_refuses_it(kube: Kube, namespace: str) -> None:
+    data = run_manifest("snake-run")
+    data["spec"]["teacher"]["target_examples"] = 10
+    error = _refusal(kube, namespace, data)
+    assert "spec.teacher.target_examples" in error.message, error.message
+    assert "unknown field" in error.message, error.message

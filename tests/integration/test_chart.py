@@ -207,6 +207,15 @@ def test_the_queue_and_teacher_secret_values_reach_the_operator(helm: Path) -> N
     )
 
 
+def test_the_ray_pod_values_reach_the_operator(helm: Path) -> None:
+    custom = next(v for v in VALUES if v.stem == "custom")
+    settings = OperatorSettings.from_env(operator_env(render(helm, "team-a", custom)))
+    assert (settings.head_cpu, settings.head_memory) == ("0.5", "1536Mi")
+    assert (settings.cpu_worker_cpu, settings.cpu_worker_memory) == ("1500m", "3Gi")
+    assert (settings.ray_start_deadline_seconds, settings.ray_job_deadline_seconds) == (600, 86400)
+    assert settings.ray_token_auth is False and settings.allow_file_store is False
+
+
 def readme_install_commands() -> list[list[str]]:
     """The shell commands of the README's "Install on a cluster" section, each split as the
     shell would (continuation lines joined, comments dropped)."""
@@ -288,6 +297,7 @@ def test_the_crd_template_installs_the_committed_crd(helm: Path) -> None:
         ("bad-profile.yaml", "/hardwareProfiles/0"),
         ("unknown-key.yaml", "additional properties 'imag' not allowed"),
         ("bad-attempts.yaml", "/jobs/maxAttempts"),
+        ("bad-ray-size.yaml", "/jobs/headCpu"),
         ("bad-queue.yaml", "/scheduling/queueName"),
         ("bad-teacher-secret.yaml", "/teacher/secretName"),
     ],

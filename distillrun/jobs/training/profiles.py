@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from distillrun.api.spec import CUSTOM_PROFILE_PREFIX, HardwareProfileName, StudentSpec
+from distillrun.api.text import NotUtf8, read_text
 
 PROFILES_ENV = "DISTILLRUN_PROFILES_DIR"
 """A directory of user profile files (`*.yaml`) and DeepSpeed configs (`deepspeed/*.json`)."""
@@ -141,7 +142,9 @@ class HardwareProfile(_ProfileModel):
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path))
+    except NotUtf8 as exc:
+        raise ProfileError(f"cannot read hardware profile: {exc}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ProfileError(f"{path}: cannot read hardware profile: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):

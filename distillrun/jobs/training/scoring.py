@@ -5,9 +5,11 @@ training loop (a sample of the holdout every N steps), so the number watched dur
 is computed exactly as the number the gate applies. Generation is batched and greedy with left
 padding; `extract_sql` takes the SQL out of each answer; both the prediction and the gold SQL
 pass the static checks and run in a sandbox of the run's schema and seed rows; a prediction is
-correct when its result matches the gold result (row order counts only when the gold SQL has a
-top-level ORDER BY). The first rows of both results are kept with each prediction, so a reader
-sees how a wrong answer differs.
+correct when its result matches the gold result under `spec.evaluation.comparison`
+(`sql.pairs`: strict by default, or the Spider evaluator's rules). Pairs whose gold failed, whose
+gold result is empty (strict) or that cannot be judged whole are counted apart, never correct.
+The first rows of both results are kept with each prediction, so a reader sees how a wrong
+answer differs.
 """
 
 # mypy: disable-error-code="no-untyped-call"
@@ -20,21 +22,21 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from distillrun.api.spec import SandboxSpec
+from distillrun.api.spec import ComparisonSpec, SandboxSpec
 from distillrun.jobs import prompting
-from distillrun.sql.compare import results_match
-from distillrun.sql.judge import judge
+from distillrun.sql.pairs import (
+    GOLD_EMPTY,
+    GOLD_FAILED,
+    UNJUDGEABLE,
+    UNSCORED,
+    comparison_limits,
+    judge_pair,
+)
 from distillrun.sql.sandbox import ResultSet, open_sandbox
 from distillrun.sql.schema import SchemaInfo
 
 GENERATION_BATCH = 8
 """Questions generated for at once (left-padded)."""
-
-# Outcome classes besides the SQL layer's rejection reasons (parse, unknown_column, ...).
-CORRECT = "correct"
-WRONG_RESULT = "wrong_result"
-NO_SQL = "no_sql"
-GOLD_FAILED = "gold_failed"
 
 
 def generate_answers(
@@ -122,53 +124,36 @@ def score(
     seed_sql: str | None,
     limits: SandboxSpec,
     on_scored: Callable[[int, int], None] | None = None,
+    *,
+    comparison: ComparisonSpec,
 ) -> list[dict[str, Any]]:
-    """Judges every answer and compares its result with the gold SQL's; one line per record.
-    `on_scored(scored, correct)` is called after each one."""
+    """Judges every answer against its gold SQL (`sql.pairs.judge_pair`, under `comparison`);
+    one line per record. `on_scored(scored, correct)` is called after each one."""
     predictions: list[dict[str, Any]] = []
     correct = 0
-    with open_sandbox(schema, seed_sql, limits) as sandbox:
+    with open_sandbox(schema, seed_sql, comparison_limits(limits, comparison)) as sandbox:
         for number, (record, answer) in enumerate(zip(records, answers, strict=True)):
             gold_sql = str(record["sql"])
             predicted = prompting.extract_sql(answer)
             started = time.monotonic()
+            pair = judge_pair(gold_sql, predicted, schema, sandbox, comparison)
             line: dict[str, Any] = {
                 "id": record.get("id", f"#{number}"),
                 "question": record["question"],
                 "gold_sql": gold_sql,
                 "predicted_sql": predicted,
                 "answer": answer,
+                "ok": False,
             }
-            gold_verdict, gold_checked, gold_result = judge(gold_sql, schema, sandbox)
-            if not gold_verdict.ok or gold_checked is None or gold_result is None:
-                line.update(
-                    ok=False,
-                    reason=GOLD_FAILED,
-                    message=f"the gold SQL failed: {gold_verdict.message}",
-                    match=False,
-                )
-            elif predicted is None:
-                line.update(
-                    ok=False, reason=NO_SQL, message="no SQL found in the answer", match=False
-                )
-            else:
-                verdict, _, result = judge(predicted, schema, sandbox)
-                line.update(verdict.model_dump(mode="json"))
-                if result is not None:
-                    line["predicted_result"] = _preview(result)
-                if verdict.ok and result is not None:
-                    match = results_match(gold_result, result, ordered=gold_checked.ordered)
-                    line["match"] = match
-                    line["reason"] = CORRECT if match else WRONG_RESULT
-                    if not match:
-                        line["message"] = "runs, but its result differs from the gold result"
-                else:
-                    line["match"] = False
-                    line["message"] = verdict.message or "the query returned no result"
-            if gold_verdict.ok and gold_result is not None:
-                line["gold_result"] = _preview(gold_result)
+            if pair.predicted is not None:
+                line.update(pair.predicted.model_dump(mode="json"))
+            line.update(reason=pair.outcome, message=pair.message, match=pair.match)
+            if pair.predicted_result is not None:
+                line["predicted_result"] = _preview(pair.predicted_result)
+            if pair.gold_result is not None:
+                line["gold_result"] = _preview(pair.gold_result)
             line["judge_ms"] = round((time.monotonic() - started) * 1000, 2)
-            correct += int(line["match"])
+            correct += int(pair.match)
             predictions.append(line)
             if on_scored is not None:
                 on_scored(len(predictions), correct)
@@ -176,8 +161,9 @@ def score(
 
 
 def accuracy(predictions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Execution accuracy over the predictions whose gold SQL ran, with counts by outcome."""
-    scored = [p for p in predictions if p["reason"] != GOLD_FAILED]
+    """Execution accuracy over the scored predictions (not `UNSCORED`: the gold failed, the
+    gold result is empty, or the pair is unjudgeable), with counts by outcome."""
+    scored = [p for p in predictions if p["reason"] not in UNSCORED]
     correct = sum(1 for p in scored if p["match"])
     by_reason = Counter(str(p["reason"]) for p in predictions)
     return {
@@ -185,5 +171,37 @@ def accuracy(predictions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "examples": len(predictions),
         "scored": len(scored),
         "correct": correct,
+        "unjudgeable": by_reason[UNJUDGEABLE],
+        "gold_empty": by_reason[GOLD_EMPTY],
         "by_reason": dict(sorted(by_reason.items())),
     }
+
+
+EMPTY_GOLD_WARN_SHARE = 0.2
+"""Share of examples (whose gold SQL ran) with an empty gold result above which scores warn."""
+
+
+def warnings(predictions: Sequence[Mapping[str, Any]], seed_sql: str | None) -> list[str]:
+    """What makes the scores weaker evidence than they look, in words for the user: empty seed
+    data, many empty gold results, unjudgeable pairs."""
+    found: list[str] = []
+    if not (seed_sql or "").strip():
+        found.append(
+            "the seed data is empty: every table is empty, so most gold results are empty "
+            "and prove nothing; give spec.database.seed rows the questions ask about"
+        )
+    ran = [p for p in predictions if p["reason"] != GOLD_FAILED]
+    empty = sum(1 for p in ran if p["reason"] == GOLD_EMPTY)
+    if ran and empty / len(ran) > EMPTY_GOLD_WARN_SHARE:
+        found.append(
+            f"{empty} of {len(ran)} gold results are empty ({empty / len(ran):.0%}); they are "
+            "scored apart, so the accuracy rests on the other "
+            f"{len(ran) - empty}: seed rows matching the questions' values would make them count"
+        )
+    unjudgeable = sum(1 for p in predictions if p["reason"] == UNJUDGEABLE)
+    if unjudgeable:
+        found.append(
+            f"{unjudgeable} pairs are unjudgeable (both results longer than "
+            "spec.evaluation.comparison.maxRows rows) and left out of the accuracy"
+        )
+    return found

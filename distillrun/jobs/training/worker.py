@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distillrun.api.spec import SandboxSpec, StudentSpec, TrainingMethod
+from distillrun.api.spec import ComparisonSpec, SandboxSpec, StudentSpec, TrainingMethod
 from distillrun.api.status import StageName
 from distillrun.jobs import prompting
 from distillrun.jobs.context import ProgressSink
@@ -98,6 +98,7 @@ class WorkerJob:
     schema: SchemaInfo
     seed_sql: str | None
     sandbox: SandboxSpec
+    comparison: ComparisonSpec
     launch_token: str
     threads: int | None
     """Torch threads per worker; None: every core this process may use (in-process)."""
@@ -429,7 +430,12 @@ def _sample_callback(
                 return
             ordered = [answer for part in gathered for answer in part]
             predictions = scoring.score(
-                job.eval_sample, ordered, job.schema, job.seed_sql, job.sandbox
+                job.eval_sample,
+                ordered,
+                job.schema,
+                job.seed_sql,
+                job.sandbox,
+                comparison=job.comparison,
             )
             result = scoring.accuracy(predictions)
             state.log_history.append(
@@ -532,6 +538,14 @@ def train_worker(job: WorkerJob, progress: ProgressSink) -> None:
             for r in job.records
         ]
         truncated, dropped = count_cut(tokenizer, examples, plan.max_seq_length)
+        if dropped == len(examples):  # trl would drop them all and the sampler crash on none
+            raise TrainingRefused(
+                "ExamplesTooLong",
+                f"all {len(examples)} examples have prompts (instructions, schema, question) "
+                f"of at least {plan.max_seq_length} tokens, the sequence limit, so no answer is "
+                "left to learn: raise spec.student.maxSeqLength (up to the student's context) "
+                "or give a schema with only the tables the questions need",
+            )
         if ranks.main and truncated:
             progress.note(
                 StageName.TRAIN,

@@ -5,9 +5,36 @@ Shapes: generate and validate fan out over CPU workers (teacher calls, sandboxed
 driver on a head that takes no work; train runs Ray Train over `workers` pods of
 `gpusPerWorker` GPUs, and evaluate scores in a driver placed on one GPU
 (`entrypointNumGpus`), with the pods sized, placed and tuned by the hardware profile
-(`distillrun.jobs.training.profiles`, the data the training code plans with). KubeRay's
-own retries are off (`backoffLimit: 0`): a failed attempt is a new RayJob with the next attempt
-number, so `kubectl get rayjobs` shows every attempt and none is hidden inside another.
+(`distillrun.jobs.training.profiles`, the data the training code plans with). Every Ray
+container's CPU and memory are both requested and limited, and Ray is told the same numbers
+(`num-cpus`, `num-gpus` in `rayStartParams`) instead of guessing them from the node; each pod has
+a memory-backed `/dev/shm` for Ray's object store. KubeRay's own retries are off (`backoffLimit:
+0`, and `submitterConfig.backoffLimit: 0` for the submitter Job): a failed attempt is a new
+RayJob with the next attempt number, so `kubectl get rayjobs` shows every attempt and none is
+hidden inside another.
+
+Submission: `K8sJobMode` with our own `submitterPodTemplate`. The submitter runs only `ray job
+submit` against the head, so it gets the jobs image, the run's placement (node selector,
+tolerations, priority class), the same securityContext and `automountServiceAccountToken:
+false` as the Ray pods, small resources, and none of the stage's Secrets or volumes. The other
+modes were weighed: `HTTPMode` needs no pod but makes the KubeRay operator itself submit (and
+would need to reach every team's head); `SidecarMode` injects KubeRay's default container into
+the head pod, which we cannot harden or size. The finished submitter pod keeps the driver's log
+(`kubectl logs job/<rayjob>`) and holds no resources, so the cluster itself can go at once.
+
+Lifetime: the Ray cluster is deleted `ttlSecondsAfterFinished` (the operator's
+`ray_ttl_seconds`, 0 by default) after the job ends, so the next stage's pods do not wait behind
+it; a cluster that does not start within `ray_start_deadline_seconds` (pods that cannot be
+scheduled, an image that cannot be pulled) fails with KubeRay's `PreRunningDeadlineExceeded`,
+and a job active longer than `ray_job_deadline_seconds` (if set) with `DeadlineExceeded`; the
+planner ends the run with that reason.
+
+Authentication: Ray's token authentication (`authOptions.mode: token`, KubeRay v1.5.1+, Ray
+2.52+) unless the operator turns it off: KubeRay generates a token Secret per cluster and puts
+it in the head, the workers and the submitter, and Ray then refuses any dashboard, job
+submission or GCS request without it. This was preferred to a NetworkPolicy, which a plain
+bridge CNI does not enforce and which would have to admit the KubeRay operator (it polls the
+dashboard for the job's status) from a namespace this operator cannot know.
 
 Kueue: when a queue applies (`spec.scheduling.queueName`, else the operator's default), the
 RayJob carries the `kueue.x-k8s.io/queue-name` label and is created suspended
@@ -25,6 +52,7 @@ rounds judge the teacher's SQL in the sandbox), validate and evaluate.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,7 +68,7 @@ from distillrun.operator.builders.common import (
 )
 from distillrun.operator.builders.config import CONFIG_MOUNT, CONFIG_PATH
 from distillrun.operator.builders.sandbox import needs_server, sandbox_env
-from distillrun.operator.settings import OperatorSettings
+from distillrun.operator.settings import OperatorSettings, cpu_millicores
 
 GPU_STAGES = frozenset({StageName.TRAIN, StageName.EVALUATE})
 SQL_STAGES = frozenset({StageName.GENERATE, StageName.VALIDATE, StageName.EVALUATE})
@@ -52,6 +80,10 @@ API_KEY_ENV = {
 }
 AWS_CREDENTIALS_DIR = "/var/run/secrets/distillrun/aws"
 ENTRYPOINT = f"python -m distillrun.jobs.entrypoint {CONFIG_PATH}"
+SUBMITTER_CPU = "100m", "500m"
+SUBMITTER_MEMORY = "256Mi", "512Mi"
+"""Request and limit of the submitter, which only runs `ray job submit` and follows the job's
+log (the `ray` CLI, about 150 MB)."""
 
 
 def queue_name(run: DistillRun, settings: OperatorSettings) -> str | None:
@@ -98,20 +130,30 @@ def stage_rayjob(
     if queue:
         metadata["labels"][KUEUE_QUEUE_LABEL] = queue
     workers = stage_workers(run, stage, profiles) if stage in GPU_STAGES else None
+    cluster: dict[str, Any] = {"rayVersion": settings.ray_version}
+    if settings.ray_token_auth:
+        cluster["authOptions"] = {"mode": "token"}
+    cluster["headGroupSpec"] = {
+        # The head runs the driver and takes no Ray task (its CPUs are 0 to Ray).
+        "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+        "template": _pod(run, stage, metadata["name"], settings, workers, head=True),
+    }
+    cluster["workerGroupSpecs"] = [_worker_group(run, stage, metadata["name"], settings, workers)]
     spec: dict[str, Any] = {
         "entrypoint": ENTRYPOINT,
         "submissionMode": "K8sJobMode",
+        "submitterPodTemplate": _submitter_pod(run, settings),
+        "submitterConfig": {"backoffLimit": 0},
+    }
+    if settings.ray_start_deadline_seconds:
+        spec["preRunningDeadlineSeconds"] = settings.ray_start_deadline_seconds
+    if settings.ray_job_deadline_seconds:
+        spec["activeDeadlineSeconds"] = settings.ray_job_deadline_seconds
+    spec |= {
         "shutdownAfterJobFinishes": True,
-        "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+        "ttlSecondsAfterFinished": settings.ray_ttl_seconds,
         "backoffLimit": 0,
-        "rayClusterSpec": {
-            "rayVersion": settings.ray_version,
-            "headGroupSpec": {
-                "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-                "template": _pod(run, stage, metadata["name"], settings, workers, head=True),
-            },
-            "workerGroupSpecs": [_worker_group(run, stage, metadata["name"], settings, workers)],
-        },
+        "rayClusterSpec": cluster,
     }
     if stage == StageName.EVALUATE and workers is not None and workers.gpus_per_replica:
         spec["entrypointNumGpus"] = workers.gpus_per_replica  # score on the GPU worker
@@ -137,9 +179,22 @@ def _worker_group(
         "replicas": replicas,
         "minReplicas": replicas,
         "maxReplicas": replicas,
-        "rayStartParams": {},
+        "rayStartParams": _ray_resources(_resources(settings, workers, head=False), workers),
         "template": _pod(run, stage, config_name, settings, workers, head=False),
     }
+
+
+def _ray_resources(
+    resources: dict[str, dict[str, str]], workers: WorkerResources | None
+) -> dict[str, str]:
+    """What a worker tells Ray it has: its container's CPUs, rounded up to whole ones (Ray
+    counts whole CPUs, and a worker with 0 would take no task), and its GPUs."""
+    params = {
+        "num-cpus": str(max(1, math.ceil(cpu_millicores(resources["requests"]["cpu"]) / 1000)))
+    }
+    if workers is not None and workers.gpus_per_replica:
+        params["num-gpus"] = str(workers.gpus_per_replica)
+    return params
 
 
 def _resources(
@@ -147,14 +202,52 @@ def _resources(
 ) -> dict[str, dict[str, str]]:
     """Requests and limits of a head or worker container. The head runs the stage driver;
     when a GPU stage has no GPUs (the cpu profile) the work may run in the driver, so the head
-    is sized like a worker."""
+    is sized like a worker. The operator's sizes are both requested and limited: the pod gets
+    what Ray is told it has, no more."""
     if workers is not None and not (head and workers.gpus_per_replica):
         return {"requests": dict(workers.requests), "limits": dict(workers.limits)}
     if head:
         fixed = {"cpu": settings.head_cpu, "memory": settings.head_memory}
     else:
         fixed = {"cpu": settings.cpu_worker_cpu, "memory": settings.cpu_worker_memory}
-    return {"requests": dict(fixed), "limits": {"memory": fixed["memory"]}}
+    return {"requests": dict(fixed), "limits": dict(fixed)}
+
+
+def _placement(run: DistillRun) -> dict[str, Any]:
+    """The run's own placement of its pods: `spec.scheduling`'s node selector, tolerations
+    and priority class."""
+    scheduling = run.spec.scheduling
+    placement: dict[str, Any] = {}
+    if scheduling.node_selector:
+        placement["nodeSelector"] = dict(scheduling.node_selector)
+    if scheduling.tolerations:
+        placement["tolerations"] = [
+            t.model_dump(mode="json", by_alias=True, exclude_none=True)
+            for t in scheduling.tolerations
+        ]
+    if scheduling.priority_class_name:
+        placement["priorityClassName"] = scheduling.priority_class_name
+    return placement
+
+
+def _with_profile_placement(placement: dict[str, Any], workers: WorkerResources) -> dict[str, Any]:
+    """The run's placement of GPU workers joined with the profile's: both node selectors (the
+    run's wins on a clash) and both tolerations."""
+    node_selector = {**workers.node_selector, **placement.get("nodeSelector", {})}
+    own = placement.get("tolerations", [])
+    tolerations = workers.tolerations + [t for t in own if t not in workers.tolerations]
+    joined = {**placement}
+    if node_selector:
+        joined["nodeSelector"] = node_selector
+    if tolerations:
+        joined["tolerations"] = tolerations
+    return joined
+
+
+def _container_security() -> dict[str, Any]:
+    """The securityContext of every container of a stage (a new dict each time: manifests
+    share no objects)."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 def _pod(
@@ -167,18 +260,22 @@ def _pod(
     head: bool,
 ) -> dict[str, Any]:
     """The pod template of the head (`head=True`) or of the workers."""
-    scheduling = run.spec.scheduling
+    resources = _resources(settings, workers, head=head)
     env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
     mounts: list[dict[str, Any]] = [
-        {"name": "distillrun-config", "mountPath": CONFIG_MOUNT, "readOnly": True}
+        {"name": "distillrun-config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
     ]
+    # Ray's object store lives in /dev/shm (a container's own is 64 MB). Its pages count
+    # against the memory limit anyway, so the limit is the most it could hold.
+    shared_memory = resources["limits"]["memory"]
+    if workers is not None and not head:
+        shared_memory = f"{workers.shared_memory_gib}Gi"
     volumes: list[dict[str, Any]] = [
-        {"name": "distillrun-config", "configMap": {"name": config_name}}
+        {"name": "distillrun-config", "configMap": {"name": config_name}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shared_memory}},
     ]
-    node_selector = dict(scheduling.node_selector)
-    tolerations = [
-        t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in scheduling.tolerations
-    ]
+    placement = _placement(run)
 
     api_key = teacher_secret(run, settings)
     if stage == StageName.GENERATE and api_key is not None:
@@ -206,41 +303,46 @@ def _pod(
 
     if workers is not None and not head:
         env += [{"name": k, "value": v} for k, v in sorted(workers.env.items())]
-        node_selector = {**workers.node_selector, **node_selector}
-        tolerations = workers.tolerations + [t for t in tolerations if t not in workers.tolerations]
-        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-        volumes.append(
-            {
-                "name": "dshm",
-                "emptyDir": {"medium": "Memory", "sizeLimit": f"{workers.shared_memory_gib}Gi"},
-            }
-        )
+        placement = _with_profile_placement(placement, workers)
 
     container: dict[str, Any] = {
         "name": "ray-head" if head else "ray-worker",
         "image": settings.jobs_image,
-        "resources": _resources(settings, workers, head=head),
+        "resources": resources,
         "env": env,
         "volumeMounts": mounts,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _container_security(),
     }
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "containers": [container],
         "volumes": volumes,
+        **placement,
     }
-    if node_selector:
-        pod["nodeSelector"] = node_selector
-    if tolerations:
-        pod["tolerations"] = tolerations
-    if scheduling.priority_class_name:
-        pod["priorityClassName"] = scheduling.priority_class_name
     # The sandbox server's NetworkPolicy admits pods by the run-uid label.
     labels = {LABEL_RUN: run.metadata.name, LABEL_RUN_UID: run.metadata.uid or ""}
     return {"metadata": {"labels": labels}, "spec": pod}
+
+
+def _submitter_pod(run: DistillRun, settings: OperatorSettings) -> dict[str, Any]:
+    """The pod template of the submitter Job: see the module docstring. No run-uid label:
+    the submitter has no business with the sandbox server."""
+    container = {
+        "name": "ray-job-submitter",
+        "image": settings.jobs_image,
+        "resources": {
+            "requests": {"cpu": SUBMITTER_CPU[0], "memory": SUBMITTER_MEMORY[0]},
+            "limits": {"cpu": SUBMITTER_CPU[1], "memory": SUBMITTER_MEMORY[1]},
+        },
+        "securityContext": _container_security(),
+    }
+    pod = {
+        "automountServiceAccountToken": False,
+        "restartPolicy": "Never",
+        "containers": [container],
+        **_placement(run),
+    }
+    return {"metadata": {"labels": {LABEL_RUN: run.metadata.name}}, "spec": pod}
 
 
 def _secret_env(name: str, ref: SecretKeyRef) -> dict[str, Any]:

@@ -52,6 +52,18 @@ BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], str, str]] = [
     ),
     ("qlora on cpu", setting("spec.student.method", "qlora"), "spec.student", "qlora needs a GPU"),
     (
+        "keepDistinct in strict mode",
+        setting("spec.evaluation.comparison", {"keepDistinct": True}),
+        "spec.evaluation.comparison",
+        "keepDistinct applies to mode spider only",
+    ),
+    (
+        "unknown comparison mode",
+        setting("spec.evaluation.comparison", {"mode": "bird"}),
+        "spec.evaluation.comparison.mode",
+        "spider",
+    ),
+    (
         "inline api key",
         setting("spec.teacher.apiKey", "sk-ant-123"),
         "spec.teacher",

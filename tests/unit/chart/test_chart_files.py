@@ -10,9 +10,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from distillrun.api.spec import HARDWARE_PROFILE_PATTERN
 from distillrun.operator.settings import (
+    CPU_QUANTITY_PATTERN,
     DNS_SUBDOMAIN_PATTERN,
+    MEMORY_QUANTITY_PATTERN,
     QUEUE_NAME_MAX,
     SECRET_KEY_PATTERN,
     SECRET_NAME_MAX,
@@ -47,6 +51,34 @@ def test_the_values_schema_checks_queue_and_secret_names_as_the_operator_does() 
     name = teacher["secretName"]
     assert (name["pattern"], name["maxLength"]) == (f"^$|{DNS_SUBDOMAIN_PATTERN}", SECRET_NAME_MAX)
     assert teacher["secretKey"]["pattern"] == SECRET_KEY_PATTERN
+
+
+def test_the_values_schema_checks_ray_pod_sizes_as_the_operator_does() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    definitions, jobs = schema["definitions"], schema["properties"]["jobs"]["properties"]
+    assert definitions["cpuAmount"]["pattern"] == CPU_QUANTITY_PATTERN
+    assert definitions["memoryAmount"]["pattern"] == MEMORY_QUANTITY_PATTERN
+    for name in ("headCpu", "cpuWorkerCpu"):
+        assert jobs[name] == {"$ref": "#/definitions/cpuAmount"}
+    for name in ("headMemory", "cpuWorkerMemory"):
+        assert jobs[name] == {"$ref": "#/definitions/memoryAmount"}
+
+
+def test_the_chart_defaults_are_the_operator_defaults() -> None:
+    """`helm install` with no values gives the operator what it would choose itself; each
+    `DISTILLRUN_*` value the Deployment sets from `.Values.<group>.<key>` is read back as the
+    operator reads it."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    template = (CHART / "templates" / "deployment.yaml").read_text()
+    env: dict[str, str] = {}
+    for name, group, key in re.findall(
+        r"name: (DISTILLRUN_[A-Z_]+)\n\s+value: \{\{ \.Values\.(\w+)\.(\w+) \| quote \}\}",
+        template,
+    ):
+        value = values[group][key]
+        env[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    assert {"DISTILLRUN_HEAD_CPU", "DISTILLRUN_RAY_TOKEN_AUTH"} <= set(env)
+    assert OperatorSettings.from_env(env) == OperatorSettings()
 
 
 class _Recording(dict[str, str]):

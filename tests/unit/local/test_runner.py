@@ -12,6 +12,7 @@ from distillrun.api.status import StageName
 from distillrun.cli import main
 from distillrun.jobs import train
 from distillrun.jobs.context import SilentProgress, StageContext, StageResult
+from distillrun.local import runner
 from distillrun.local.runner import run_manifest
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
@@ -91,3 +92,31 @@ def test_spec_json_is_the_resolved_spec_with_schema_and_seed_inline(
     database = outcome.store.get_json("spec.json")["spec"]["database"]
     assert database["schema"] == {"ddl": (EXAMPLES / "shop" / "schema.sql").read_text()}
     assert database["seedData"] == {"ddl": (EXAMPLES / "shop" / "seed.sql").read_text()}
+
+
+def test_an_unwritable_store_is_found_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_ray(num_cpus: int | None) -> None:
+        raise AssertionError("the local Ray was started before the store was checked")
+
+    monkeypatch.setattr(runner, "local_ray", no_ray)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert main(["run", str(small_manifest(tmp_path)), "--store", str(blocker / "store")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("artifact store: ") and str(blocker) in err
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_before_any_stage_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "prepare", interrupted)
+    assert main(["run", str(small_manifest(tmp_path)), "--no-ray"]) == 130
+    assert capsys.readouterr().err == (
+        "interrupted (Ctrl-C); run the same command again to resume from what was committed\n"
+    )

@@ -28,7 +28,7 @@ def cpu_manifest() -> dict[str, Any]:
                 "hardwareProfile": "cpu",
                 "gpusPerWorker": 0,
             },
-            "artifacts": {"uri": "file:///data/distill"},
+            "artifacts": {"uri": "s3://team-a-ml/distill"},
         },
     }
 

@@ -20,7 +20,7 @@ from distillrun.jobs.training.profiles import load_profiles
 from distillrun.operator.builders.common import RAYJOB_NAME_MAX, child_name
 from distillrun.operator.builders.config import run_store_uri, stage_config, stage_config_map
 from distillrun.operator.builders.rayjob import stage_rayjob, teacher_secret
-from distillrun.operator.settings import OperatorSettings
+from distillrun.operator.settings import OperatorSettings, cpu_millicores
 from tests.unit.operator.conftest import UID, cpu_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -240,3 +240,115 @@ def test_sql_stages_of_a_server_dialect_reach_the_sandbox(gpu_run: DistillRun) -
     assert sandbox <= env_names(StageName.VALIDATE)
     assert sandbox <= env_names(StageName.EVALUATE)
     assert not sandbox & env_names(StageName.TRAIN)
+
+
+def _cluster(run: DistillRun, stage: StageName, settings: OperatorSettings) -> dict[str, Any]:
+    cluster: dict[str, Any] = stage_rayjob(run, stage, 1, settings, PROFILES)["spec"][
+        "rayClusterSpec"
+    ]
+    return cluster
+
+
+def test_the_operator_sizes_heads_and_cpu_workers_and_ray_is_told_the_same(
+    cpu_run: DistillRun,
+) -> None:
+    """Requests equal limits, so a pod gets what Ray counts on; a fractional worker CPU is one
+    Ray CPU (Ray counts whole ones), 1500m is two."""
+    sizes = replace(
+        SETTINGS,
+        head_cpu="500m",
+        head_memory="1Gi",
+        cpu_worker_cpu="1500m",
+        cpu_worker_memory="3Gi",
+    )
+    for stage in (StageName.GENERATE, StageName.VALIDATE):
+        cluster = _cluster(cpu_run, stage, sizes)
+        head = cluster["headGroupSpec"]
+        worker = cluster["workerGroupSpecs"][0]
+        head_size = {"cpu": "500m", "memory": "1Gi"}
+        worker_size = {"cpu": "1500m", "memory": "3Gi"}
+        resources = head["template"]["spec"]["containers"][0]["resources"]
+        assert resources == {"requests": head_size, "limits": head_size}
+        resources = worker["template"]["spec"]["containers"][0]["resources"]
+        assert resources == {"requests": worker_size, "limits": worker_size}
+        assert head["rayStartParams"]["num-cpus"] == "0"  # the driver's pod takes no task
+        assert worker["rayStartParams"] == {"num-cpus": "2"}
+    small = replace(SETTINGS, cpu_worker_cpu="250m")
+    worker = _cluster(cpu_run, StageName.GENERATE, small)["workerGroupSpecs"][0]
+    assert worker["rayStartParams"] == {"num-cpus": "1"}
+
+
+def test_the_default_generate_rayjob_fits_a_four_cpu_node(cpu_run: DistillRun) -> None:
+    spec = stage_rayjob(cpu_run, StageName.GENERATE, 1, SETTINGS, PROFILES)["spec"]
+    cluster = spec["rayClusterSpec"]
+    group = cluster["workerGroupSpecs"][0]
+    pods = [cluster["headGroupSpec"]["template"]] + [group["template"]] * group["replicas"]
+    pods.append(spec["submitterPodTemplate"])
+    requests = [p["spec"]["containers"][0]["resources"]["requests"] for p in pods]
+    millicores = sum(cpu_millicores(r["cpu"]) for r in requests)
+    assert millicores <= 3500  # a 4-CPU node keeps 500m for the kubelet and system pods
+
+
+def test_gpu_workers_tell_ray_their_cpus_and_gpus(gpu_run: DistillRun) -> None:
+    train = _cluster(gpu_run, StageName.TRAIN, SETTINGS)["workerGroupSpecs"][0]
+    assert train["rayStartParams"] == {"num-cpus": "32", "num-gpus": "4"}
+    scorer = _cluster(gpu_run, StageName.EVALUATE, SETTINGS)["workerGroupSpecs"][0]
+    assert scorer["rayStartParams"] == {"num-cpus": "8", "num-gpus": "1"}
+
+
+def test_every_ray_pod_has_a_memory_backed_dev_shm(
+    cpu_run: DistillRun, gpu_run: DistillRun
+) -> None:
+    for run, stage in ((cpu_run, StageName.GENERATE), (gpu_run, StageName.TRAIN)):
+        cluster = _cluster(run, stage, SETTINGS)
+        for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+            pod = group["template"]["spec"]
+            mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+            assert mounts["dshm"] == "/dev/shm"
+            shm = next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]
+            assert shm["medium"] == "Memory" and shm["sizeLimit"]
+    head = _cluster(cpu_run, StageName.GENERATE, SETTINGS)["headGroupSpec"]["template"]["spec"]
+    shm = next(v for v in head["volumes"] if v["name"] == "dshm")["emptyDir"]
+    assert shm["sizeLimit"] == head["containers"][0]["resources"]["limits"]["memory"]
+
+
+def test_the_submitter_is_hardened_small_and_not_retried(gpu_run: DistillRun) -> None:
+    spec = stage_rayjob(gpu_run, StageName.GENERATE, 1, SETTINGS, PROFILES)["spec"]
+    assert spec["submissionMode"] == "K8sJobMode"
+    assert spec["submitterConfig"] == {"backoffLimit": 0}
+    template = spec["submitterPodTemplate"]
+    pod = template["spec"]
+    (container,) = pod["containers"]
+    head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["restartPolicy"] == "Never"
+    assert container["image"] == SETTINGS.jobs_image
+    assert container["securityContext"] == head["containers"][0]["securityContext"]
+    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
+    for key in ("nodeSelector", "tolerations", "priorityClassName"):
+        assert pod[key] == head.get(key)  # the run's own placement
+    # It runs `ray job submit` only: no Secret, no volume, not admitted to the sandbox.
+    assert "env" not in container and "volumes" not in pod
+    assert "distillrun.dev/run-uid" not in template["metadata"]["labels"]
+
+
+def test_finished_clusters_go_at_once_and_deadlines_follow_the_settings(
+    cpu_run: DistillRun,
+) -> None:
+    spec = stage_rayjob(cpu_run, StageName.VALIDATE, 1, SETTINGS, PROFILES)["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] == 0
+    assert spec["preRunningDeadlineSeconds"] == 1200
+    assert "activeDeadlineSeconds" not in spec
+    settings = replace(
+        SETTINGS, ray_ttl_seconds=60, ray_start_deadline_seconds=0, ray_job_deadline_seconds=7200
+    )
+    spec = stage_rayjob(cpu_run, StageName.VALIDATE, 1, settings, PROFILES)["spec"]
+    assert spec["ttlSecondsAfterFinished"] == 60
+    assert "preRunningDeadlineSeconds" not in spec
+    assert spec["activeDeadlineSeconds"] == 7200
+
+
+def test_ray_token_auth_is_on_unless_the_operator_turns_it_off(cpu_run: DistillRun) -> None:
+    assert _cluster(cpu_run, StageName.GENERATE, SETTINGS)["authOptions"] == {"mode": "token"}
+    off = replace(SETTINGS, ray_token_auth=False)
+    assert "authOptions" not in _cluster(cpu_run, StageName.GENERATE, off)

@@ -9,6 +9,7 @@ import pytest
 
 from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.status import DistillRunStatus, Phase, StageName, StageState
+from distillrun.operator.controller import observed_job
 from distillrun.operator.planner import Failure, ObservedJob, Plan, plan
 from distillrun.operator.preflight import Inputs, Problem
 from tests.unit.operator.conftest import cpu_manifest
@@ -226,6 +227,38 @@ def test_a_named_failure_is_final_at_once() -> None:
     assert _condition(result.status, "Failed") == ("True", "BudgetExhausted")
 
 
+@pytest.mark.parametrize(
+    ("reason", "setting"),
+    [
+        ("PreRunningDeadlineExceeded", "DISTILLRUN_RAY_START_DEADLINE_SECONDS"),
+        ("DeadlineExceeded", "DISTILLRUN_RAY_JOB_DEADLINE_SECONDS"),
+    ],
+)
+def test_a_kuberay_deadline_ends_the_run_with_its_reason(reason: str, setting: str) -> None:
+    """A RayJob whose pods cannot be scheduled is failed by KubeRay on the operator's deadline
+    (read from the RayJob as the controller reads it); the run fails at once with that reason,
+    without a new attempt that would wait as long again."""
+    status = _plan(_run()).status
+    message = "The RayJob has passed the preRunningDeadlineSeconds. PreRunningDeadlineSeconds: 1200"
+    body = {
+        "metadata": {
+            "name": "shop-generate-1",
+            "labels": {"distillrun.dev/stage": "generate", "distillrun.dev/attempt": "1"},
+        },
+        "spec": {},
+        "status": {"jobDeploymentStatus": "Failed", "reason": reason, "message": message},
+    }
+    job = observed_job(body)
+    assert job is not None
+    result = _plan(_run(status), [job], max_attempts=3)
+    assert result.start is None and result.status.phase == Phase.FAILED
+    assert _condition(result.status, "Failed") == ("True", reason)
+    stage = result.status.stages["generate"]
+    assert (stage.state, stage.attempts) == (StageState.FAILED, 1)
+    assert stage.message.startswith(f"{reason}: RayJob shop-generate-1: ")
+    assert setting in stage.message and message in stage.message
+
+
 def test_a_vanished_job_is_a_new_attempt_or_a_success_by_its_outputs() -> None:
     status = _plan(_run()).status
     gone = _plan(_run(status), [])
@@ -253,7 +286,14 @@ def test_every_stage_done_is_success() -> None:
         StageName.GENERATE: GENERATE_SUMMARY,
         StageName.VALIDATE: {"accepted": 30, "rejected": {"parse": 4}, "dataset": "file:///d/"},
         StageName.TRAIN: {"adapter": "file:///candidate/"},
-        StageName.EVALUATE: {"execution_accuracy": 0.8, "examples": 5, "adapter": "file:///a/"},
+        StageName.EVALUATE: {
+            "execution_accuracy": 0.8,
+            "examples": 7,
+            "scored": 5,
+            "unjudgeable": 1,
+            "gold_empty": 1,
+            "adapter": "file:///a/",
+        },
     }
     jobs = [_job(stage, 1, "Complete", "SUCCEEDED") for stage in summaries]
     result = _plan(_run(status), jobs, FakeOutputs(summaries))
@@ -262,6 +302,8 @@ def test_every_stage_done_is_success() -> None:
     assert _condition(result.status, "Succeeded") == ("True", "Completed")
     assert result.status.counts.accepted == 30 and result.status.counts.rejected == {"parse": 4}
     assert result.status.evaluation.execution_accuracy == 0.8
+    assert (result.status.evaluation.scored, result.status.evaluation.unjudgeable) == (5, 1)
+    assert result.status.evaluation.gold_empty == 1
     assert result.status.artifacts.adapter == "file:///a/"
     assert result.events[-1].reason == "RunSucceeded"
 

@@ -153,6 +153,14 @@ def _mutated(path: str, value: Any) -> dict[str, Any]:
             id="no store",
         ),
         pytest.param(
+            _mutated("spec.artifacts", {"uri": "file:///data/distill"}),
+            GOOD,
+            OperatorSettings(),
+            "ArtifactsNotShared",
+            "spec.artifacts.uri",
+            id="file store on a cluster",
+        ),
+        pytest.param(
             _mutated(
                 "spec.database", {"dialect": "postgres", "schema": {"ddl": "CREATE TABLE (oops"}}
             ),
@@ -206,6 +214,18 @@ def test_the_operator_default_store_is_used_when_the_spec_has_none() -> None:
     result = check(parse_run(data), settings, PROFILES, FakeLookup())
     assert isinstance(result, Inputs)
     assert result.store_uri == f"s3://shared/x/team-a/shop/{UID}"
+
+
+def test_a_file_store_is_accepted_where_the_operator_allows_it() -> None:
+    data = cpu_manifest()
+    data["spec"]["artifacts"] = {"uri": "file:///data/distill"}
+    refused = check(parse_run(data), OperatorSettings(), PROFILES, FakeLookup())
+    assert isinstance(refused, Problem)
+    assert "s3://" in refused.message and "file:///data/distill" in refused.message
+    allowed = OperatorSettings(allow_file_store=True)
+    result = check(parse_run(data), allowed, PROFILES, FakeLookup())
+    assert isinstance(result, Inputs)
+    assert result.store_uri == f"file:///data/distill/team-a/shop/{UID}"
 
 
 def test_the_operator_default_teacher_secret_stands_in_for_a_missing_ref() -> None:

@@ -31,7 +31,15 @@ def test_every_variable_is_read() -> None:
             "DISTILLRUN_MAX_ATTEMPTS": "4",
             "DISTILLRUN_HARDWARE_PROFILES": "cpu, custom-l4",
             "DISTILLRUN_CPU_WORKERS": "3",
+            "DISTILLRUN_CPU_WORKER_CPU": "1500m",
+            "DISTILLRUN_CPU_WORKER_MEMORY": "3Gi",
+            "DISTILLRUN_HEAD_CPU": "0.5",
+            "DISTILLRUN_HEAD_MEMORY": "1536Mi",
             "DISTILLRUN_RAY_TTL_SECONDS": "60",
+            "DISTILLRUN_RAY_START_DEADLINE_SECONDS": "300",
+            "DISTILLRUN_RAY_JOB_DEADLINE_SECONDS": "86400",
+            "DISTILLRUN_RAY_TOKEN_AUTH": "false",
+            "DISTILLRUN_ALLOW_FILE_STORE": "true",
             "DISTILLRUN_WORKERS": "4",
             "DISTILLRUN_METRICS_PORT": "0",
         }
@@ -46,7 +54,15 @@ def test_every_variable_is_read() -> None:
         max_attempts=4,
         hardware_profiles=frozenset({"cpu", "custom-l4"}),
         cpu_workers=3,
-        ttl_seconds_after_finished=60,
+        cpu_worker_cpu="1500m",
+        cpu_worker_memory="3Gi",
+        head_cpu="0.5",
+        head_memory="1536Mi",
+        ray_ttl_seconds=60,
+        ray_start_deadline_seconds=300,
+        ray_job_deadline_seconds=86400,
+        ray_token_auth=False,
+        allow_file_store=True,
         workers=4,
         metrics_port=0,
     )
@@ -62,6 +78,30 @@ def test_every_variable_is_read() -> None:
         ({"DISTILLRUN_CPU_WORKERS": "0"}, "DISTILLRUN_CPU_WORKERS: must be at least 1"),
         ({"DISTILLRUN_WORKERS": "0"}, "DISTILLRUN_WORKERS: must be at least 1"),
         ({"DISTILLRUN_RAY_TTL_SECONDS": "-1"}, "DISTILLRUN_RAY_TTL_SECONDS: must be at least 0"),
+        (
+            {"DISTILLRUN_RAY_START_DEADLINE_SECONDS": "-5"},
+            "DISTILLRUN_RAY_START_DEADLINE_SECONDS: must be at least 0",
+        ),
+        ({"DISTILLRUN_HEAD_CPU": "2Gi"}, "DISTILLRUN_HEAD_CPU: '2Gi' is not a CPU amount"),
+        ({"DISTILLRUN_CPU_WORKER_CPU": "0"}, "DISTILLRUN_CPU_WORKER_CPU: must be greater than 0"),
+        (
+            {"DISTILLRUN_HEAD_MEMORY": "2 GB"},
+            "DISTILLRUN_HEAD_MEMORY: '2 GB' is not a memory amount",
+        ),
+        (
+            {"DISTILLRUN_CPU_WORKER_MEMORY": "0Gi"},
+            "DISTILLRUN_CPU_WORKER_MEMORY: must be greater than 0",
+        ),
+        ({"DISTILLRUN_RAY_TOKEN_AUTH": "yes"}, "DISTILLRUN_RAY_TOKEN_AUTH: 'yes' is not true or"),
+        (
+            {"DISTILLRUN_RAY_VERSION": "2.51.1"},
+            "DISTILLRUN_RAY_TOKEN_AUTH: Ray token authentication needs Ray 2.52.0 or later, "
+            "but DISTILLRUN_RAY_VERSION is '2.51.1'",
+        ),
+        (
+            {"DISTILLRUN_ARTIFACTS_URI": "file:///srv/distill"},
+            "DISTILLRUN_ARTIFACTS_URI: file:///srv/distill is a file:// store",
+        ),
         ({"DISTILLRUN_METRICS_PORT": "70000"}, "DISTILLRUN_METRICS_PORT: must be 0 to 65535"),
         ({"DISTILLRUN_RESYNC_SECONDS": "-1"}, "DISTILLRUN_RESYNC_SECONDS: must not be negative"),
         ({"DISTILLRUN_RESYNC_SECONDS": "0"}, "DISTILLRUN_RESYNC_SECONDS: must be greater than 0"),
@@ -88,6 +128,16 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
         OperatorSettings.from_env(env)
 
 
+def test_an_older_ray_runs_without_token_auth_and_a_file_store_when_allowed() -> None:
+    older_ray = {"DISTILLRUN_RAY_VERSION": "2.40.0", "DISTILLRUN_RAY_TOKEN_AUTH": "False"}
+    file_store = {"DISTILLRUN_ARTIFACTS_URI": "file:///srv/distill"}
+    settings = OperatorSettings.from_env(
+        older_ray | file_store | {"DISTILLRUN_ALLOW_FILE_STORE": "TRUE"}
+    )
+    assert not settings.ray_token_auth
+    assert settings.default_artifacts_uri == "file:///srv/distill"
+
+
 def test_the_teacher_secret_key_defaults_to_api_key() -> None:
     settings = OperatorSettings.from_env({"DISTILLRUN_TEACHER_SECRET_NAME": "anthropic"})
     assert settings.default_teacher_secret == SecretKeyRef(name="anthropic", key="api-key")
@@ -107,7 +157,7 @@ def test_whole_numbers_as_helm_may_render_them() -> None:
     settings = OperatorSettings.from_env(
         {"DISTILLRUN_RAY_TTL_SECONDS": "1e+06", "DISTILLRUN_MAX_ATTEMPTS": "3.0"}
     )
-    assert settings.ttl_seconds_after_finished == 1_000_000
+    assert settings.ray_ttl_seconds == 1_000_000
     assert settings.max_attempts == 3
 
 

@@ -142,8 +142,72 @@ def test_compare_prints_matches_and_the_accuracy(
         (5, True, "correct"),
     ]
     assert lines[0]["id"] == "same"
-    assert lines[-1] == {"pairs": 5, "scored": 4, "matched": 2, "accuracy": 0.5}
-    assert "execution accuracy 0.500" in err
+    assert lines[-1] == {
+        "pairs": 5,
+        "scored": 4,
+        "matched": 2,
+        "accuracy": 0.5,
+        "unjudgeable": 0,
+        "gold_empty": 0,
+        "gold_failed": 1,
+    }
+    assert "execution accuracy 0.500 (2 of 4 scored pairs, strict rules)" in err
+
+
+def test_compare_reads_the_evaluate_stages_predictions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`predicted_sql: null` (an answer without SQL) is a wrong prediction, not bad input; an
+    empty gold result and a pair too long to compare whole are counted apart."""
+    pairs = tmp_path / "predictions.jsonl"
+    rows = [
+        {"id": "a", "gold_sql": "SELECT name FROM customers", "predicted_sql": None},
+        {
+            "id": "b",
+            "gold_sql": "SELECT name FROM customers WHERE country = 'Atlantis'",
+            "predicted_sql": "SELECT name FROM customers WHERE 1 = 0",
+        },
+        {
+            "id": "c",
+            "gold_sql": "SELECT id FROM orders",
+            "predicted_sql": "SELECT id FROM orders ORDER BY id DESC",
+        },
+        {"id": "d", "gold_sql": "SELECT COUNT(*) FROM orders", "predicted_sql": "SELECT 1"},
+    ]
+    pairs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    argv = ["compare", "--schema", SCHEMA, "--dialect", "sqlite", "--data", SEED]
+    code, lines, err = run(capsys, *argv, "--max-rows", "5", str(pairs))
+    assert code == 0
+    assert [(p["id"], p["match"], p["reason"]) for p in lines[:-1]] == [
+        ("a", False, "no_sql"),
+        ("b", False, "gold_empty"),
+        ("c", False, "unjudgeable"),
+        ("d", False, "wrong_result"),
+    ]
+    summary = lines[-1]
+    assert (summary["scored"], summary["matched"], summary["accuracy"]) == (2, 0, 0.0)
+    assert (summary["unjudgeable"], summary["gold_empty"]) == (1, 1)
+    assert "counted apart: unjudgeable 1, gold_empty 1" in err
+
+
+def test_compare_in_spider_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {"gold": "SELECT DISTINCT country FROM customers", "pred": "SELECT country FROM customers"},
+        {
+            "gold": "SELECT name FROM customers WHERE country = 'Atlantis'",
+            "pred": "SELECT id, email FROM customers WHERE 1 = 0",
+        },
+    ]
+    pairs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    argv = ["compare", "--schema", SCHEMA, "--dialect", "sqlite", "--data", SEED, str(pairs)]
+    _, strict, _ = run(capsys, *argv)
+    _, spider, err = run(capsys, *argv, "--spider")
+    _, kept, _ = run(capsys, *argv, "--spider", "--keep-distinct")
+    assert [p["reason"] for p in strict[:-1]] == ["wrong_result", "gold_empty"]
+    assert [p["reason"] for p in spider[:-1]] == ["correct", "correct"]
+    assert [p["reason"] for p in kept[:-1]] == ["wrong_result", "correct"]
+    assert spider[-1]["accuracy"] == 1.0 and "spider rules" in err
 
 
 CHECK = ["check", "--schema", SCHEMA, "--dialect", "sqlite"]
@@ -175,6 +239,21 @@ BAD_INPUT = {
         '{"gold": "SELECT 1"}\n',
         'line 1: needs a non-empty string field "pred"',
     ),
+    "pair-gold-null": (
+        COMPARE,
+        '{"gold_sql": null, "predicted_sql": "SELECT 1"}\n',
+        'line 1: needs a non-empty string field "gold" or "gold_sql"',
+    ),
+    "pair-pred-number": (
+        COMPARE,
+        '{"gold": "SELECT 1", "pred": 7}\n',
+        'line 1: needs a non-empty string field "pred"',
+    ),
+    "keep-distinct-alone": (
+        [*COMPARE, "--keep-distinct"],
+        '{"gold": "SELECT 1", "pred": "SELECT 1"}\n',
+        "--keep-distinct applies to --spider only",
+    ),
     "no-pairs": (COMPARE, "\n\n", "stdin holds no pair"),
 }
 
@@ -204,3 +283,22 @@ def test_installed_command_never_shows_a_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"cannot read queries {bad}" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-rows", "2000000", "argument --max-rows: input should be less than or equal to"),
+        ("--max-rows", "0", "argument --max-rows: input should be greater than or equal to 1"),
+        ("--timeout-ms", "5", "argument --timeout-ms: input should be greater than or equal to"),
+        ("--max-rows", "many", "argument --max-rows: 'many' is not a whole number"),
+    ],
+)
+def test_options_out_of_the_specs_bounds_are_refused_by_name(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["sql", *COMPARE, option, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
