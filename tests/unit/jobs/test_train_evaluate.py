@@ -300,7 +300,14 @@ train.run(StageContext(run=run, store=open_store(store_dir), schema=schema, seed
 def test_a_killed_driver_resumes_from_the_latest_complete_checkpoint(
     context_at: ContextAt, progress_of: ProgressOf, shop_records: list[Record], tmp_path: Path
 ) -> None:
-    spec = {"student": {"maxSteps": 24, "microBatchSize": 4, "checkpointEverySteps": 4}}
+    spec = {
+        "student": {
+            "model": "builtin:tiny-qwen3",  # as context_at's: the driver reads the quickstart
+            "maxSteps": 24,
+            "microBatchSize": 4,
+            "checkpointEverySteps": 4,
+        }
+    }
     store_dir = tmp_path / "store"
     ctx = context_at(store_dir, spec)
     ctx.store.put_jsonl("dataset/train.jsonl", shop_records[:48])

@@ -66,7 +66,10 @@ def quickstart_manifest(
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     data["spec"]["teacher"].update(teacher or {})
     data["spec"]["student"].update({"model": "builtin:tiny-qwen3", **student})  # built in seconds
-    data["spec"]["evaluation"].update({"maxNewTokens": 24, **(evaluation or {})})
+    # the tiny student learns nothing in a few steps: no gate, so the run finishes
+    data["spec"]["evaluation"].update(
+        {"maxNewTokens": 24, "minExecutionAccuracy": 0.0, **(evaluation or {})}
+    )
     path = directory / "quickstart.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
