@@ -249,8 +249,9 @@ def test_report_rebuilds_from_the_artifacts_and_status_prints_the_same_numbers(
     assert f"({the(page, 'eval-correct')}/{the(page, 'eval-scored')})" in out
     assert f"{the(page, 'final-loss'):.4f}" in out
     before = the(page, "base-holdout-accuracy")
-    assert re.search(rf"base model, before training\s+{before:.1%}", out)
-    assert re.search(rf"student ahead by\s+{the(page, 'points-over-base'):+.1f} points", out)
+    assert re.search(rf"base model, before training\W+{re.escape(f'{before:.1%}')}", out)
+    ahead = re.escape(f"{the(page, 'points-over-base'):+.1f} points")
+    assert re.search(rf"student ahead by\W+{ahead}", out)
     for reason in (name.split(":", 1)[1] for name in page.metrics if name.startswith("rejected:")):
         assert re.search(rf"{reason}\s.*\b{the(page, f'rejected:{reason}')}\b", out)
 
