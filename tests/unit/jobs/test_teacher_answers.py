@@ -60,7 +60,12 @@ def test_the_teacher_answers_every_question_and_is_scored_like_the_student(
 
     records = [{"id": f"q{i}", "question": q, "sql": sql} for i, (q, sql) in enumerate(QUESTIONS)]
     predictions = scoring.score(
-        records, asked.answers, ctx.schema, ctx.seed_sql, ctx.run.spec.database.sandbox
+        records,
+        asked.answers,
+        ctx.schema,
+        ctx.seed_sql,
+        ctx.run.spec.database.sandbox,
+        comparison=ctx.run.spec.evaluation.comparison,
     )
     assert [p["reason"] for p in predictions] == ["correct", "wrong_result", "no_sql"]
     assert scoring.accuracy(predictions)["correct"] == 1
