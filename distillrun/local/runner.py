@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from distillrun.api.errors import FieldProblem, ManifestError
+from distillrun.api.failures import FailureReason
 from distillrun.api.resource import DistillRun, load_run
 from distillrun.api.spec import TeacherProvider
-from distillrun.api.status import DistillRunStatus, EvaluationStatus, StageName
+from distillrun.api.status import DistillRunStatus, StageName
 from distillrun.api.transitions import run_succeeded, stage_failed, stage_started, stage_succeeded
 from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import ProgressSink, StageContext, StageFailed, StageResult
@@ -40,8 +40,6 @@ from distillrun.teacher.factory import TeacherUnavailable, make_teacher
 
 DEFAULT_STORE = "distillrun-artifacts"  # a plain path: relative to the working directory
 LOCAL_UID = "local"
-INTERRUPTED = "Interrupted"
-"""The failure reason of a stage stopped by Ctrl-C."""
 API_KEY_VARIABLES = {
     TeacherProvider.ANTHROPIC: "ANTHROPIC_API_KEY",
     TeacherProvider.OPENAI_COMPATIBLE: "OPENAI_API_KEY",
@@ -66,7 +64,7 @@ class RunOutcome:
 
     @property
     def interrupted(self) -> bool:
-        return self.failure is not None and self.failure.reason == INTERRUPTED
+        return self.failure is not None and self.failure.reason == FailureReason.INTERRUPTED
 
 
 def _now() -> str:
@@ -180,34 +178,6 @@ def _stages(
     ]
 
 
-def _record(status: DistillRunStatus, result: StageResult) -> DistillRunStatus:
-    """Copies a stage's numbers into the status (counts, cost, accuracy, artifact URIs)."""
-    summary = result.summary
-    updates: dict[str, Any] = {}
-    if result.stage == StageName.GENERATE:
-        usage = summary["usage"]
-        updates["counts"] = status.counts.model_copy(update={"generated": summary["generated"]})
-        updates["cost"] = status.cost.model_copy(
-            update={
-                "input_tokens": usage["input_tokens"],
-                "output_tokens": usage["output_tokens"],
-                "cache_read_tokens": usage["cache_read_tokens"],
-                "cache_write_tokens": usage["cache_write_tokens"],
-                "usd": usage["usd"],
-            }
-        )
-    elif result.stage == StageName.VALIDATE:
-        updates["counts"] = status.counts.model_copy(
-            update={"accepted": summary["accepted"], "rejected": summary["rejected"]}
-        )
-        updates["artifacts"] = status.artifacts.model_copy(update={"dataset": summary["dataset"]})
-    elif result.stage == StageName.EVALUATE:
-        # train leaves a candidate; only evaluate's gate publishes the run's adapter
-        updates["artifacts"] = status.artifacts.model_copy(update={"adapter": summary["adapter"]})
-        updates["evaluation"] = EvaluationStatus.of_summary(summary)
-    return status.model_copy(update=updates)
-
-
 def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
     """Runs the stages in order with `executor` for their parallel parts. Ctrl-C ends the
     stage that runs as failed with reason Interrupted (not left Running), and the run's status
@@ -215,7 +185,7 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
     status = DistillRunStatus()
     outcome = RunOutcome(run=ctx.run, store=ctx.store, status=status)
     for stage, call in _stages(ctx, executor):
-        status = stage_started(status, stage, _now())
+        status = stage_started(status, stage, attempt=1, now=_now())
         ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
         started = time.monotonic()
         try:
@@ -225,7 +195,7 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
         except KeyboardInterrupt:
             outcome.failure = StageFailed(
                 stage,
-                INTERRUPTED,
+                FailureReason.INTERRUPTED,
                 f"interrupted (Ctrl-C) during {stage}; run the same command again to resume "
                 "from what was committed",
             )
@@ -234,17 +204,17 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
             ctx.store.put_bytes(key, traceback.format_exc().encode())
             outcome.failure = StageFailed(
                 stage,
-                "StageCrashed",
+                FailureReason.STAGE_CRASHED,
                 f"{type(exc).__name__}: {exc} (traceback: {ctx.store.url(key)})",
             )
         if outcome.failure is not None:
             reason, message = outcome.failure.reason, str(outcome.failure)
-            status = stage_failed(status, stage, reason, message, _now())
+            status = stage_failed(status, stage, reason, message, attempts=1, now=_now())
             break
         outcome.results[stage] = result
         ctx.progress.note(stage, describe_result(result, time.monotonic() - started))
         message = "reused committed outputs" if result.reused else "done"
-        status = stage_succeeded(_record(status, result), stage, message, _now())
+        status = stage_succeeded(status, stage, result.summary, message=message, now=_now())
     else:
         status = run_succeeded(status, _now())
     with _finishing(interrupted=outcome.interrupted):

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from distillrun.api.failures import Failure, failure_key
 from distillrun.api.status import StageName
-from distillrun.operator.planner import Failure
 from distillrun.store import ObjectNotFound, Store, open_store
 
 SUMMARY_KEYS: Mapping[StageName, str] = {
@@ -28,11 +28,6 @@ SUMMARY_KEYS: Mapping[StageName, str] = {
 PUBLISHED_ADAPTER = "adapter/"
 PUBLISHED_DONE_KEY = "adapter/_done.json"
 """Where evaluate publishes the adapter, and its marker, when the accuracy gate passes."""
-
-
-def failure_key(stage: StageName, attempt: int) -> str:
-    """Where a stage attempt records a failure it could name."""
-    return f"errors/{stage}-attempt-{attempt}.json"
 
 
 class StoreOutputs:
@@ -68,8 +63,4 @@ class StoreOutputs:
         data = self._json(failure_key(stage, attempt))
         if not isinstance(data, dict):
             return None
-        return Failure(
-            reason=str(data.get("reason") or "StageFailed"),
-            message=str(data.get("message") or ""),
-            retryable=bool(data.get("retryable", False)),
-        )
+        return Failure.of_json(data)
