@@ -20,9 +20,11 @@ from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
+from distillrun.api.conditions import ConditionStatus, ConditionType
 from distillrun.api.resource import DistillRun
 from distillrun.api.spec import ComparisonMode
 from distillrun.api.status import STAGE_ORDER, DistillRunStatus, Phase
+from distillrun.api.transitions import condition_of
 from distillrun.jobs import evaluate, generate, validate
 from distillrun.jobs.training import layout
 from distillrun.report.coverage import coverage, query_facts
@@ -126,8 +128,8 @@ def _header(store: Store, run: DistillRun | None, status: DistillRunStatus | Non
     ends = [s.end for s in stages if s.end]
     failure = None
     if status is not None:
-        failed = next((c for c in status.conditions if c.type == "Failed"), None)
-        if failed is not None and failed.status == "True":
+        failed = condition_of(status, ConditionType.FAILED)
+        if failed is not None and failed.status == ConditionStatus.TRUE:
             failure = failed.message or failed.reason
     spec = run.spec if run is not None else None
     return Header(
