@@ -39,3 +39,21 @@ class ConditionReason(StrEnum):
     SPEC_INVALID = "SpecInvalid"
     RAY_JOB_REJECTED = "RayJobRejected"
     """The apiserver refused a stage's RayJob (quota, admission webhook); retried next pass."""
+
+
+class InputProblem(StrEnum):
+    """Why a run cannot start yet (`Ready=False`, an Event): the operator's preflight checks
+    what admission cannot know; fixing it (creating the Secret) lets the next pass proceed."""
+
+    ARTIFACTS_NOT_SHARED = "ArtifactsNotShared"
+    ARTIFACTS_UNSET = "ArtifactsUnset"
+    CONFIG_MAP_KEY_NOT_FOUND = "ConfigMapKeyNotFound"
+    CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
+    GPUS_EXCEED_NODE = "GpusExceedNode"
+    HARDWARE_PROFILE_UNAVAILABLE = "HardwareProfileUnavailable"
+    SANDBOX_INVALID = "SandboxInvalid"
+    SCHEMA_INVALID = "SchemaInvalid"
+    SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_REF_MISSING = "SecretRefMissing"
+    SQL_UNREADABLE = "SqlUnreadable"

@@ -29,6 +29,7 @@ class FailureReason(StrEnum):
     INVALID_HARDWARE_PROFILE = "InvalidHardwareProfile"
     NO_ADAPTER = "NoAdapter"
     NO_GENERATED_DATA = "NoGeneratedData"
+    NO_GPU = "NoGPU"
     NO_HOLDOUT_DATA = "NoHoldoutData"
     NO_STUDENT_BASE = "NoStudentBase"
     NO_TRAINING_DATA = "NoTrainingData"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from distillrun.api.errors import ManifestError
 from distillrun.api.failures import Failure, FailureReason, failure_key, traceback_key
-from distillrun.api.resource import parse_run
+from distillrun.api.stage_config import StageConfig
 from distillrun.api.status import StageName
 from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
@@ -98,12 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    document = json.loads(args.config.read_text(encoding="utf-8"))
-    stage = StageName(document["stage"])
-    attempt = int(document["attempt"])
-    store = open_store(document["store"])
+    config = StageConfig.read(args.config)
+    stage, attempt = config.stage, config.attempt
+    store = open_store(config.store)
     try:
-        run = parse_run(document["run"], str(args.config))
+        run = config.parsed_run(str(args.config))
         schema, seed_sql = load_inputs(run, args.config.parent, str(args.config))
         ctx = StageContext(run, store, schema, seed_sql, progress=LogProgress())
         result = run_stage(ctx, stage, _executor())

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from distillrun.api.failures import FailureReason
 from distillrun.api.spec import RateLimits, TeacherMode, TeacherSpec
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
@@ -202,7 +203,7 @@ def _write_shard(job: _ShardJob) -> ShardOutput | _ShardFailure:
     except TeacherStop as stop:
         return _ShardFailure(stop.reason, str(stop))
     except Exception as exc:
-        return _ShardFailure("TeacherFailed", f"{type(exc).__name__}: {exc}")
+        return _ShardFailure(FailureReason.TEACHER_FAILED, f"{type(exc).__name__}: {exc}")
 
 
 class _Progress:

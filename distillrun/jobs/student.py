@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distillrun.api.failures import FailureReason
 from distillrun.api.spec import HardwareProfileName, StudentSpec
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageFailed
@@ -279,7 +280,7 @@ def _builtin(
     if corpus is None or wanted is None:
         raise StageFailed(
             stage,
-            "NoStudentBase",
+            FailureReason.NO_STUDENT_BASE,
             f"the builtin student is built by the train stage and saved under {BASE_PREFIX}, "
             "but the store has none: run the train stage first",
         )
@@ -313,7 +314,7 @@ def _check_builtin(model: str, stage: StageName) -> None:
     if model not in BUILTIN_MODELS:
         raise StageFailed(
             stage,
-            "StudentNotFound",
+            FailureReason.STUDENT_NOT_FOUND,
             f"unknown builtin student {model!r}; builtin students: {', '.join(BUILTIN_MODELS)}",
         )
 
@@ -348,10 +349,14 @@ def _from_uri(uri: str, stage: StageName) -> Student:
         try:
             source = open_store(uri, require_checksums=False)  # written by other tools
             if not source.list_keys(""):
-                raise StageFailed(stage, "StudentNotFound", f"no model files under {uri}")
+                raise StageFailed(
+                    stage, FailureReason.STUDENT_NOT_FOUND, f"no model files under {uri}"
+                )
             source.get_tree("", local)
         except StoreError as exc:
-            raise StageFailed(stage, "StudentNotFound", f"spec.student.model: {exc}") from None
+            raise StageFailed(
+                stage, FailureReason.STUDENT_NOT_FOUND, f"spec.student.model: {exc}"
+            ) from None
         complete.write_text(uri, encoding="utf-8")
     return Student(location=str(local), model_id=uri, kind="uri")
 
@@ -386,7 +391,7 @@ def resolve_student(
         return Student(location=model, model_id=model, kind="hub")
     raise StageFailed(
         stage,
-        "StudentNotFound",
+        FailureReason.STUDENT_NOT_FOUND,
         f"student.model {model!r} is neither a directory, an s3:// or file:// URI, a hub id "
         f"(org/name) nor a builtin student ({', '.join(BUILTIN_MODELS)})",
     )

@@ -17,6 +17,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from distillrun.api.failures import FailureReason
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
 from distillrun.jobs.generate import MANIFEST_KEY, shard_object_key
@@ -83,7 +84,9 @@ def _fingerprint(ctx: StageContext) -> str:
 def _load_shards(ctx: StageContext) -> list[ShardOutput]:
     if not ctx.store.exists(MANIFEST_KEY):
         raise StageFailed(
-            StageName.VALIDATE, "NoGeneratedData", "generate has not committed its manifest yet"
+            StageName.VALIDATE,
+            FailureReason.NO_GENERATED_DATA,
+            "generate has not committed its manifest yet",
         )
     plan: list[str] = ctx.store.get_json(MANIFEST_KEY)["plan"]
     return [

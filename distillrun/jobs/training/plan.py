@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from distillrun.api.failures import FailureReason
 from distillrun.api.spec import StudentSpec, TrainingMethod
 from distillrun.jobs.training import zero
 from distillrun.jobs.training.memory import (
@@ -243,7 +244,7 @@ def _suggestions(
 def _check_profile(student: StudentSpec, profile: HardwareProfile) -> None:
     if student.method == TrainingMethod.QLORA and not profile.uses_gpu:
         raise PlanRefused(
-            "QLoRAUnavailable",
+            FailureReason.QLORA_UNAVAILABLE,
             f"method qlora needs a CUDA GPU (4-bit weights through bitsandbytes) and hardware "
             f"profile {profile.name} has none; use method lora or full, or a GPU profile",
         )

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distillrun.api.failures import FailureReason
 from distillrun.api.spec import ComparisonSpec, SandboxSpec, StudentSpec, TrainingMethod
 from distillrun.api.status import StageName
 from distillrun.jobs import prompting
@@ -152,7 +153,11 @@ def _check_accelerator(plan: TrainingPlan) -> None:
     import torch
 
     if plan.accelerator == "cuda" and not torch.cuda.is_available():
-        reason = "QLoRAUnavailable" if plan.method == TrainingMethod.QLORA else "NoGPU"
+        reason = (
+            FailureReason.QLORA_UNAVAILABLE
+            if plan.method == TrainingMethod.QLORA
+            else FailureReason.NO_GPU
+        )
         raise TrainingRefused(
             reason,
             f"hardware profile {plan.profile} trains on CUDA GPUs but this worker sees none "
@@ -160,7 +165,7 @@ def _check_accelerator(plan: TrainingPlan) -> None:
         )
     if plan.method == TrainingMethod.QLORA and importlib.util.find_spec("bitsandbytes") is None:
         raise TrainingRefused(
-            "QLoRAUnavailable",
+            FailureReason.QLORA_UNAVAILABLE,
             "method qlora needs the bitsandbytes package, which this image does not have; "
             "use method lora, or install bitsandbytes in the training image",
         )

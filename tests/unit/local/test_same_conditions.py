@@ -72,7 +72,11 @@ def _local(
     run = parse_run(cpu_manifest())
     ddl = "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);"
     ctx = StageContext(
-        run, open_store(f"file://{tmp_path}"), parse_schema(ddl, Dialect.SQLITE), None, SilentProgress()
+        run,
+        open_store(f"file://{tmp_path}"),
+        parse_schema(ddl, Dialect.SQLITE),
+        None,
+        SilentProgress(),
     )
     return runner.execute(ctx, InlineExecutor()).status
 
