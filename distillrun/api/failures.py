@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from distillrun.api.status import StageName
-
 
 class FailureReason(StrEnum):
     # named by the stages: the same attempt would fail the same way again
@@ -75,16 +73,6 @@ def is_retryable(reason: str) -> bool:
         return FailureReason(reason) in RETRYABLE
     except ValueError:
         return True
-
-
-def failure_key(stage: StageName, attempt: int) -> str:
-    """Where a stage attempt records the failure it could name."""
-    return f"errors/{stage}-attempt-{attempt}.json"
-
-
-def traceback_key(stage: StageName, attempt: int) -> str:
-    """Where a crashed stage attempt leaves its traceback."""
-    return f"errors/{stage}-attempt-{attempt}.traceback.txt"
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class TrainingMethod(StrEnum):
 
 
 class HardwareProfileName(StrEnum):
-    """The profiles distillrun ships (`distillrun/jobs/training/profiles/`)."""
+    """The profiles distillrun ships (`distillrun/api/profiles/`)."""
 
     A100_80GB = "a100-80gb"
     A100_40GB = "a100-40gb"

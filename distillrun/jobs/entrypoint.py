@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from distillrun.api.errors import ManifestError
-from distillrun.api.failures import Failure, FailureReason, failure_key, traceback_key
+from distillrun.api.failures import Failure, FailureReason
+from distillrun.api.layout import failure_key, traceback_key
 from distillrun.api.stage_config import StageConfig
 from distillrun.api.status import StageName
 from distillrun.jobs import evaluate, generate, train, validate

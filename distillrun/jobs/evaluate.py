@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from distillrun.api.failures import FailureReason
+from distillrun.api.layout import GOLD_PREDICTIONS_KEY, METRICS_KEY, PREDICTIONS_KEY
 from distillrun.api.spec import TrainingMethod
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult, read_dataset
@@ -55,10 +56,6 @@ from distillrun.jobs.training.layout import (
     SEED,
 )
 from distillrun.store import StoreError, read_uri
-
-PREDICTIONS_KEY = "evaluate/predictions.jsonl"
-GOLD_PREDICTIONS_KEY = "evaluate/gold_predictions.jsonl"
-METRICS_KEY = "evaluate/metrics.json"
 
 EVAL_FORMAT = 3
 """Bump when scoring changes: stored metrics are then recomputed."""

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distillrun.api.failures import FailureReason
+from distillrun.api.layout import BASE_DONE_KEY, BASE_PREFIX
 from distillrun.api.spec import HardwareProfileName, StudentSpec
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageFailed
@@ -46,8 +47,6 @@ BUILTIN_SCHEME = "builtin:"
 TINY_QWEN3 = "builtin:tiny-qwen3"
 BUILTIN_MODELS = (TINY_QWEN3,)
 
-BASE_PREFIX = "student/base/"
-BASE_DONE_KEY = "student/base/_done.json"
 # Bump when the builder changes what it builds: a stored base of another version is rebuilt.
 BUILDER_VERSION = 1
 

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from distillrun.api.failures import FailureReason
+from distillrun.api.layout import BASE_PREFIX
+from distillrun.api.profiles import HardwareProfile, ProfileError, load_profiles
 from distillrun.api.spec import StudentSpec
 from distillrun.api.status import StageName
 from distillrun.jobs import prompting
 from distillrun.jobs.context import StageContext, StageFailed, StageResult, read_dataset
 from distillrun.jobs.student import (
-    BASE_PREFIX,
     BUILTIN_SCHEME,
     Student,
     quiet_library_progress,
@@ -54,7 +55,6 @@ from distillrun.jobs.training.layout import (
     TRAIN_KEY,
 )
 from distillrun.jobs.training.plan import PlanRefused, TrainingPlan, make_plan
-from distillrun.jobs.training.profiles import HardwareProfile, ProfileError, load_profiles
 from distillrun.jobs.training.shapes import KNOWN_SHAPES, ModelShape
 from distillrun.jobs.training.worker import WorkerJob
 

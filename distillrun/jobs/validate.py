@@ -18,18 +18,20 @@ from collections import Counter
 from typing import Any
 
 from distillrun.api.failures import FailureReason
+from distillrun.api.layout import (
+    ACCEPTED_KEY,
+    HOLDOUT_KEY,
+    MANIFEST_KEY,
+    REJECTED_KEY,
+    TRAIN_KEY,
+    shard_object_key,
+)
+from distillrun.api.layout import VALIDATE_DONE_KEY as DONE_KEY
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
-from distillrun.jobs.generate import MANIFEST_KEY, shard_object_key
 from distillrun.jobs.judging import Judged, judge_shards, screen
 from distillrun.jobs.parallel import Executor, InlineExecutor
 from distillrun.teacher.base import ShardOutput
-
-TRAIN_KEY = "dataset/train.jsonl"
-HOLDOUT_KEY = "dataset/holdout.jsonl"
-ACCEPTED_KEY = "validate/accepted.jsonl"
-REJECTED_KEY = "validate/rejected.jsonl"
-DONE_KEY = "validate/_done.json"
 
 
 def _in_holdout(example_id: str, fraction: float) -> bool:

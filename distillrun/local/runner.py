@@ -24,6 +24,7 @@ from pathlib import Path
 
 from distillrun.api.errors import FieldProblem, ManifestError
 from distillrun.api.failures import FailureReason
+from distillrun.api.layout import SPEC_KEY, STATUS_KEY, crash_key
 from distillrun.api.resource import DistillRun, load_run
 from distillrun.api.spec import TeacherProvider
 from distillrun.api.status import DistillRunStatus, StageName
@@ -111,7 +112,7 @@ def prepare(
     _check_estimate(ctx, teacher, source, accept_estimate)
     # The run's first write: a store that cannot be written (no permission, no bucket, no
     # credentials) is found here, before the local Ray starts and before anything is paid.
-    store.put_json("spec.json", run.to_wire())
+    store.put_json(SPEC_KEY, run.to_wire())
     return ctx
 
 
@@ -186,7 +187,7 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
     outcome = RunOutcome(run=ctx.run, store=ctx.store, status=status)
     for stage, call in _stages(ctx, executor):
         status = stage_started(status, stage, attempt=1, now=_now())
-        ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
+        ctx.store.put_json(STATUS_KEY, status.model_dump(mode="json", by_alias=True))
         started = time.monotonic()
         try:
             result = call()
@@ -200,7 +201,7 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
                 "from what was committed",
             )
         except Exception as exc:  # a bug, not a user mistake: keep the traceback in the store
-            key = f"errors/{stage}.txt"
+            key = crash_key(stage)
             ctx.store.put_bytes(key, traceback.format_exc().encode())
             outcome.failure = StageFailed(
                 stage,
@@ -218,7 +219,7 @@ def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
     else:
         status = run_succeeded(status, _now())
     with _finishing(interrupted=outcome.interrupted):
-        ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
+        ctx.store.put_json(STATUS_KEY, status.model_dump(mode="json", by_alias=True))
         outcome.status = _with_report(ctx, outcome, status)
     return outcome
 
@@ -249,13 +250,13 @@ def _with_report(
 
         uri = build_report(ctx.store, schema=ctx.schema)
     except Exception as exc:
-        key = "errors/report.txt"
+        key = crash_key("report")
         ctx.store.put_bytes(key, traceback.format_exc().encode())
         outcome.report_problem = f"{type(exc).__name__}: {exc} (traceback: {ctx.store.url(key)})"
         return status
     artifacts = status.artifacts.model_copy(update={"report": uri})
     status = status.model_copy(update={"artifacts": artifacts})
-    ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
+    ctx.store.put_json(STATUS_KEY, status.model_dump(mode="json", by_alias=True))
     return status
 
 

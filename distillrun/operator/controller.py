@@ -30,10 +30,10 @@ import kopf
 from distillrun.api.conditions import ConditionReason, ConditionStatus, ConditionType
 from distillrun.api.constants import GROUP, KIND, PLURAL, VERSION
 from distillrun.api.errors import ManifestError
+from distillrun.api.profiles import HardwareProfile, load_profiles
 from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.status import Condition, DistillRunStatus, StageName
 from distillrun.api.transitions import condition_of, with_condition
-from distillrun.jobs.training.profiles import HardwareProfile, load_profiles
 from distillrun.operator import planner, preflight
 from distillrun.operator.builders.common import (
     KUEUE_QUEUE_LABEL,

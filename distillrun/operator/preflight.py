@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from distillrun.api.conditions import InputProblem
-from distillrun.api.resource import DistillRun
-from distillrun.api.spec import Dialect, SecretKeyRef, SqlSource, TeacherProvider
-from distillrun.jobs.training.profiles import (
+from distillrun.api.profiles import (
     GpusExceedNode,
     HardwareProfile,
     ProfileError,
     worker_resources,
 )
+from distillrun.api.resource import DistillRun
+from distillrun.api.spec import Dialect, SecretKeyRef, SqlSource, TeacherProvider
 from distillrun.operator.builders.config import run_store_uri
 from distillrun.operator.builders.rayjob import teacher_secret
 from distillrun.operator.builders.sandbox import SandboxBuildError, needs_server, sandbox_config_map

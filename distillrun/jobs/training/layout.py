@@ -1,4 +1,5 @@
-"""Where the train and evaluate stages keep their outputs in the run's store, and the seed.
+"""Where the train and evaluate stages keep their outputs in the run's store (the keys are
+`distillrun.api.layout`'s), and the seed.
 
 Training writes the adapter it produced to `train/adapter/` (the candidate, with its done
 marker last); evaluation copies it to `adapter/` -- the run's published result -- only when it
@@ -6,17 +7,28 @@ passes the accuracy gate. A candidate that fails the gate stays where it is, for
 and is never published.
 """
 
-TRAIN_KEY = "dataset/train.jsonl"
-HOLDOUT_KEY = "dataset/holdout.jsonl"
+from distillrun.api.layout import (
+    CANDIDATE_DONE_KEY,
+    CANDIDATE_PREFIX,
+    HOLDOUT_KEY,
+    MERGED_DIR,
+    PUBLISHED_DONE_KEY,
+    PUBLISHED_PREFIX,
+    TRAIN_KEY,
+    TRAIN_METRICS_KEY,
+)
 
-CANDIDATE_PREFIX = "train/adapter/"
-CANDIDATE_DONE_KEY = "train/adapter/_done.json"
-TRAIN_METRICS_KEY = "train/metrics.json"
-
-PUBLISHED_PREFIX = "adapter/"
-PUBLISHED_DONE_KEY = "adapter/_done.json"
-MERGED_DIR = "merged"
-"""Under the published adapter: the base with the adapter merged in, when asked for."""
+__all__ = [
+    "CANDIDATE_DONE_KEY",
+    "CANDIDATE_PREFIX",
+    "HOLDOUT_KEY",
+    "MERGED_DIR",
+    "PUBLISHED_DONE_KEY",
+    "PUBLISHED_PREFIX",
+    "SEED",
+    "TRAIN_KEY",
+    "TRAIN_METRICS_KEY",
+]
 
 SEED = 0
 """Seeds weight init of the builtin student, adapter init, data order, dropout and sampling."""

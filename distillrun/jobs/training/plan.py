@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from distillrun.api.failures import FailureReason
+from distillrun.api.profiles import HardwareProfile
 from distillrun.api.spec import StudentSpec, TrainingMethod
 from distillrun.jobs.training import zero
 from distillrun.jobs.training.memory import (
@@ -29,7 +30,6 @@ from distillrun.jobs.training.memory import (
     budget_bytes,
     estimate,
 )
-from distillrun.jobs.training.profiles import HardwareProfile
 from distillrun.jobs.training.shapes import PACKED_POSITION_MODEL_TYPES, ModelShape
 
 MAX_SUGGESTED_GPUS = 64
