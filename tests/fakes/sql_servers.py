@@ -227,14 +227,15 @@ def mariadb_server() -> Iterator[RunningServer]:
     The server runs with the same hardening flags as the Kubernetes sandbox server
     (`MARIADB_HARDENING`): no LOCAL INFILE, no symbolic links, no name resolution, read-only for
     every account without READ_ONLY ADMIN (so a login cannot even change its own password), and
-    file access only under an empty directory.
+    file access only under an empty directory. Its temporary tables live in its own directory:
+    in a shared /tmp, another program's clean-up once deleted one under a running query.
     """
     server_bin, install_bin = _mariadb_bins()
     root = Path(tempfile.mkdtemp(prefix="distillrun-mariadb-"))
     process: subprocess.Popen[bytes] | None = None
     try:
         password = secrets.token_hex(16)
-        for name in ("scratch", "nofiles"):
+        for name in ("scratch", "nofiles", "tmp"):
             (root / name).mkdir()
         log = root / "server.log"
         _hand_over(root)
@@ -252,6 +253,7 @@ def mariadb_server() -> Iterator[RunningServer]:
             [
                 server_bin, "--no-defaults", data, f"--port={port}", "--bind-address=127.0.0.1",
                 f"--socket={socket_path}", f"--pid-file={root / 'mysqld.pid'}",
+                f"--tmpdir={root / 'tmp'}",
                 f"--log-error={log}", "--skip-log-bin", "--skip-name-resolve",
                 *MARIADB_HARDENING, f"--secure-file-priv={root / 'nofiles'}",
                 "--max-connections=50", *_INNODB_FAST,

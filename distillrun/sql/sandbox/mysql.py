@@ -11,34 +11,50 @@ What stops what, each layer enough on its own for the attack it names:
 - the login's own resource limits: `MAX_STATEMENT_TIME` and `MAX_USER_CONNECTIONS`;
 - the server runs `--read-only`, which the administrator (holding READ_ONLY ADMIN) does not
   feel, but which stops the one change MySQL lets any login make, `SET PASSWORD` for itself;
-- each query runs in a fresh session (a new connection) with the session's statement time and
-  `sql_select_limit` (the row cap, applied by the server) set, inside `START TRANSACTION READ
-  ONLY`, and is rolled back; the client never enables multi-statements, so the server refuses
-  a second statement;
+- each query runs in the login's kept session (`session.py`) with the session's statement time,
+  `sql_select_limit` (the row cap, applied by the server), autocommit off and `tx_read_only`
+  set before it, so it runs in a read-only transaction; afterwards `COM_RESET_CONNECTION` rolls
+  it back and clears the session (variables, user locks, temporary tables, prepared statements,
+  HANDLERs); a session that timed out, was refused something, ran a statement that is no query
+  (`SET`, `USE`) or broke is closed instead. The client never enables multi-statements, so
+  the server refuses a second statement;
 - MySQL has no cursor that only admits a SELECT, and a single statement can reset the session's
   limits (`SET STATEMENT max_statement_time = 0 FOR ...`, `BEGIN NOT ATOMIC ... END`). The static
   checks refuse all of those; should one get through, the worker process's hard deadline ends
   the session and the administrator kills whatever the login still runs on the server.
+
+The witness (see `server.py`) is one sum of server-wide counters and the login's account row.
+The counters: every statement but reads (`Com_*`, statements inside stored routines
+included; DDL that only writes a definition file, a view or a trigger, counts there) and the
+rows inserted or deleted in any table (`Handler_write`, `Handler_delete`). Rows updated are
+not counted (MariaDB counts window functions' work there), as every UPDATE is a counted
+statement; the one update that comes as a `SET` (`SET PASSWORD`, `SET DEFAULT ROLE`) is to
+the login's account row (`mysql.global_priv`), which is read as it is. Counters only grow, so
+an equal sum means none moved. A query's own transaction has ended (rolled back, never
+committed) before the witness is read; a write by another session that is between its row
+change and its commit at that moment is the one thing the witness could miss (PostgreSQL's
+snapshot has no such gap).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import time
 from typing import Any
 
 import pymysql
 
 from distillrun.api.spec import Dialect, SandboxSpec
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
-from distillrun.sql.sandbox.base import ResultSet
-from distillrun.sql.sandbox.engine import Engine, Limits, capped_result, excerpt, timed_out
+from distillrun.sql.sandbox.engine import excerpt, timed_out
 from distillrun.sql.sandbox.server import ServerAdmin, split_statements
+from distillrun.sql.sandbox.session import CONNECT_TIMEOUT_S, Login, ServerSession
 from distillrun.sql.target import ServerTarget
 from distillrun.sql.verdict import Reason
 
-CONNECT_TIMEOUT_S = 10
+_COM_RESET_CONNECTION = 0x1F
+"""The protocol command that resets a session (MySQL 5.7+, MariaDB 10.2.4+)."""
 
 _TIMEOUT_CODES = frozenset({1969, 3024, 1317})
 """max_statement_time exceeded (MariaDB), max_execution_time exceeded (MySQL), interrupted."""
@@ -49,6 +65,31 @@ transaction."""
 
 _LOST_CODES = frozenset({1049, 1927, 2003, 2006, 2013, 2055, 4031})
 """Unknown database, connection killed, cannot connect, server gone, connection lost."""
+
+
+_READ_STATEMENTS = (
+    "COM_SELECT",
+    "COM_SET_OPTION",
+    "COM_CHANGE_DB",
+    "COM_ADMIN_COMMANDS",
+    "COM_ROLLBACK",
+    "COM_BEGIN",
+    "COM_CHECKSUM",
+)
+"""The statement counters the witness leaves out, besides every `SHOW`: the statements every
+query cycle and the checksum send (`SET`, the query, `COM_RESET_CONNECTION`, `CHECKSUM
+TABLE`) and the harmless ones a query may be (`USE`, `BEGIN`, `ROLLBACK`), none of which
+changes anything the checksum covers without also moving a row-write counter."""
+
+_WITNESS = (
+    "SELECT CONCAT_WS(' ', (SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS "
+    "WHERE VARIABLE_NAME LIKE 'COM\\_%%' AND VARIABLE_NAME NOT LIKE 'COM\\_SHOW\\_%%' "
+    "AND VARIABLE_NAME NOT IN ("
+    + ", ".join(f"'{name}'" for name in _READ_STATEMENTS)
+    + ") OR VARIABLE_NAME IN ('HANDLER_WRITE', 'HANDLER_DELETE')), "
+    "(SELECT Priv FROM mysql.global_priv WHERE User = %s AND Host = '%%'))"
+)
+"""Statement and row counters, and the login's account: see the module docstring."""
 
 
 def _code(error: Exception) -> int:
@@ -68,6 +109,19 @@ def _quoted(identifier: str) -> str:
     return "`" + identifier.replace("`", "``") + "`"
 
 
+def _connect(login: Login, **options: Any) -> Any:
+    """A session over TCP without TLS (loopback or the run's own network), in utf8mb4, that
+    never reads a client-side file and never sends several statements at once (the client
+    flag is off: the server refuses a second statement)."""
+    return pymysql.connect(
+        **login.driver_arguments(database_key="database"),
+        local_infile=False,
+        ssl_disabled=True,
+        charset="utf8mb4",
+        **options,
+    )
+
+
 class MysqlAdmin(ServerAdmin):
     """Builds, checksums and drops one private database and its read-only login."""
 
@@ -80,23 +134,12 @@ class MysqlAdmin(ServerAdmin):
         return f"'{self.reader}'@'%'"
 
     def _connect(self, database: str | None = None) -> Any:
-        target = self.target
         try:
-            return pymysql.connect(
-                host=target.host,
-                port=target.port,
-                user=target.user,
-                password=target.password,
-                database=database,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                autocommit=True,
-                ssl_disabled=True,
-                charset="utf8mb4",
-            )
+            return _connect(self.admin_login(database), autocommit=True)
         except pymysql.Error as error:
             raise SandboxError(
-                f"cannot reach the MySQL sandbox server at {target.host}:{target.port} as "
-                f"{target.user}: {_message(error)}"
+                f"cannot reach the MySQL sandbox server at {self.target.host}:"
+                f"{self.target.port} as {self.target.user}: {_message(error)}"
             ) from None
 
     def _run(self, statement: str, args: Any = None) -> list[tuple[Any, ...]]:
@@ -200,6 +243,10 @@ class MysqlAdmin(ServerAdmin):
         text = text.replace(f"PASSWORD '*{inner.upper()}'", "PASSWORD '<reader password>'")
         return text.replace(self.reader, "<reader>").replace(self.database, "<database>")
 
+    def witness(self) -> str | None:
+        found = self._run(_WITNESS, (self.reader,))
+        return str(found[0][0]) if found and found[0][0] is not None else None
+
     def exists(self) -> bool:
         found = self._run(
             "SELECT (SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = %s) "
@@ -210,18 +257,9 @@ class MysqlAdmin(ServerAdmin):
 
     def reader_works(self) -> bool:
         try:
-            con = pymysql.connect(
-                host=self.target.host,
-                port=self.target.port,
-                user=self.reader,
-                password=self.reader_password,
-                database=self.database,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                ssl_disabled=True,
-            )
+            _connect(self.reader_login()).close()
         except pymysql.Error:
             return False
-        con.close()
         return True
 
     def cancel_queries(self) -> None:
@@ -238,59 +276,49 @@ class MysqlAdmin(ServerAdmin):
             self._con = None
 
 
-class MysqlEngine(Engine):
-    """Runs each query in a fresh read-only session of the sandbox's read-only login."""
+class MysqlEngine(ServerSession[Any]):
+    """Runs each query in the kept session of the sandbox's read-only login: limits and a
+    read-only transaction set, the query, then `COM_RESET_CONNECTION`."""
 
-    def __init__(self, location: str, limits: Limits) -> None:
-        self._where = json.loads(location)
-        self._limits = limits
+    driver_error = pymysql.Error
 
-    def execute(self, sql: str) -> ResultSet:
-        limit, timeout_ms = self._limits.max_rows, self._limits.timeout_ms
-        started = time.monotonic()
-        con = self._connect()
-        try:
-            with con.cursor() as cursor:
-                cursor.execute(
-                    "SET SESSION max_statement_time = %s, sql_select_limit = %s",
-                    (timeout_ms / 1000, limit + 1),
-                )
-                cursor.execute("START TRANSACTION READ ONLY")
-                cursor.execute(sql)
-                rows = list(cursor.fetchmany(limit + 1))
-                columns = tuple(d[0] for d in cursor.description or ())
-            con.rollback()
-        except pymysql.Error as error:
-            raise self._failure(error, started) from None
-        finally:
-            con.close()
-        return capped_result(columns, rows, limit, started)
-
-    def _connect(self) -> Any:
-        where = self._where
+    def _open(self) -> Any:
         read_s = self._limits.timeout_ms / 1000 + CONNECT_TIMEOUT_S
-        try:
-            return pymysql.connect(
-                host=where["host"],
-                port=where["port"],
-                user=where["user"],
-                password=where["password"],
-                database=where["database"],
-                connect_timeout=CONNECT_TIMEOUT_S,
-                read_timeout=read_s,
-                write_timeout=read_s,
-                autocommit=False,
-                local_infile=False,
-                ssl_disabled=True,
-                charset="utf8mb4",
+        return _connect(self._login, read_timeout=read_s, write_timeout=read_s, autocommit=False)
+
+    def _begin(self, session: Any) -> None:
+        """Autocommit off and `tx_read_only`: the query opens a read-only transaction."""
+        with session.cursor() as cursor:
+            cursor.execute(
+                "SET SESSION autocommit = 0, tx_read_only = 1, max_statement_time = %s, "
+                "sql_select_limit = %s",
+                (self._limits.timeout_ms / 1000, self._limits.max_rows + 1),
             )
-        except pymysql.Error as error:
-            raise SessionLost(
-                f"cannot open a session as the sandbox's read-only login: {_message(error)}"
-            ) from None
+
+    def _query(self, session: Any, sql: str) -> tuple[tuple[str, ...] | None, list[Any]]:
+        with session.cursor() as cursor:
+            cursor.execute(sql)
+            rows = list(cursor.fetchmany(self._limits.max_rows + 1))
+            description = cursor.description
+            return None if description is None else tuple(d[0] for d in description), rows
+
+    def _reset(self, session: Any) -> None:
+        """`COM_RESET_CONNECTION` rolls back and clears the session (variables, user locks,
+        temporary tables, prepared statements, HANDLERs). It keeps the current database, which
+        only `USE` changes; a `USE` returns no result set, so its session is dropped instead
+        (`session.py`).
+
+        PyMySQL has no call for that command; it is sent as `ping` sends its own.
+        """
+        session._execute_command(_COM_RESET_CONNECTION, b"")
+        session._read_ok_packet()
+
+    def _close(self, session: Any) -> None:
+        with contextlib.suppress(pymysql.Error):  # a session closed by the server already
+            session.close()
 
     def _failure(
-        self, error: Exception, started: float
+        self, error: Exception, session: Any, started: float
     ) -> QueryTimeout | QueryFailed | SessionLost:
         code = _code(error)
         if code in _TIMEOUT_CODES:
@@ -303,5 +331,6 @@ class MysqlEngine(Engine):
             )
         return QueryFailed(_message(error))
 
-    def close(self) -> None:
-        """Nothing stays open between queries: every query has its own session."""
+    @staticmethod
+    def _describe(error: Exception) -> str:
+        return _message(error)

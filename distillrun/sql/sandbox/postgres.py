@@ -19,30 +19,39 @@ What stops what, each layer enough on its own for the attack it names:
   accepts only a SELECT or VALUES there, never several statements (the extended protocol
   refuses them), and `FETCH` reads at most `max_rows + 1` rows, so a huge result never leaves
   the server;
-- each query gets a fresh session (a new connection, a new backend), so nothing a query sets
-  or locks survives it.
+- each query runs in the login's kept session (`session.py`), rolled back and then cleared
+  with `DISCARD ALL` (settings, cursors, prepared statements, advisory locks, LISTEN,
+  temporary objects, sequence caches), so nothing a query sets or locks survives it; a session
+  that timed out, was refused something or broke is closed and the next query gets a new
+  backend.
+
+The witness (see `server.py`) is the cluster's snapshot (`pg_current_snapshot()`: the oldest
+running transaction, the next one and those in progress) and the state of every sequence in
+the private database. Every change to a table, a catalog (definitions, grants, roles, role
+settings) or a large object is made by a transaction with a transaction id, and assigning or
+ending one moves the snapshot; sequences are the one thing that changes without one (`nextval`
+writes its WAL ahead), so they are read as they are.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.pq import TransactionStatus
 
 from distillrun.api.spec import Dialect, SandboxSpec
 from distillrun.sql.checks import is_forbidden_function
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
-from distillrun.sql.sandbox.base import ResultSet
-from distillrun.sql.sandbox.engine import Engine, Limits, capped_result, excerpt, timed_out
+from distillrun.sql.sandbox.engine import excerpt, timed_out
 from distillrun.sql.sandbox.server import ServerAdmin, split_statements
+from distillrun.sql.sandbox.session import Login, ServerSession
 from distillrun.sql.target import ServerTarget
 from distillrun.sql.verdict import Reason
 
-CONNECT_TIMEOUT_S = 10
 CURSOR = "distillrun_query"
 _DECLARE_PREFIX = len(f'DECLARE "{CURSOR}" CURSOR FOR ')
 """psycopg sends `DECLARE "<cursor>" CURSOR FOR <query>`; error positions are shifted by this."""
@@ -105,6 +114,22 @@ _RELATIONS = (
 """Relations with contents: tables, materialized views and sequences."""
 
 
+def _witness_statement(sequences: list[tuple[str, str]]) -> sql.Composed:
+    """The snapshot and the state of each of `sequences` (schema, name), in one row.
+
+    The sequences are those the last checksum saw: one created since needed a transaction id
+    (the snapshot moved), and reading them by name is far cheaper than listing them.
+    """
+    parts: list[sql.Composable] = [sql.SQL("pg_current_snapshot()::text")]
+    parts += [
+        sql.SQL("(SELECT {} || '=' || last_value || ':' || is_called FROM {})").format(
+            sql.Literal(f"{schema}.{name}"), sql.Identifier(schema, name)
+        )
+        for schema, name in sequences
+    ]
+    return sql.SQL("SELECT concat_ws(' ', {})").format(sql.SQL(", ").join(parts))
+
+
 def _checksum_statement(relations: list[tuple[str, str, str]], reader: str) -> sql.Composed:
     """One statement that digests the catalog, the reader and every relation's rows on the
     server, so checking the data after each query costs one round trip, not one per table.
@@ -153,23 +178,15 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _connect(target: ServerTarget, database: str) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password,
-            dbname=database,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            autocommit=True,
-            application_name="distillrun-sandbox-admin",
-        )
-    except psycopg.Error as error:
-        raise SandboxError(
-            f"cannot reach the PostgreSQL sandbox server at {target.host}:{target.port} as "
-            f"{target.user}: {_first_line(error)}"
-        ) from None
+def _connect(login: Login, application: str) -> psycopg.Connection[Any]:
+    """A session in autocommit mode (transactions are begun explicitly), never preparing
+    statements (a prepared statement would outlive the query that made it)."""
+    return psycopg.connect(
+        **login.driver_arguments(database_key="dbname"),
+        autocommit=True,
+        prepare_threshold=None,
+        application_name=application,
+    )
 
 
 class PostgresAdmin(ServerAdmin):
@@ -179,15 +196,26 @@ class PostgresAdmin(ServerAdmin):
         super().__init__(target, name, limits)
         self._server: psycopg.Connection[Any] | None = None
         self._data: psycopg.Connection[Any] | None = None
+        self._sequences: list[tuple[str, str]] = []
+        """The sequences the last checksum saw, which the witness reads."""
+
+    def _connect(self, database: str) -> psycopg.Connection[Any]:
+        try:
+            return _connect(self.admin_login(database), "distillrun-sandbox-admin")
+        except psycopg.Error as error:
+            raise SandboxError(
+                f"cannot reach the PostgreSQL sandbox server at {self.target.host}:"
+                f"{self.target.port} as {self.target.user}: {_first_line(error)}"
+            ) from None
 
     def _maintenance(self) -> psycopg.Connection[Any]:
         if self._server is None or self._server.closed or self._server.broken:
-            self._server = _connect(self.target, self.target.maintenance_database)
+            self._server = self._connect(self.target.maintenance_database)
         return self._server
 
     def _database(self) -> psycopg.Connection[Any]:
         if self._data is None or self._data.closed or self._data.broken:
-            self._data = _connect(self.target, self.database)
+            self._data = self._connect(self.database)
         return self._data
 
     def build(self, ddl: str, seed: str | None) -> None:
@@ -228,7 +256,7 @@ class PostgresAdmin(ServerAdmin):
             raise SandboxError(
                 f"the PostgreSQL sandbox server refused to set up a sandbox: {_first_line(error)}"
             ) from None
-        con = _connect(self.target, self.database)
+        con = self._connect(self.database)
         try:
             with con.transaction():
                 _load(con, ddl, "schema")
@@ -269,12 +297,22 @@ class PostgresAdmin(ServerAdmin):
             con = self._database()
             relations = [(str(a), str(b), str(c)) for a, b, c in con.execute(_RELATIONS).fetchall()]
             row = con.execute(_checksum_statement(relations, self.reader)).fetchone()
+            self._sequences = [(schema, name) for schema, name, kind in relations if kind == "S"]
         except psycopg.Error as error:
             raise SandboxError(
                 f"cannot checksum sandbox database {self.database}: {_first_line(error)}"
             ) from None
         material = json.dumps([relations, row[0] if row else None])
         return hashlib.sha256(material.encode()).hexdigest()
+
+    def witness(self) -> str | None:
+        try:
+            row = self._database().execute(_witness_statement(self._sequences)).fetchone()
+        except errors.UndefinedTable:
+            return None  # a sequence the last checksum saw is gone
+        except psycopg.Error as error:
+            raise SandboxError(f"cannot query the sandbox server: {_first_line(error)}") from None
+        return str(row[0]) if row else None
 
     def exists(self) -> bool:
         try:
@@ -290,14 +328,7 @@ class PostgresAdmin(ServerAdmin):
 
     def reader_works(self) -> bool:
         try:
-            psycopg.connect(
-                host=self.target.host,
-                port=self.target.port,
-                user=self.reader,
-                password=self.reader_password,
-                dbname=self.database,
-                connect_timeout=CONNECT_TIMEOUT_S,
-            ).close()
+            _connect(self.reader_login(), "distillrun-sandbox-admin").close()
         except psycopg.Error:
             return False
         return True
@@ -354,56 +385,50 @@ def _load(con: psycopg.Connection[Any], script: str, label: str) -> None:
             ) from None
 
 
-class PostgresEngine(Engine):
-    """Runs each query in a fresh read-only session of the sandbox's read-only login."""
+class PostgresEngine(ServerSession[psycopg.Connection[Any]]):
+    """Runs each query in the kept session of the sandbox's read-only login: a read-only
+    transaction with its own statement timeout, a cursor that admits one SELECT, then
+    `ROLLBACK` and `DISCARD ALL`."""
 
-    def __init__(self, location: str, limits: Limits) -> None:
-        self._where = json.loads(location)
-        self._limits = limits
+    driver_error = psycopg.Error
 
-    def execute(self, sql_text: str) -> ResultSet:
-        limit, timeout_ms = self._limits.max_rows, self._limits.timeout_ms
-        started = time.monotonic()
-        con = self._connect()
+    def _open(self) -> psycopg.Connection[Any]:
+        return _connect(self._login, "distillrun-sandbox")
+
+    def _begin(self, session: psycopg.Connection[Any]) -> None:
+        timeout_ms = int(self._limits.timeout_ms)
+        session.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}".encode())
+
+    def _query(
+        self, session: psycopg.Connection[Any], sql_text: str
+    ) -> tuple[tuple[str, ...] | None, list[Any]]:
+        cursor = session.cursor(name=CURSOR)
         try:
-            con.read_only = True
-            con.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-            with con.cursor(name=CURSOR) as cursor:
-                cursor.execute(sql_text.encode())
-                rows = cursor.fetchmany(limit + 1)
-                columns = tuple(column.name for column in cursor.description or ())
-        except psycopg.Error as error:
-            raise self._failure(error, con, started) from None
+            cursor.execute(sql_text.encode())
+            rows = cursor.fetchmany(self._limits.max_rows + 1)
+            description = cursor.description
+            columns = None if description is None else tuple(c.name for c in description)
+            session.execute(b"ROLLBACK")  # which closes the cursor on the server too
+            return columns, rows
         finally:
-            con.close()
-        return capped_result(columns, rows, limit, started)
+            cursor.close()  # free: a rolled-back or failed transaction has no cursor to close
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        where = self._where
-        try:
-            return psycopg.connect(
-                host=where["host"],
-                port=where["port"],
-                user=where["user"],
-                password=where["password"],
-                dbname=where["database"],
-                connect_timeout=CONNECT_TIMEOUT_S,
-                autocommit=False,
-                prepare_threshold=None,
-                application_name="distillrun-sandbox",
-            )
-        except psycopg.Error as error:
-            raise SessionLost(
-                f"cannot open a session as the sandbox's read-only login: {_first_line(error)}"
-            ) from None
+    def _reset(self, session: psycopg.Connection[Any]) -> None:
+        if session.info.transaction_status != TransactionStatus.IDLE:
+            session.execute(b"ROLLBACK")
+        session.execute(b"DISCARD ALL")
+
+    def _close(self, session: psycopg.Connection[Any]) -> None:
+        session.close()
 
     def _failure(
-        self, error: psycopg.Error, con: psycopg.Connection[Any], started: float
+        self, error: Exception, session: psycopg.Connection[Any], started: float
     ) -> QueryTimeout | QueryFailed | SessionLost:
+        assert isinstance(error, psycopg.Error)
         state = error.sqlstate or ""
         if isinstance(error, errors.QueryCanceled):
             return timed_out(started, self._limits)
-        if con.broken or state.startswith(_LOST_SQLSTATE_PREFIXES):
+        if session.broken or state.startswith(_LOST_SQLSTATE_PREFIXES):
             return SessionLost(f"the session ended under the query: {_first_line(error)}")
         if state in _FORBIDDEN_SQLSTATES:
             return QueryFailed(
@@ -417,5 +442,6 @@ class PostgresEngine(Engine):
             )
         return QueryFailed(_message(error))
 
-    def close(self) -> None:
-        """Nothing stays open between queries: every query has its own session."""
+    @staticmethod
+    def _describe(error: Exception) -> str:
+        return _first_line(error)

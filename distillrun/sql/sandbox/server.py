@@ -8,24 +8,30 @@ administrator connection that stays in this process and never runs untrusted SQL
   SELECT on the tables and nothing else, revokes what the server grants everyone by default
   (PostgreSQL: EXECUTE on file, large-object, session and sleep functions; TEMP; CREATE), and
   sets the login's own limits (statement timeout, read-only transactions, connection cap);
-- every query runs in the supervised worker process (`process.EngineWorker`), in a fresh
-  session of the read-only login, in a read-only transaction, under a statement timeout and a
-  row cap; the server's parser must see exactly one SELECT;
-- after every query the administrator recomputes the checksum of the reference data (tables,
-  rows, definitions, grants, the login's attributes) on the server. A change means the query
-  escaped: the database is dropped and rebuilt from the schema and seed rows (the sandbox is
-  replaced) and the query is refused as FORBIDDEN. A database that vanished or a session that
-  died is repaired the same way and the query re-run once.
+- every query runs in the supervised worker process (`process.EngineWorker`), in the read-only
+  login's kept session, made clean again for every query (`session.py`: a read-only
+  transaction, the statement timeout and the row cap applied afresh, the session state cleared
+  afterwards, a session that misbehaved replaced); the server's parser must see exactly one
+  SELECT;
+- after every query the administrator proves the reference data (tables, rows, definitions,
+  grants, the login's attributes) unchanged. Checksumming all of it on the server costs more
+  than the query, so a cheap *witness* comes first: a reading of the server that moves
+  whenever anything the checksum covers may have changed (PostgreSQL: the cluster's
+  transaction snapshot and the sequences; MariaDB: the server's counters of row writes and of
+  every statement that is not a read). While the witness stands still, nothing changed since
+  the data last checksummed equal; once it moves (any write anywhere on the server, even an
+  unrelated one), the full checksum decides. A change means the query escaped: the database
+  is dropped and rebuilt from the schema and seed rows (the sandbox is replaced) and the query
+  is refused as FORBIDDEN. A database that vanished or a session that died is repaired the
+  same way and the query re-run once.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from typing import Any
 
 import sqlglot
 from sqlglot.errors import TokenError
@@ -35,6 +41,7 @@ from distillrun.api.spec import Dialect, SandboxSpec
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
 from distillrun.sql.sandbox.base import ResultSet, Sandbox
 from distillrun.sql.sandbox.process import EngineWorker, worker_start
+from distillrun.sql.sandbox.session import Login
 from distillrun.sql.schema import SchemaInfo
 from distillrun.sql.target import ServerTarget
 from distillrun.sql.verdict import Reason
@@ -108,15 +115,23 @@ class ServerAdmin(ABC):
     def close(self) -> None:
         """Closes the administrator's connections."""
 
-    def reader_location(self) -> dict[str, Any]:
+    @abstractmethod
+    def witness(self) -> str | None:
+        """A cheap reading of the server that changes whenever anything the checksum covers
+        may have changed (see `ServerSandbox`); equal readings mean nothing changed between
+        them, None that this reading cannot tell. Raises SandboxError when the server is
+        gone."""
+
+    def admin_login(self, database: str | None) -> Login:
+        """The administrator's own login, to `database` (None: no default database)."""
+        target = self.target
+        return Login(target.host, target.port, target.user, target.password, database)
+
+    def reader_login(self) -> Login:
         """How the worker connects: as the read-only login, to the private database."""
-        return {
-            "host": self.target.host,
-            "port": self.target.port,
-            "user": self.reader,
-            "password": self.reader_password,
-            "database": self.database,
-        }
+        return Login(
+            self.target.host, self.target.port, self.reader, self.reader_password, self.database
+        )
 
 
 def _admin(target: ServerTarget, name: str, limits: SandboxSpec) -> ServerAdmin:
@@ -147,10 +162,13 @@ class ServerSandbox(Sandbox):
         self._closed = False
         self.replacements = 0
         """How often the private database was rebuilt because it changed or vanished."""
+        self._witness: str | None = None
+        """The server's `witness` when the data last checksummed equal to the baseline."""
         try:
             self._admin.build(self._ddl, self._seed)
+            self._witness = self._admin.witness()
             self._baseline = self._admin.checksum()
-            location = json.dumps(self._admin.reader_location())
+            location = self._admin.reader_login().location()
             start = worker_start(target.dialect, location, limits, ddl=None, seed=None)
             self._worker = EngineWorker(
                 start, limits, self._directory, on_kill=self._admin.cancel_queries
@@ -180,7 +198,7 @@ class ServerSandbox(Sandbox):
             outcome = self._run(sql)
         except (QueryTimeout, QueryFailed) as failure:
             outcome = failure
-        if self._admin.checksum() != self._baseline:
+        if not self._unchanged():
             self._replace()
             raise QueryFailed(
                 "the reference data changed while this query ran; the sandbox database was "
@@ -207,6 +225,21 @@ class ServerSandbox(Sandbox):
         finally:
             self._admin.close()
             shutil.rmtree(self._directory, ignore_errors=True)
+
+    def _unchanged(self) -> bool:
+        """Whether the reference data is still the baseline, by the witness when it has not
+        moved since the data last checksummed equal, else by the checksum itself.
+
+        The witness is read before the checksum, so a change that lands between the two
+        either shows in that checksum or moves the next witness.
+        """
+        witness = self._admin.witness()
+        if witness is not None and witness == self._witness:
+            return True
+        if self._admin.checksum() != self._baseline:
+            return False
+        self._witness = witness
+        return True
 
     def _run(self, sql: str) -> ResultSet:
         """One query; a lost session is repaired and the query re-run once."""
@@ -249,9 +282,10 @@ class ServerSandbox(Sandbox):
         self._admin.cancel_queries()
         self._admin.drop()
         self._admin.build(self._ddl, self._seed)
-        rebuilt = self._admin.checksum()
-        if rebuilt != self._baseline:
+        witness = self._admin.witness()
+        if self._admin.checksum() != self._baseline:
             raise SandboxError("the rebuilt sandbox database does not match the original")
+        self._witness = witness
         self.replacements += 1
 
     def _engine(self) -> EngineWorker:

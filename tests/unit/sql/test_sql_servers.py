@@ -385,3 +385,143 @@ def test_missing_server_binaries_name_the_install_script(monkeypatch: pytest.Mon
         sql_servers.ServersMissing, match=r"MariaDB is not installed.*scripts/test-deps"
     ):
         sql_servers.check_installed()
+
+
+SESSION_ID = {
+    Dialect.POSTGRES: "SELECT inet_client_port()",
+    Dialect.MYSQL: "SELECT CONNECTION_ID()",
+}
+"""Which server session a query ran in."""
+
+SLOW = {
+    Dialect.POSTGRES: "SELECT COUNT(*) FROM (SELECT generate_series(1, 100000000) AS n) AS s",
+    Dialect.MYSQL: "SELECT SLEEP(5) + COUNT(*) FROM customers",
+}
+
+
+def _session(box: ServerSandbox, server: Dialect) -> Any:
+    return box.execute(SESSION_ID[server]).rows[0][0]
+
+
+def test_queries_share_one_session_until_one_misbehaves(
+    server: Dialect, box: ServerSandbox
+) -> None:
+    """A kept session serves query after query, ordinary errors included; a timeout or a
+    refused action ends it, and the next query gets a fresh one."""
+    first = _session(box, server)
+    for _ in range(3):
+        assert box.execute(COUNT).rows == ((40,),)
+    with pytest.raises(QueryFailed) as typo:
+        box.execute("SELECT nosuchcolumn FROM customers")
+    assert typo.value.reason == Reason.EXECUTION_ERROR
+    assert _session(box, server) == first
+    with pytest.raises(QueryTimeout):
+        box.execute(SLOW[server])
+    second = _session(box, server)
+    assert second != first
+    with pytest.raises(QueryFailed) as refused:
+        box.execute("SELECT * FROM customers FOR UPDATE")
+    assert refused.value.reason == Reason.FORBIDDEN
+    assert _session(box, server) != second
+    assert box.replacements == 0
+
+
+def test_mysql_session_state_is_cleared_between_queries(
+    schemas: dict[Dialect, SchemaInfo],
+    shop_seed: str,
+    targets: dict[Dialect, ServerTarget],
+) -> None:
+    """What a query leaves in its MariaDB session (variables, locks) is gone before the next
+    one, in the same session; a statement that is no query (`SET`, `USE`) loses its session,
+    so the limits and the database are the sandbox's again."""
+    admin = Admin(targets[Dialect.MYSQL])
+    limits = SandboxSpec(statement_timeout_ms=300, max_rows=5)
+    try:
+        with open_box(schemas[Dialect.MYSQL], shop_seed, limits, targets) as box:
+            assert isinstance(box, ServerSandbox)
+            session = _session(box, Dialect.MYSQL)
+            assert box.execute("SELECT @carried := 42").rows == ((42,),)
+            assert box.execute("SELECT GET_LOCK('held', 0)").rows == ((1,),)
+            assert box.execute("SELECT @carried").rows == ((None,),)
+            assert admin.run("SELECT IS_FREE_LOCK('held')") == [(1,)]
+            assert _session(box, Dialect.MYSQL) == session
+            box.execute("SET SESSION max_statement_time = 0, sql_select_limit = DEFAULT")
+            box.execute("USE information_schema")
+            assert box.execute("SELECT DATABASE()").rows == ((box.database,),)
+            result = box.execute("SELECT id FROM customers")
+            assert len(result.rows) == 5 and result.truncated
+            with pytest.raises(QueryTimeout):
+                box.execute("SELECT SLEEP(2) + COUNT(*) FROM customers")
+    finally:
+        admin.close()
+
+
+TAMPERING = {
+    Dialect.POSTGRES: [
+        "CREATE VIEW smuggled AS SELECT 1 AS x",
+        "GRANT INSERT ON customers TO {reader}",
+        "ALTER ROLE {reader} SET statement_timeout = 0",
+        "SELECT nextval('tick')",
+    ],
+    Dialect.MYSQL: [
+        "CREATE VIEW smuggled AS SELECT 1 AS x",
+        "CREATE TRIGGER smuggled BEFORE INSERT ON customers FOR EACH ROW SET NEW.name = 'x'",
+        "GRANT INSERT ON {database}.customers TO {reader}",
+        "SET PASSWORD FOR {reader} = PASSWORD('known')",
+        "ALTER USER {reader} WITH MAX_STATEMENT_TIME 0",
+        "INSERT INTO customers VALUES (999, 'x', 'x', 'x', '2025-01-01')",
+    ],
+}
+"""Changes that bypass the cheap witness if it misses a kind of write: definition-only DDL,
+grants, the login's settings, password and limits, a sequence (PostgreSQL's one write without a
+transaction id), a plain row."""
+
+
+@pytest.mark.parametrize(
+    ("dialect", "tamper"),
+    [(d, t) for d, changes in TAMPERING.items() for t in changes],
+    ids=lambda value: str(value)[:40],
+)
+def test_every_kind_of_change_is_caught_after_the_query(
+    dialect: Dialect,
+    tamper: str,
+    schemas: dict[Dialect, SchemaInfo],
+    shop_seed: str,
+    targets: dict[Dialect, ServerTarget],
+) -> None:
+    admin = Admin(targets[dialect])
+    seed = shop_seed + ("\nCREATE SEQUENCE tick;" if dialect == Dialect.POSTGRES else "")
+    try:
+        with open_box(schemas[dialect], seed, LIMITS, targets) as box:
+            assert isinstance(box, ServerSandbox)
+            reader = (
+                f'"{box.database}_ro"'
+                if dialect == Dialect.POSTGRES
+                else f"'{box.database}_ro'@'%'"
+            )
+            for _ in range(2):  # the witness has settled: no full checksum decides
+                assert box.execute(COUNT).rows == ((40,),)
+            admin.run(tamper.format(reader=reader, database=box.database), box.database)
+            with pytest.raises(QueryFailed, match="reference data changed"):
+                box.execute(COUNT)
+            assert box.replacements == 1
+            assert box.execute(COUNT).rows == ((40,),)
+    finally:
+        admin.close()
+
+
+def test_a_write_elsewhere_on_the_server_is_no_false_alarm(
+    server: Dialect, box: ServerSandbox, admin: Admin
+) -> None:
+    """Another database's writes move the witness; the full checksum then clears the query."""
+    admin.run("CREATE TABLE IF NOT EXISTS elsewhere (x INTEGER)", _scratch(server, admin))
+    admin.run("INSERT INTO elsewhere VALUES (1)", _scratch(server, admin))
+    assert box.execute(COUNT).rows == ((40,),)
+    assert box.replacements == 0
+
+
+def _scratch(server: Dialect, admin: Admin) -> str:
+    """A database of the test's own, next to the sandboxes."""
+    if "scratch_elsewhere" not in admin.databases():
+        admin.run("CREATE DATABASE scratch_elsewhere")
+    return "scratch_elsewhere"
