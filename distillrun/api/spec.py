@@ -17,14 +17,10 @@ from pydantic.alias_generators import to_camel
 
 
 class WireModel(BaseModel):
-    """Base of every contract model: camelCase aliases, unknown fields refused."""
+    """Base of every contract model: camelCase aliases, unknown fields refused. Enum fields
+    hold enum members (strings on the wire only: `model_dump(mode="json")`)."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        use_enum_values=True,
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class Dialect(StrEnum):

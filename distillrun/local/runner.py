@@ -75,7 +75,7 @@ def _now() -> str:
 def _with_local_teacher(run: DistillRun, progress: ProgressSink) -> DistillRun:
     """Without an API key a local run falls back to the synthetic teacher, and says so."""
     provider = run.spec.teacher.provider
-    variable = API_KEY_VARIABLES.get(TeacherProvider(provider))
+    variable = API_KEY_VARIABLES.get(provider)
     if variable is None or os.environ.get(variable):
         return run
     progress.note(

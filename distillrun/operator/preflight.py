@@ -112,7 +112,7 @@ def check(
         )
 
     teacher = spec.teacher
-    if TeacherProvider(teacher.provider) in NEEDS_API_KEY:
+    if teacher.provider in NEEDS_API_KEY:
         api_key = teacher_secret(run, settings)
         if api_key is None:
             return Problem(

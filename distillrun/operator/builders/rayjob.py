@@ -97,7 +97,7 @@ def teacher_secret(run: DistillRun, settings: OperatorSettings) -> SecretKeyRef 
     spec's `apiKeySecretRef`, else the operator's default (`DISTILLRUN_TEACHER_SECRET_NAME`).
     None for the synthetic teacher, or when neither names one (the pre-flight checks refuse
     that for a provider that needs a key)."""
-    if TeacherProvider(run.spec.teacher.provider) not in API_KEY_ENV:
+    if run.spec.teacher.provider not in API_KEY_ENV:
         return None
     return run.spec.teacher.api_key_secret_ref or settings.default_teacher_secret
 
@@ -279,7 +279,7 @@ def _pod(
 
     api_key = teacher_secret(run, settings)
     if stage == StageName.GENERATE and api_key is not None:
-        env.append(_secret_env(API_KEY_ENV[TeacherProvider(run.spec.teacher.provider)], api_key))
+        env.append(_secret_env(API_KEY_ENV[run.spec.teacher.provider], api_key))
     if stage in SQL_STAGES and needs_server(run):
         env += sandbox_env(run)
 
