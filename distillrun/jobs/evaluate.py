@@ -30,7 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from distillrun.api.failures import FailureReason
-from distillrun.api.layout import GOLD_PREDICTIONS_KEY, METRICS_KEY, PREDICTIONS_KEY
+from distillrun.api.layout import (
+    CANDIDATE_DONE_KEY,
+    CANDIDATE_PREFIX,
+    GOLD_PREDICTIONS_KEY,
+    HOLDOUT_KEY,
+    MERGED_DIR,
+    METRICS_KEY,
+    PREDICTIONS_KEY,
+    PUBLISHED_DONE_KEY,
+    PUBLISHED_PREFIX,
+)
 from distillrun.api.spec import TrainingMethod
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult, read_dataset
@@ -46,15 +56,7 @@ from distillrun.jobs.student import (
 )
 from distillrun.jobs.training import scoring
 from distillrun.jobs.training.card import CardFacts, render
-from distillrun.jobs.training.layout import (
-    CANDIDATE_DONE_KEY,
-    CANDIDATE_PREFIX,
-    HOLDOUT_KEY,
-    MERGED_DIR,
-    PUBLISHED_DONE_KEY,
-    PUBLISHED_PREFIX,
-    SEED,
-)
+from distillrun.jobs.training.layout import SEED
 from distillrun.store import StoreError, read_uri
 
 EVAL_FORMAT = 3

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from distillrun.api.failures import FailureReason
-from distillrun.api.layout import BASE_PREFIX
+from distillrun.api.layout import (
+    BASE_PREFIX,
+    CANDIDATE_DONE_KEY,
+    CANDIDATE_PREFIX,
+    HOLDOUT_KEY,
+    TRAIN_KEY,
+)
 from distillrun.api.profiles import HardwareProfile, ProfileError, load_profiles
 from distillrun.api.spec import StudentSpec
 from distillrun.api.status import StageName
@@ -47,13 +53,7 @@ from distillrun.jobs.student import (
 )
 from distillrun.jobs.training import zero
 from distillrun.jobs.training.launch import run_training, runs_in_process
-from distillrun.jobs.training.layout import (
-    CANDIDATE_DONE_KEY,
-    CANDIDATE_PREFIX,
-    HOLDOUT_KEY,
-    SEED,
-    TRAIN_KEY,
-)
+from distillrun.jobs.training.layout import SEED
 from distillrun.jobs.training.plan import PlanRefused, TrainingPlan, make_plan
 from distillrun.jobs.training.shapes import KNOWN_SHAPES, ModelShape
 from distillrun.jobs.training.worker import WorkerJob

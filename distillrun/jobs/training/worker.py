@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distillrun.api.failures import FailureReason
+from distillrun.api.layout import CANDIDATE_DONE_KEY, CANDIDATE_PREFIX, TRAIN_METRICS_KEY
 from distillrun.api.spec import ComparisonSpec, SandboxSpec, StudentSpec, TrainingMethod
 from distillrun.api.status import StageName
 from distillrun.jobs import prompting
@@ -46,12 +47,7 @@ from distillrun.jobs.student import (
 )
 from distillrun.jobs.training import checkpoints, scoring
 from distillrun.jobs.training.card import CardFacts, render
-from distillrun.jobs.training.layout import (
-    CANDIDATE_DONE_KEY,
-    CANDIDATE_PREFIX,
-    SEED,
-    TRAIN_METRICS_KEY,
-)
+from distillrun.jobs.training.layout import SEED
 from distillrun.jobs.training.plan import TrainingPlan
 from distillrun.sql.schema import SchemaInfo
 from distillrun.store import Store, open_store

@@ -21,18 +21,10 @@ from distillrun.operator.preflight import Inputs
 from distillrun.sql.schema import parse_schema
 from distillrun.store import open_store
 from tests.unit.operator.conftest import cpu_manifest
+from tests.unit.operator.test_planner import GENERATE_SUMMARY
 
 SUMMARIES: dict[StageName, dict[str, Any]] = {
-    StageName.GENERATE: {
-        "generated": 40,
-        "usage": {
-            "input_tokens": 100,
-            "output_tokens": 50,
-            "cache_read_tokens": 7,
-            "cache_write_tokens": 3,
-            "usd": 0.25,
-        },
-    },
+    StageName.GENERATE: GENERATE_SUMMARY,
     StageName.VALIDATE: {"accepted": 30, "rejected": {"parse": 10}, "dataset": "file:///d/"},
     StageName.TRAIN: {"adapter": "file:///candidate/"},
     StageName.EVALUATE: {"execution_accuracy": 0.5, "examples": 4, "scored": 4},
