@@ -19,6 +19,7 @@ REPORT_KEY = "report.html"
 
 # generate
 SHARDS_PREFIX = "generate/shards/"
+UNUSABLE_PREFIX = "generate/unusable/"
 BATCHES_PREFIX = "generate/batches/"
 ROUNDS_PREFIX = "generate/rounds/"
 MANIFEST_KEY = "generate/_manifest.json"

@@ -267,6 +267,15 @@ class TeacherSpec(WireModel):
         bool,
         Field(default=True, description="Keep the teacher's explanation in the training target."),
     ] = True
+    fallback_to_synthetic: Annotated[
+        bool,
+        Field(
+            default=False,
+            description="When the provider needs an API key and none is set, write the examples "
+            "with the offline synthetic teacher instead of refusing to start (shown in the run "
+            "summary and report). Off by default: a named teacher is never replaced silently.",
+        ),
+    ] = False
 
     @model_validator(mode="before")
     @classmethod

@@ -12,6 +12,13 @@ stage keeps collecting and committing every shard still in flight, then fails wi
 (`BudgetExhausted`, `TeacherAuthFailed`, ... see `teacher.errors`); a stop reason makes the
 remaining shards fail fast instead of calling the teacher.
 
+A reply that holds no usable example (empty, refused, not JSON, cut before the first one) is not
+a shard: committing it would mark the shard done and reuse nothing forever. It is kept under
+`generate/unusable/<key>/` instead (its cost still counts against the budget, across restarts
+too), the shard stays missing, and the stage fails with `TeacherReplyUnusable`, quoting the
+reply, once the shards in flight are committed; a rerun asks for that shard again. Empty shards
+committed by earlier versions are moved there too when the stage starts, so they are asked again.
+
 In batch mode the missing shards go to the provider's batch API as one batch; its id is stored
 under `generate/batches/<id>.json` *before* the stage waits for it, so a restarted stage finds
 the record and resumes waiting on the same batch instead of submitting (and paying for) a new
@@ -34,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +55,7 @@ from distillrun.api.layout import (
     MANIFEST_KEY,
     ROUNDS_PREFIX,
     SHARDS_PREFIX,
+    UNUSABLE_PREFIX,
     shard_object_key,
 )
 from distillrun.api.spec import RateLimits, TeacherMode, TeacherSpec
@@ -56,11 +65,13 @@ from distillrun.jobs.judging import Judged, judge_shards, screen
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
 from distillrun.jobs.topup import Focus, shard_focus, top_up_shards, under_covered
 from distillrun.sql.constructs import CONSTRUCTS
+from distillrun.store import Store
+from distillrun.teacher.accounting import usage_sum
 from distillrun.teacher.base import ShardOutput, ShardRequest, Teacher, Usage, shard_key
 from distillrun.teacher.errors import BudgetExhausted, TeacherFailed, TeacherStop
 from distillrun.teacher.estimate import CostEstimate
 from distillrun.teacher.governor import GovernorClient, Reservation, open_governor
-from distillrun.teacher.pricing import from_usd, to_usd
+from distillrun.teacher.pricing import from_usd
 
 BATCH_POLL_INTERVAL_S = 30.0
 BATCH_WINDOW_HOURS = 24.0
@@ -219,6 +230,10 @@ class _Progress:
         self.ctx.progress.counts(StageName.GENERATE, {"shards": self.done}, total=self.total)
 
     def commit(self, output: ShardOutput) -> None:
+        """Commits a shard with examples; keeps a reply without any aside (module docstring)."""
+        if not output.examples:
+            self.fail(_unusable(self.ctx, output))
+            return
         self.ctx.store.put_bytes(
             shard_object_key(output.key), output.model_dump_json().encode(), if_absent=True
         )
@@ -232,6 +247,40 @@ class _Progress:
             self.failure.reason == TeacherFailed.reason and failure.reason != TeacherFailed.reason
         ):
             self.failure = failure
+
+
+UNUSABLE_REASON = "TeacherReplyUnusable"
+QUOTED_REPLY_CHARS = 120
+"""How much of an unusable reply the failure message quotes (the kept reply has more)."""
+
+
+def _unusable(ctx: StageContext, output: ShardOutput) -> _ShardFailure:
+    """Stores a reply that yielded no example (not as the shard) and says what was wrong with
+    it, in the teacher's own words where it gave some."""
+    key = f"{UNUSABLE_PREFIX}{output.key}/{secrets.token_hex(6)}.json"
+    ctx.store.put_bytes(key, output.model_dump_json().encode(), if_absent=True)
+    problem = output.malformed[0] if output.malformed else {}
+    stop = f", stop reason {problem['stop_reason']!r}" if problem.get("stop_reason") else ""
+    item = problem.get("item")
+    quoted = f": {str(item)[:QUOTED_REPLY_CHARS]!r}" if item else ""
+    return _ShardFailure(
+        UNUSABLE_REASON,
+        f"the teacher's reply for shard {output.key} held no usable example "
+        f"({problem.get('reason', 'empty')}{stop}: {problem.get('detail', 'no content')}"
+        f"{quoted}); the reply is kept at {ctx.store.url(key)} and the shard is not "
+        "committed, so a rerun asks the teacher for it again",
+    )
+
+
+def _set_aside_empty(ctx: StageContext, requests: Sequence[ShardRequest]) -> None:
+    """Moves committed shards without an example (committed so by versions that did not keep
+    such replies aside) to where unusable replies go, so they are asked for again."""
+    committed = _committed(ctx)
+    for request in (r for r in requests if r.key in committed):
+        shard = _read(ctx, request.key)
+        if not shard.examples:
+            _unusable(ctx, shard)
+            ctx.store.delete(shard_object_key(request.key))
 
 
 def _realtime(
@@ -264,7 +313,7 @@ def _submit(
     for request in requests:
         cost = teacher.batch_worst_case([request])
         try:
-            governor.reserve(cost)
+            governor.reserve(cost, wait=False)  # what is in flight is this batch itself
         except BudgetExhausted as refused:
             governor.stop(refused)
             break
@@ -334,7 +383,7 @@ def _generate(
         _realtime(teacher, missing, executor, progress)
         return {}
     use_batch = _use_batch(teacher, missing, spec)
-    spent = _spent(ctx, _committed(ctx))
+    spent = _spent(ctx)
     budget = Decimal(str(spec.budget.max_usd))
     use_ray = isinstance(executor, RayExecutor)
     with open_governor(spec.rate_limits, budget, spent, use_ray=use_ray) as governor:
@@ -350,12 +399,18 @@ def _generate(
         return {"mode": "batch" if use_batch else "realtime", **governor.snapshot()}
 
 
-def _spent(ctx: StageContext, keys: Iterable[str]) -> Decimal:
-    """What the committed shards cost, exactly."""
-    return sum(
-        (from_usd(_read(ctx, key).usage.usd) for key in keys),
-        Decimal(0),
-    )
+def unusable_replies(store: Store) -> list[ShardOutput]:
+    """Every reply kept aside as unusable in a run's store, by this run and the ones before."""
+    return [
+        ShardOutput.model_validate_json(store.get_bytes(key))
+        for key in store.list_keys(UNUSABLE_PREFIX)
+    ]
+
+
+def _spent(ctx: StageContext) -> Decimal:
+    """What the teacher cost so far, exactly: the committed shards and the unusable replies."""
+    paid = [*(_read(ctx, key) for key in _committed(ctx)), *unusable_replies(ctx.store)]
+    return sum((from_usd(output.usage.usd) for output in paid), Decimal(0))
 
 
 def _read(ctx: StageContext, key: str) -> ShardOutput:
@@ -364,23 +419,9 @@ def _read(ctx: StageContext, key: str) -> ShardOutput:
 
 def _total(outputs: Iterable[ShardOutput]) -> tuple[Usage, int, Counter[str]]:
     """Summed usage (dollars summed exactly), examples and problems by reason."""
-    usage = Usage()
-    usd = Decimal(0)
-    examples = 0
-    problems: Counter[str] = Counter()
-    for output in outputs:
-        part = output.usage
-        usage = Usage(
-            input_tokens=usage.input_tokens + part.input_tokens,
-            output_tokens=usage.output_tokens + part.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens + part.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens + part.cache_write_tokens,
-            requests=usage.requests + part.requests,
-        )
-        usd += from_usd(part.usd)
-        examples += len(output.examples)
-        problems.update(str(p.get("reason", "unknown")) for p in output.malformed)
-    return usage.model_copy(update={"usd": to_usd(usd)}), examples, problems
+    items = list(outputs)
+    problems = Counter(str(p.get("reason", "unknown")) for o in items for p in o.malformed)
+    return usage_sum(o.usage for o in items), sum(len(o.examples) for o in items), problems
 
 
 @dataclass(frozen=True)
@@ -403,6 +444,7 @@ def _write_round(
     """Writes the round's missing shards; raises StageFailed (after committing everything in
     flight) when the teacher stops. `committed_before` counts the earlier rounds' shards, for
     the progress bar and the failure message."""
+    _set_aside_empty(ctx, requests)
     missing = _missing(ctx, requests)
     reused = len(requests) - len(missing)
     if reused:
@@ -434,7 +476,7 @@ def _affordable(ctx: StageContext, teacher: Teacher, requests: list[ShardRequest
     if not isinstance(teacher, GovernedTeacher):
         return len(requests)
     spec = ctx.run.spec.teacher
-    left = Decimal(str(spec.budget.max_usd)) - _spent(ctx, _committed(ctx))
+    left = Decimal(str(spec.budget.max_usd)) - _spent(ctx)
     batch = _use_batch(teacher, requests, spec)
     fits = 0
     for request in requests:
@@ -571,7 +613,10 @@ def run(
         requests = _next_round(ctx, teacher, len(rounds), plan, accepted, len(accepted) - before)
 
     usage, examples, problems = _total(_read(ctx, r.key) for r in plan)
+    unusable = unusable_replies(ctx.store)
+    usage = usage_sum([usage, *(reply.usage for reply in unusable)])  # paid for all the same
     summary = {
+        "teacher": teacher.name,
         "shards": len(plan),
         "reused_shards": reused,
         "teacher_calls": calls,
@@ -580,11 +625,11 @@ def run(
         "screened_accepted": len(accepted),
         "malformed": sum(problems.values()),
         "malformed_by_reason": dict(sorted(problems.items())),
+        "unusable_replies": len(unusable),
         "usage": usage.model_dump(),
     }
     manifest = {
         **summary,
-        "teacher": teacher.name,
         "parameters": teacher.parameters,
         "governor": governor,
         "plan": [r.key for r in plan],

@@ -1,11 +1,13 @@
 """Resolving a run's inputs (schema DDL, seed rows) from where the manifest says they are.
 
-Everything a user can get wrong here (a missing file, DDL that does not parse) becomes a
-ManifestError naming the field, before any stage starts.
+Everything a user can get wrong here (a missing file, DDL that does not parse, a file that is
+not UTF-8) becomes a ManifestError naming the field, before any stage starts. What the engine
+accepts but a user should hear about (a foreign key to a missing column) is logged.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from distillrun.api.errors import FieldProblem, ManifestError
@@ -16,6 +18,8 @@ from distillrun.sql.errors import SandboxError
 from distillrun.sql.sandbox import open_sandbox
 from distillrun.sql.schema import SchemaError, SchemaInfo, parse_schema
 from distillrun.store import StoreError, read_uri
+
+log = logging.getLogger("distillrun.jobs.inputs")
 
 
 def read_sql_source(source: SqlSource, base_dir: Path, field: str, origin: str) -> str:
@@ -57,6 +61,8 @@ def load_schema(run: DistillRun, base_dir: Path, origin: str) -> tuple[SchemaInf
         schema = parse_schema(ddl, database.dialect)
     except SchemaError as exc:
         raise ManifestError(origin, [FieldProblem("spec.database.schema", str(exc))]) from None
+    for warning in schema.warnings:
+        log.warning("%s: spec.database.schema: %s", origin, warning)
     seed = None
     if database.seed_data is not None:
         seed = read_sql_source(database.seed_data, base_dir, "spec.database.seedData", origin)

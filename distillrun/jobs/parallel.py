@@ -30,7 +30,13 @@ class InlineExecutor:
 
 
 class RayExecutor:
-    """Each item a Ray task; at most `max_in_flight` outstanding so a huge plan stays bounded."""
+    """Each item a Ray task; at most `max_in_flight` outstanding so a huge plan stays bounded.
+
+    A task whose worker dies is not retried behind the stage's back (Ray would by default): a
+    teacher call in it may have been paid for already, and the budget it reserved with the
+    governor died with it, so a retry would pay twice and could leave the other shards waiting
+    for money that never settles. The stage fails instead, and a rerun resumes from what was
+    committed."""
 
     def __init__(self, max_in_flight: int = 64) -> None:
         self.max_in_flight = max_in_flight
@@ -38,7 +44,7 @@ class RayExecutor:
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
         import ray
 
-        remote_fn = ray.remote(fn)
+        remote_fn = ray.remote(max_retries=0)(fn)
         pending: dict[Any, int] = {}
         next_item = 0
         while next_item < len(items) or pending:

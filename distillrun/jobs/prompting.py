@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from distillrun.sql.ddl_render import render_ddl
 from distillrun.sql.schema import SchemaInfo
 
 # Passed to every chat template: templates with a thinking switch (Qwen3) render the answer
@@ -35,25 +36,13 @@ class ChatTokenizer(Protocol):
 
 
 def schema_ddl(schema: SchemaInfo) -> str:
-    """The schema as compact DDL, one CREATE TABLE per line.
+    """The schema as compact DDL in the run's dialect, one statement per line.
 
     Rebuilt from the parsed schema rather than copied verbatim, so comments, indentation and
-    NOT NULL noise do not eat the student's context: types, primary keys and references stay.
+    NOT NULL noise do not eat the student's context; it stays DDL the engine loads (quoted
+    names, composite keys, enum values and views kept), see `distillrun.sql.ddl_render`.
     """
-    references = {(fk.table.lower(), fk.column.lower()): fk for fk in schema.foreign_keys}
-    lines: list[str] = []
-    for table in schema.tables:
-        columns: list[str] = []
-        for column in table.columns:
-            parts = [column.name, column.sql_type]
-            if column.primary_key:
-                parts.append("PRIMARY KEY")
-            fk = references.get((table.name.lower(), column.name.lower()))
-            if fk is not None:
-                parts.append(f"REFERENCES {fk.ref_table}({fk.ref_column})")
-            columns.append(" ".join(parts))
-        lines.append(f"CREATE TABLE {table.name} ({', '.join(columns)});")
-    return "\n".join(lines)
+    return render_ddl(schema)
 
 
 def system_message(schema: SchemaInfo, *, reasoning: bool) -> str:

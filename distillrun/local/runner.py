@@ -26,7 +26,6 @@ from distillrun.api.errors import FieldProblem, ManifestError
 from distillrun.api.failures import FailureReason
 from distillrun.api.layout import SPEC_KEY, STATUS_KEY, crash_key
 from distillrun.api.resource import DistillRun, load_run
-from distillrun.api.spec import TeacherProvider
 from distillrun.api.status import DistillRunStatus, StageName
 from distillrun.api.transitions import run_succeeded, stage_failed, stage_started, stage_succeeded
 from distillrun.jobs import evaluate, generate, train, validate
@@ -36,15 +35,12 @@ from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
 from distillrun.local.preflight import check_local_run, resolve_gold_set
 from distillrun.local.summary import describe_result
 from distillrun.store import Store, open_store
+from distillrun.store.lease import Lease, held
 from distillrun.teacher.base import Teacher
-from distillrun.teacher.factory import TeacherUnavailable, make_teacher
+from distillrun.teacher.factory import TeacherUnavailable, falls_back, make_teacher, missing_key
 
 DEFAULT_STORE = "distillrun-artifacts"  # a plain path: relative to the working directory
 LOCAL_UID = "local"
-API_KEY_VARIABLES = {
-    TeacherProvider.ANTHROPIC: "ANTHROPIC_API_KEY",
-    TeacherProvider.OPENAI_COMPATIBLE: "OPENAI_API_KEY",
-}
 
 
 @dataclass
@@ -72,18 +68,25 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _with_local_teacher(run: DistillRun, progress: ProgressSink) -> DistillRun:
-    """Without an API key a local run falls back to the synthetic teacher, and says so."""
-    provider = run.spec.teacher.provider
-    variable = API_KEY_VARIABLES.get(provider)
-    if variable is None or os.environ.get(variable):
-        return run
-    progress.note(
-        StageName.GENERATE,
-        f"{variable} is not set: using the offline synthetic teacher instead of {provider}",
+def _check_key(run: DistillRun, source: str, progress: ProgressSink) -> None:
+    """Refuses a run whose teacher needs an API key that is not set, naming the variable,
+    unless the spec asks for the synthetic fallback (`teacher.factory`), which is then said."""
+    spec = run.spec.teacher
+    variable = missing_key(spec)
+    if variable is None:
+        return
+    if falls_back(spec):
+        progress.note(
+            StageName.GENERATE,
+            f"{variable} is not set: the offline synthetic teacher writes the examples instead "
+            f"of {spec.provider} {spec.model} (spec.teacher.fallbackToSynthetic)",
+        )
+        return
+    problem = (
+        f"{variable} is not set, and the {spec.provider} teacher needs it: export it, or set "
+        "spec.teacher.fallbackToSynthetic: true to use the offline synthetic teacher instead"
     )
-    teacher = run.spec.teacher.model_copy(update={"provider": TeacherProvider.SYNTHETIC})
-    return run.model_copy(update={"spec": run.spec.model_copy(update={"teacher": teacher})})
+    raise ManifestError(source, [FieldProblem("spec.teacher.provider", problem)])
 
 
 def prepare(
@@ -99,7 +102,8 @@ def prepare(
     run = load_run(manifest)
     schema, seed_sql = load_inputs(run, manifest.parent, source)
     check_local_run(run, schema, manifest.parent, source)
-    run = _with_local_teacher(resolve_gold_set(run, manifest.parent), progress)
+    _check_key(run, source, progress)
+    run = resolve_gold_set(run, manifest.parent)
     run = with_inline_sources(run, schema.ddl, seed_sql)
     try:
         teacher = make_teacher(run.spec.teacher)
@@ -110,9 +114,6 @@ def prepare(
     store = root.sub(f"{meta.namespace}/{meta.name}/{meta.uid or LOCAL_UID}")
     ctx = StageContext(run=run, store=store, schema=schema, seed_sql=seed_sql, progress=progress)
     _check_estimate(ctx, teacher, source, accept_estimate)
-    # The run's first write: a store that cannot be written (no permission, no bucket, no
-    # credentials) is found here, before the local Ray starts and before anything is paid.
-    store.put_json(SPEC_KEY, run.to_wire())
     return ctx
 
 
@@ -179,13 +180,16 @@ def _stages(
     ]
 
 
-def execute(ctx: StageContext, executor: Executor) -> RunOutcome:
-    """Runs the stages in order with `executor` for their parallel parts. Ctrl-C ends the
-    stage that runs as failed with reason Interrupted (not left Running), and the run's status
-    and report are written as for any failure; a rerun resumes from what was committed."""
+def execute(ctx: StageContext, executor: Executor, lease: Lease | None = None) -> RunOutcome:
+    """Runs the stages in order with `executor` for their parallel parts; with the run's
+    `lease`, each stage starts only while it is still held. Ctrl-C ends the stage that runs as
+    failed with reason Interrupted (not left Running), and the run's status and report are
+    written as for any failure; a rerun resumes from what was committed."""
     status = DistillRunStatus()
     outcome = RunOutcome(run=ctx.run, store=ctx.store, status=status)
     for stage, call in _stages(ctx, executor):
+        if lease is not None:
+            lease.check()
         status = stage_started(status, stage, attempt=1, now=_now())
         ctx.store.put_json(STATUS_KEY, status.model_dump(mode="json", by_alias=True))
         started = time.monotonic()
@@ -271,7 +275,15 @@ def run_manifest(
 ) -> RunOutcome:
     """`distillrun run`: prepares the run, then executes it on a local Ray (or inline)."""
     ctx = prepare(manifest, store_uri, progress, accept_estimate=accept_estimate)
-    if not use_ray:
-        return execute(ctx, InlineExecutor())
-    with local_ray(num_cpus) as executor:
-        return execute(ctx, executor)
+    # Taking the lease is the run's first write: a store that cannot be written (no permission,
+    # no bucket, no credentials) is found here, before the local Ray starts and anything is
+    # paid; and only the lease holder writes, so a refused second run changes nothing.
+    with held(ctx.store) as lease:  # one process per run: `store.lease`
+        ctx.store.put_json(SPEC_KEY, ctx.run.to_wire())
+        if lease.taken_from is not None:
+            dead = lease.taken_from.describe(time.time())
+            progress.note(StageName.GENERATE, f"took over the lease of a dead run: {dead}")
+        if not use_ray:
+            return execute(ctx, InlineExecutor(), lease)
+        with local_ray(num_cpus) as executor:
+            return execute(ctx, executor, lease)

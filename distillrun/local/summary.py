@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageResult
+from distillrun.teacher.factory import stand_in
 
 if TYPE_CHECKING:  # the runner imports this module
     from distillrun.local.runner import RunOutcome
@@ -19,6 +20,9 @@ def render_summary(outcome: RunOutcome) -> str:
         lines.append(f"  {stage:<9} done{reused}")
     generate = outcome.results.get(StageName.GENERATE)
     if generate is not None:
+        replaced = stand_in(generate.summary["teacher"], outcome.run.spec.teacher)
+        if replaced:
+            lines.append(f"  teacher: {replaced}")
         target = outcome.run.spec.teacher.target_examples
         lines.append(
             f"  examples: {status.counts.generated} generated, {status.counts.accepted} accepted "

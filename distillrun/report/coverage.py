@@ -24,7 +24,7 @@ from sqlglot.schema import MappingSchema
 
 from distillrun.report.model import Coverage, Uses
 from distillrun.sql.constructs import CONSTRUCTS, constructs_of_tree
-from distillrun.sql.schema import SchemaInfo
+from distillrun.sql.schema import SchemaInfo, mapping_schema
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,7 @@ def _canonical_column(table: str, column: str, schema: SchemaInfo | None) -> str
 @lru_cache(maxsize=4)
 def _sqlglot_schema(schema: SchemaInfo) -> MappingSchema:
     """The schema as `qualify` wants it, built once per schema rather than once per query."""
-    tables: dict[str, object] = dict(schema.mapping())
-    return MappingSchema(tables, dialect=str(schema.dialect))
+    return mapping_schema(schema)
 
 
 def _placed_columns(tree: exp.Expr, schema: SchemaInfo | None) -> dict[int, str]:
@@ -150,8 +149,9 @@ def coverage(
         return found
     every_column = [f"{t.name}.{c.name}" for t in schema.tables for c in t.columns]
     foreign = {
-        " = ".join(sorted((f"{fk.table}.{fk.column}", f"{fk.ref_table}.{fk.ref_column}")))
+        " = ".join(sorted((f"{fk.table}.{column}", f"{fk.ref_table}.{ref_column}")))
         for fk in schema.foreign_keys
+        for column, ref_column in fk.pairs
     }
     return replace(
         found,

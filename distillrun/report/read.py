@@ -51,6 +51,7 @@ from distillrun.sql.pairs import UNSCORED
 from distillrun.sql.schema import SchemaError, SchemaInfo, parse_schema
 from distillrun.store import Store, StoreError, read_uri
 from distillrun.teacher.base import ShardOutput
+from distillrun.teacher.factory import stand_in
 from distillrun.teacher.pricing import from_usd, to_usd
 
 EXAMPLES_PER_REASON = 3
@@ -101,6 +102,18 @@ def _dialect(run: DistillRun | None) -> str:
 # -- header ---------------------------------------------------------------------------------
 
 
+def _teacher(store: Store, run: DistillRun | None) -> str | None:
+    """The teacher the spec names, and the one that stood in for it when the spec asked for
+    the synthetic fallback and the named one's key was not set (`teacher.factory`)."""
+    if run is None:
+        return None
+    named = f"{run.spec.teacher.provider} {run.spec.teacher.model}"
+    if not store.exists(layout.MANIFEST_KEY):
+        return named
+    used = _text(_mapping(store.get_json(layout.MANIFEST_KEY)), "teacher")
+    return (stand_in(used, run.spec.teacher) if used else None) or named
+
+
 def _header(store: Store, run: DistillRun | None, status: DistillRunStatus | None) -> Header:
     stages: list[StageRow] = []
     if status is not None:
@@ -135,7 +148,7 @@ def _header(store: Store, run: DistillRun | None, status: DistillRunStatus | Non
         uri=store.url(),
         phase=phase,
         dialect=str(spec.database.dialect) if spec else None,
-        teacher=f"{spec.teacher.provider} {spec.teacher.model}" if spec else None,
+        teacher=_teacher(store, run),
         teacher_mode=str(spec.teacher.mode) if spec else None,
         student=spec.student.model if spec else None,
         method=str(spec.student.method) if spec else None,
@@ -313,14 +326,16 @@ def _data(
 def _money(
     store: Store, run: DistillRun | None, shards: Sequence[ShardOutput], accepted: int | None
 ) -> Money | None:
-    if not shards:
+    unusable = store.list_keys(layout.UNUSABLE_PREFIX)  # replies with no example cost too
+    paid = [*shards, *(ShardOutput.model_validate_json(store.get_bytes(k)) for k in unusable)]
+    if not paid:
         return None
     running = Decimal(0)
     cumulative: list[float] = []
-    for shard in shards:
-        running += from_usd(shard.usage.usd)
+    for reply in paid:
+        running += from_usd(reply.usage.usd)
         cumulative.append(to_usd(running))
-    usages = [shard.usage for shard in shards]
+    usages = [reply.usage for reply in paid]
     spend = StageSpend(
         stage="generate",
         requests=sum(u.requests for u in usages),

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect as SqlglotDialect
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
@@ -28,7 +27,13 @@ from sqlglot.tokenizer_core import Token, TokenType
 
 from distillrun.api.spec import Dialect
 from distillrun.sql.errors import QueryRejected
-from distillrun.sql.schema import SchemaInfo
+from distillrun.sql.schema import (
+    SchemaInfo,
+    Table,
+    for_qualify,
+    mapping_schema,
+    sqlglot_dialect,
+)
 from distillrun.sql.verdict import Reason
 
 MAX_SQL_CHARS = 100_000
@@ -238,6 +243,21 @@ def normalize_sql(sql: str, dialect: Dialect, schema: SchemaInfo | None = None) 
 # --- statements -----------------------------------------------------------------------------
 
 
+def _unencodable_character(text: str) -> str | None:
+    """The first character of `text` that has no UTF-8 form, as `U+DCFC`, or None.
+
+    Such a lone surrogate is a non-UTF-8 byte read with `surrogateescape`, or `\\udcfc` in a
+    JSON string: no engine driver can send it, and the sandbox worker that tried ended.
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"U+{ord(text[error.start]):04X}"
+    return None
+
+
 def _parse_single(text: str, dialect: Dialect) -> exp.Expr:
     if not text:
         raise QueryRejected(Reason.PARSE, "query is empty")
@@ -245,12 +265,18 @@ def _parse_single(text: str, dialect: Dialect) -> exp.Expr:
         raise QueryRejected(
             Reason.FORBIDDEN, f"query is {len(text)} characters long; the limit is {MAX_SQL_CHARS}"
         )
+    bad = _unencodable_character(text)
+    if bad is not None:
+        raise QueryRejected(
+            Reason.PARSE,
+            f"query text holds {bad}, which is not a character (bytes that were not UTF-8?)",
+        )
     tokens = _tokenize(text, dialect)
     _reject_second_statement(tokens, dialect)
     if dialect == Dialect.MYSQL:
         _reject_executable_comments(text, tokens)
     try:
-        parsed = _sqlglot_dialect(dialect).parser().parse(tokens, text)
+        parsed = sqlglot_dialect(dialect).parser().parse(tokens, text)
     except ParseError as error:
         first = error.errors[0] if error.errors else {}
         line, col = first.get("line"), first.get("col")
@@ -269,17 +295,9 @@ def _parse_single(text: str, dialect: Dialect) -> exp.Expr:
     return statements[0]
 
 
-@functools.cache
-def _sqlglot_dialect(dialect: Dialect) -> SqlglotDialect:
-    """sqlglot's dialect object for `dialect`, made once and passed everywhere instead of the
-    name: given a name, sqlglot builds a new one for each step, several times per query.
-    It holds only settings, which nothing changes."""
-    return SqlglotDialect.get_or_raise(str(dialect))
-
-
 def _tokenize(text: str, dialect: Dialect) -> list[Token]:
     try:
-        return _sqlglot_dialect(dialect).tokenize(text)
+        return sqlglot_dialect(dialect).tokenize(text)
     except TokenError as error:
         raise QueryRejected(Reason.PARSE, f"does not tokenize as {dialect}: {error}") from None
 
@@ -472,29 +490,28 @@ def _resolve_tables(
         if id(table) in cte_refs:
             continue
         qualifier = ".".join(part for part in (table.catalog, table.db) if part)
-        known = schema.table(table.name)
-        if known is not None and not _same_table_name(table.this, known.name, schema.dialect):
-            known = None
-        if qualifier.lower() not in _DEFAULT_SCHEMAS[schema.dialect] or known is None:
+        ident = table.this
+        known = schema.resolve(
+            table.name, quoted=isinstance(ident, exp.Identifier) and bool(ident.quoted)
+        )
+        if known is None or not _reachable(qualifier, known, schema.dialect):
             shown = f"{qualifier}.{table.name}" if qualifier else table.name
             raise QueryRejected(Reason.UNKNOWN_TABLE, f"table {shown} is not in the schema")
         found.add(known.name)
     return tuple(sorted(found))
 
 
-def _same_table_name(written: exp.Expr, declared: str, dialect: Dialect) -> bool:
-    """Whether a table name as written reaches the table declared as `declared`.
-
-    SQLite and DuckDB ignore case. MySQL on Linux (and in the sandbox) keeps table names case
-    sensitive. PostgreSQL folds unquoted names to lower case and keeps quoted ones as written,
-    so `"Customers"` misses a table declared (unquoted) as `customers` or `Customers`.
-    """
-    name = written.name if isinstance(written, exp.Identifier) else str(written)
+def _reachable(qualifier: str, table: Table, dialect: Dialect) -> bool:
+    """Whether a table written with `qualifier` (`public`, `sales`, none) reaches `table`:
+    the default schema of the dialect, or the schema the table was declared in."""
+    lowered = qualifier.lower()
     if dialect == Dialect.MYSQL:
-        return name == declared
-    if dialect == Dialect.POSTGRES and isinstance(written, exp.Identifier) and written.quoted:
-        return name == declared.lower()
-    return True
+        return not lowered  # another database is outside the sandbox's private one
+    if table.namespace and lowered == table.namespace.lower():
+        return True
+    return lowered in _DEFAULT_SCHEMAS[dialect] and (
+        not table.namespace or table.namespace.lower() in _DEFAULT_SCHEMAS[dialect]
+    )
 
 
 # --- columns --------------------------------------------------------------------------------
@@ -516,12 +533,18 @@ def _outputs(query: exp.Expr) -> list[str] | None:
 
 
 def _visible_columns(scope: Scope, schema: SchemaInfo) -> set[str] | None:
-    """Names a bare column could resolve to here (outer scopes included), None if unknowable."""
+    """Names a bare column could resolve to here (outer scopes included), None if unknowable.
+
+    Output names count only where given with AS: a bare `"F"` in the select list names no
+    output SQLite could resolve it to; it is a string unless a source has a column F.
+    """
     names: set[str] = set()
     current: Scope | None = scope
     while current is not None:
         if isinstance(current.expression, exp.Select):
-            names.update(s.alias_or_name.lower() for s in current.expression.selects)
+            names.update(
+                s.alias.lower() for s in current.expression.selects if isinstance(s, exp.Alias)
+            )
         sources = _sources_columns(current, schema)
         if sources is None:
             return None
@@ -585,33 +608,10 @@ def _sqlite_strings_from_double_quotes(schema: SchemaInfo, text: str, scopes: li
 def _sqlglot_schema(schema: SchemaInfo, *, pseudo_columns: bool) -> MappingSchema:
     """The schema as `qualify` wants it; with `pseudo_columns`, plus the implicit rowids.
 
-    For MySQL the column names are lower-cased, to match `_for_qualify`. Cached: building it
-    normalizes every name, which costs as much as checking a small query.
+    Cached: building it normalizes every name, which costs as much as checking a small query.
     """
     pseudo = _PSEUDO_COLUMNS.get(schema.dialect, ()) if pseudo_columns else ()
-    fold = schema.dialect == Dialect.MYSQL
-    tables: dict[str, object] = {}
-    for name, columns in schema.mapping().items():
-        lowered = {column.lower() for column in columns}
-        named = {(c.lower() if fold else c): t for c, t in columns.items()}
-        tables[name] = {**named, **{p: "BIGINT" for p in pseudo if p not in lowered}}
-    return MappingSchema(tables, dialect=str(schema.dialect))
-
-
-def _for_qualify(tree: exp.Expr, dialect: Dialect) -> exp.Expr:
-    """The tree made ready for sqlglot's `qualify` (in place; returned for convenience).
-
-    sqlglot treats every MySQL identifier as case-sensitive, which is right for table names
-    and aliases on Linux but not for columns and column aliases, which MySQL compares without
-    case (`SELECT c.NAME` reads column `name`). Those are lower-cased.
-    """
-    if dialect == Dialect.MYSQL:
-        for node in tree.find_all(exp.Column, exp.Alias):
-            key = "this" if isinstance(node, exp.Column) else "alias"
-            ident = node.args.get(key)
-            if isinstance(ident, exp.Identifier):
-                node.set(key, exp.to_identifier(ident.name.lower(), quoted=ident.quoted))
-    return tree
+    return mapping_schema(schema, pseudo)
 
 
 def _resolve_columns(
@@ -631,8 +631,8 @@ def _resolve_columns(
     names_pseudo = bool(pseudo) and any(c.name.lower() in pseudo for c in _of(nodes, exp.Column))
     try:
         return qualify(
-            _for_qualify(tree, schema.dialect),
-            dialect=_sqlglot_dialect(schema.dialect),
+            for_qualify(tree, schema.dialect),
+            dialect=sqlglot_dialect(schema.dialect),
             schema=_sqlglot_schema(schema, pseudo_columns=names_pseudo),
             validate_qualify_columns=True,
             quote_identifiers=False,
@@ -738,14 +738,14 @@ def _check_set_operation_order(nodes: list[exp.Expr]) -> None:
 def _canonical(tree: exp.Expr, dialect: Dialect, schema: SchemaInfo | None) -> str:
     try:
         qualified = qualify(
-            _for_qualify(tree, dialect),
-            dialect=_sqlglot_dialect(dialect),
+            for_qualify(tree, dialect),
+            dialect=sqlglot_dialect(dialect),
             schema=_sqlglot_schema(schema, pseudo_columns=False) if schema else None,
             validate_qualify_columns=False,
             quote_identifiers=False,
         )
     except SqlglotError:
-        return tree.sql(dialect=_sqlglot_dialect(dialect), comments=False, copy=False)
+        return tree.sql(dialect=sqlglot_dialect(dialect), comments=False, copy=False)
     return _canonical_form(qualified, dialect)
 
 
@@ -763,7 +763,7 @@ def _canonical_form(qualified: exp.Expr, dialect: Dialect) -> str:
     for ident in _of(nodes, exp.Identifier):
         if ident.quoted and _PLAIN_NAME.fullmatch(ident.name):
             ident.set("quoted", False)
-    return qualified.sql(dialect=_sqlglot_dialect(dialect), comments=False, copy=False)
+    return qualified.sql(dialect=sqlglot_dialect(dialect), comments=False, copy=False)
 
 
 _SOURCE_TYPES = (exp.Table, exp.Subquery, exp.Lateral, exp.Unnest, exp.Values)

@@ -8,14 +8,16 @@
 
 Both use exactly the rules of the validate and evaluate stages (`judge`, `sql.pairs`), so a
 query accepted here is accepted in a run, and a pair is scored as the evaluate stage scores it.
-QUERIES is a file of one query per line, or JSON Lines with a `sql` field (and an optional
-`id`); PAIRS is JSON Lines with `gold` and `pred` (or the evaluate stage's `gold_sql` and
-`predicted_sql`, which is null when the answer held no SQL). Either may be `-` for stdin (the
-default). Queries run in a sandbox built from the schema and the optional seed rows; for
-postgres and mysql that is a sandbox server named by the DISTILLRUN_SANDBOX_* variables.
+QUERIES is a .sql file whose statements end with `;` (over any number of lines), a file of one
+query per line, or JSON Lines with a `sql` field (and an optional `id`); PAIRS is JSON Lines
+with `gold` and `pred` (or the evaluate stage's `gold_sql` and `predicted_sql`, which is null
+when the answer held no SQL). Either may be `-` for stdin (the default). Queries run in a
+sandbox built from the schema and the optional seed rows; for postgres and mysql that is a
+sandbox server named by the DISTILLRUN_SANDBOX_* variables.
 
 Bad input files end with a message naming the file (and line) and exit status 1, never a
-traceback; the verdicts themselves do not change the exit status.
+traceback. `check` also exits 1 when it rejected a query, as a linter does; `compare`'s
+verdicts do not change its exit status.
 """
 
 from __future__ import annotations
@@ -55,10 +57,17 @@ class Item:
 
 
 def _read_text(path: str, what: str) -> str:
+    """The text of an input file (`-`: stdin), read as UTF-8; other encodings are named."""
+    from distillrun.api.text import NotUtf8, decode_text
+
+    origin = "stdin" if path == "-" else path
     try:
-        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        return decode_text(data, f"{what} {origin}")
+    except OSError as error:
         raise InputError(f"cannot read {what} {path}: {error}") from None
+    except NotUtf8 as error:
+        raise InputError(str(error)) from None
 
 
 def _json_line(raw: str, origin: str, number: int) -> dict[str, Any]:
@@ -96,15 +105,19 @@ def _identity(record: dict[str, Any]) -> str | None:
     return None if value is None else str(value)
 
 
-def read_queries(path: str) -> list[Item]:
-    """Queries from a file: JSON Lines when the first non-blank line is an object, else one
-    query per non-blank line."""
+def read_queries(path: str, dialect: Dialect) -> list[Item]:
+    """Queries from a file: JSON Lines when the first non-blank line is an object; else, when
+    the text has a `;` ending a statement, each statement (over as many lines as it takes);
+    else one query per non-blank line. An item's line is where its query starts."""
     origin = "stdin" if path == "-" else path
-    lines = [(n, raw) for n, raw in enumerate(_read_text(path, "queries").splitlines(), 1)]
-    lines = [(n, raw) for n, raw in lines if raw.strip()]
+    text = _read_text(path, "queries")
+    lines = [(n, raw) for n, raw in enumerate(text.splitlines(), 1) if raw.strip()]
     if not lines:
         raise InputError(f"{origin} holds no query")
     if not lines[0][1].lstrip().startswith("{"):
+        statements = split_statements(text, dialect)
+        if statements is not None:
+            return [Item(n, None, {"sql": sql}) for n, sql in statements]
         return [Item(n, None, {"sql": raw.strip()}) for n, raw in lines]
     items = []
     for number, raw in lines:
@@ -112,6 +125,23 @@ def read_queries(path: str) -> list[Item]:
         sql = _field(record, ("sql",), origin, number)
         items.append(Item(number, _identity(record), {"sql": sql}))
     return items
+
+
+def split_statements(text: str, dialect: Dialect) -> list[tuple[int, str]] | None:
+    """(line, statement) for each statement of a script whose statements end with `;`, as the
+    dialect's lexer reads strings and comments; None when no `;` ends a statement (or the text
+    does not tokenize), so the text is read one query per line."""
+    from sqlglot.errors import TokenError
+
+    from distillrun.sql.ddl_text import token_statements
+
+    try:
+        statements = token_statements(text, dialect)
+    except TokenError:
+        return None
+    if not any(s.closed for s in statements):
+        return None
+    return [(s.line, s.text(text)) for s in statements]
 
 
 def read_pairs(path: str) -> list[Item]:
@@ -140,6 +170,8 @@ def _schema(args: argparse.Namespace) -> tuple[SchemaInfo, str | None]:
         schema = parse_schema(ddl, Dialect(args.dialect))
     except SchemaError as error:
         raise InputError(f"schema {args.schema}: {error}") from None
+    for warning in schema.warnings:
+        sys.stderr.write(f"distillrun sql: schema {args.schema}: warning: {warning}\n")
     seed = _read_text(args.data, "data") if args.data else None
     return schema, seed
 
@@ -187,7 +219,7 @@ def _verdict_fields(verdict: Verdict) -> dict[str, Any]:
 def _check(args: argparse.Namespace, err: Console) -> int:
     from distillrun.sql.judge import judge
 
-    items = read_queries(args.queries)
+    items = read_queries(args.queries, Dialect(args.dialect))
     schema, seed = _schema(args)
     counts: Counter[str] = Counter()
     with _sandbox(schema, seed, args) as sandbox:
@@ -200,7 +232,7 @@ def _check(args: argparse.Namespace, err: Console) -> int:
     noun = "query" if len(items) == 1 else "queries"
     summary = f"{len(items)} {noun}: {accepted} accepted, {sum(counts.values())} rejected"
     err.print(summary + (f" ({detail})" if detail else ""), highlight=False, markup=False)
-    return 0
+    return 1 if counts else 0
 
 
 def _comparison(args: argparse.Namespace) -> ComparisonSpec:

@@ -1,19 +1,27 @@
-"""The target schema as data: tables, columns, types, primary and foreign keys, parsed from DDL.
+"""The target schema as data: tables, views, columns, types, primary and foreign keys.
 
 Both the SQL checks (does every table and column exist?) and the synthetic teacher (what can be
-joined, filtered, summed?) work from this one model, never from raw DDL text.
+joined, filtered, summed?) work from this one model, never from raw DDL text. The rule it
+follows: DDL the target engine loads, this loads too, with names as the engine resolves them
+(PostgreSQL folds unquoted names to lower case and keeps quoted ones as written; the others
+keep names as declared and compare them as `SchemaInfo.resolve` says). SQLite schemas are read
+by SQLite itself (`schema_sqlite`), the server dialects and DuckDB from their DDL and dump
+output (`schema_dump`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.dialects.dialect import Dialect as SqlglotDialect
+from sqlglot.errors import SqlglotError
 from sqlglot.expressions.datatypes import DType
+from sqlglot.schema import MappingSchema
 
 from distillrun.api.spec import Dialect
 
@@ -39,6 +47,7 @@ _KIND_OF_TYPE: dict[DType, ColumnKind] = {
     **{t: ColumnKind.TEXT for t in exp.DataType.TEXT_TYPES},
     **{t: ColumnKind.DATE for t in exp.DataType.TEMPORAL_TYPES},
     exp.DataType.Type.BOOLEAN: ColumnKind.BOOLEAN,
+    exp.DataType.Type.ENUM: ColumnKind.TEXT,
 }
 
 
@@ -46,6 +55,8 @@ _KIND_OF_TYPE: dict[DType, ColumnKind] = {
 class Column:
     name: str
     sql_type: str
+    """The type as the dialect writes it (`TEXT[]`, `ENUM('a', 'b')`, `public.mood`); empty for
+    a SQLite column declared without one."""
     kind: ColumnKind
     nullable: bool
     primary_key: bool
@@ -53,18 +64,39 @@ class Column:
 
 @dataclass(frozen=True)
 class ForeignKey:
-    """`table.column` references `ref_table.ref_column`."""
+    """`table(columns)` references `ref_table(ref_columns)`, column for column.
+
+    A composite key stays one key: joining on one of its columns alone fans rows out.
+    """
 
     table: str
-    column: str
+    columns: tuple[str, ...]
     ref_table: str
-    ref_column: str
+    ref_columns: tuple[str, ...]
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        return tuple(zip(self.columns, self.ref_columns, strict=True))
 
 
 @dataclass(frozen=True)
 class Table:
+    """A table or, with a `definition`, a view."""
+
     name: str
     columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+    """Primary key columns in key order."""
+    unique: tuple[tuple[str, ...], ...] = ()
+    """UNIQUE constraints (foreign keys may reference them)."""
+    namespace: str = ""
+    """The schema it was declared in (`sales` of `sales.orders`), empty when unqualified."""
+    definition: str | None = None
+    """A view's CREATE VIEW statement, in the dialect."""
+
+    @property
+    def is_view(self) -> bool:
+        return self.definition is not None
 
     def column(self, name: str) -> Column | None:
         lowered = name.lower()
@@ -72,25 +104,57 @@ class Table:
 
     @property
     def primary_key(self) -> tuple[Column, ...]:
-        return tuple(c for c in self.columns if c.primary_key)
+        found = (self.column(name) for name in self.key)
+        return tuple(c for c in found if c is not None)
+
+
+@dataclass(frozen=True)
+class UserType:
+    """A PostgreSQL/DuckDB enum or domain: columns may be declared with it."""
+
+    name: str
+    definition: str
+    """`ENUM ('a', 'b')` or the domain's base type, in the dialect."""
+    is_domain: bool
+    namespace: str = ""
 
 
 @dataclass(frozen=True)
 class SchemaInfo:
-    """A parsed schema plus the DDL it came from (kept verbatim for sandboxes and prompts)."""
+    """A parsed schema plus the DDL its sandboxes load (the input, cleaned by `clean_ddl`)."""
 
     dialect: Dialect
     ddl: str
     tables: tuple[Table, ...]
     foreign_keys: tuple[ForeignKey, ...] = field(default=())
+    views: tuple[Table, ...] = field(default=())
+    types: tuple[UserType, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    """What the engine accepts but a reader should know (a foreign key to a missing column)."""
+
+    @property
+    def relations(self) -> tuple[Table, ...]:
+        """Tables, then views: everything a query may read."""
+        return self.tables + self.views
 
     def table(self, name: str) -> Table | None:
+        """The table or view named `name`, ignoring case (for callers that hold a model name)."""
         lowered = name.lower()
-        return next((t for t in self.tables if t.name.lower() == lowered), None)
+        exact = next((t for t in self.relations if t.name == name), None)
+        return exact or next((t for t in self.relations if t.name.lower() == lowered), None)
 
-    def mapping(self) -> dict[str, dict[str, str]]:
-        """{table: {column: type}} as sqlglot's optimizer wants it."""
-        return {t.name: {c.name: c.sql_type for c in t.columns} for t in self.tables}
+    def resolve(self, name: str, *, quoted: bool) -> Table | None:
+        """The relation a query's table name reaches, as the engine resolves it.
+
+        SQLite and DuckDB ignore case; MySQL on Linux (and in the sandbox) compares table
+        names exactly; PostgreSQL folds an unquoted name to lower case first.
+        """
+        if self.dialect == Dialect.MYSQL:
+            return next((t for t in self.relations if t.name == name), None)
+        if self.dialect == Dialect.POSTGRES:
+            wanted = name if quoted else name.lower()
+            return next((t for t in self.relations if t.name == wanted), None)
+        return self.table(name)
 
     @property
     def fingerprint(self) -> str:
@@ -98,114 +162,124 @@ class SchemaInfo:
         return hashlib.sha256(f"{self.dialect}\n{self.ddl}".encode()).hexdigest()
 
 
-def _column_kind(data_type: exp.DataType | None) -> ColumnKind:
+@functools.cache
+def sqlglot_dialect(dialect: Dialect) -> SqlglotDialect:
+    """sqlglot's dialect object for `dialect`, made once and passed everywhere instead of the
+    name: given a name, sqlglot builds a new one for each step, several times per query.
+    It holds only settings, which nothing changes."""
+    return SqlglotDialect.get_or_raise(str(dialect))
+
+
+def mapping_schema(info: SchemaInfo, pseudo_columns: Iterable[str] = ()) -> MappingSchema:
+    """The schema as sqlglot's optimizer wants it, plus `pseudo_columns` (`rowid`) on each
+    relation that does not declare them.
+
+    Every name is given quoted, so sqlglot keeps it exactly as the engine stores it
+    (`"Leave Requests"`, `"Departments"` in PostgreSQL) and resolves a query's names to it by
+    the dialect's own rules. MySQL column names are lower-cased: MySQL compares them without
+    case, sqlglot with (see `for_qualify`).
+    """
+    dialect = sqlglot_dialect(info.dialect)
+    fold = info.dialect == Dialect.MYSQL
+
+    def quoted(name: str) -> str:
+        return exp.to_identifier(name, quoted=True).sql(dialect=dialect)
+
+    tables: dict[str, object] = {}
+    for relation in info.relations:
+        declared = {c.name.lower() for c in relation.columns}
+        columns = {
+            quoted(c.name.lower() if fold else c.name): _readable_type(c.sql_type, info.dialect)
+            for c in relation.columns
+        }
+        columns.update({quoted(p): "BIGINT" for p in pseudo_columns if p not in declared})
+        tables[quoted(relation.name)] = columns
+    return MappingSchema(tables, dialect=dialect)
+
+
+def for_qualify(tree: exp.Expr, dialect: Dialect) -> exp.Expr:
+    """The tree made ready for sqlglot's `qualify` (in place; returned for convenience).
+
+    sqlglot treats every MySQL identifier as case-sensitive, which is right for table names
+    and aliases on Linux but not for columns and column aliases, which MySQL compares without
+    case (`SELECT c.NAME` reads column `name`). Those are lower-cased.
+    """
+    if dialect == Dialect.MYSQL:
+        for node in tree.find_all(exp.Column, exp.Alias):
+            key = "this" if isinstance(node, exp.Column) else "alias"
+            ident = node.args.get(key)
+            if isinstance(ident, exp.Identifier):
+                node.set(key, exp.to_identifier(ident.name.lower(), quoted=ident.quoted))
+    return tree
+
+
+def _readable_type(sql_type: str, dialect: Dialect) -> str:
+    try:
+        exp.DataType.build(sql_type, dialect=str(dialect))
+    except (SqlglotError, ValueError):
+        return "UNKNOWN"
+    return sql_type
+
+
+def column_kind(data_type: exp.DataType | None) -> ColumnKind:
     if data_type is None:
         return ColumnKind.OTHER
     return _KIND_OF_TYPE.get(data_type.this, ColumnKind.OTHER)
 
 
-def _is_primary_key(column_def: exp.ColumnDef) -> bool:
-    return any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column_def.constraints)
-
-
-def _is_not_null(column_def: exp.ColumnDef) -> bool:
-    return any(
-        isinstance(c.kind, exp.NotNullColumnConstraint) and not c.kind.args.get("allow_null")
-        for c in column_def.constraints
-    )
-
-
-def _inline_reference(table: str, column_def: exp.ColumnDef) -> ForeignKey | None:
-    for constraint in column_def.constraints:
-        ref = constraint.kind
-        if isinstance(ref, exp.Reference):
-            target = ref.this
-            ref_table = target.this.name if isinstance(target, exp.Schema) else target.name
-            ref_cols = target.expressions if isinstance(target, exp.Schema) else []
-            ref_column = ref_cols[0].name if ref_cols else "id"
-            return ForeignKey(table, column_def.name, ref_table, ref_column)
-    return None
-
-
-def _table_constraints(table: str, schema: exp.Schema) -> tuple[set[str], list[ForeignKey]]:
-    primary: set[str] = set()
-    foreign: list[ForeignKey] = []
-    for item in schema.expressions:
-        if isinstance(item, exp.PrimaryKey):
-            primary.update(e.name.lower() for e in item.expressions)
-        elif isinstance(item, exp.ForeignKey):
-            ref = item.args.get("reference")
-            target = ref.this if ref is not None else None
-            if isinstance(target, exp.Schema):
-                for col, ref_col in zip(item.expressions, target.expressions, strict=False):
-                    foreign.append(ForeignKey(table, col.name, target.this.name, ref_col.name))
-    return primary, foreign
-
-
-def _parse_create(statement: exp.Create) -> tuple[Table, list[ForeignKey]]:
-    schema = statement.this
-    if not isinstance(schema, exp.Schema):
-        raise SchemaError(f"CREATE TABLE {statement.this.sql()} has no column list")
-    name = schema.this.name
-    table_pk, foreign = _table_constraints(name, schema)
-    columns: list[Column] = []
-    for column_def in schema.expressions:
-        if not isinstance(column_def, exp.ColumnDef):
-            continue
-        data_type = column_def.args.get("kind")
-        primary = _is_primary_key(column_def) or column_def.name.lower() in table_pk
-        columns.append(
-            Column(
-                name=column_def.name,
-                sql_type=data_type.sql() if data_type is not None else "TEXT",
-                kind=_column_kind(data_type),
-                nullable=not (primary or _is_not_null(column_def)),
-                primary_key=primary,
-            )
-        )
-        inline = _inline_reference(name, column_def)
-        if inline is not None:
-            foreign.append(inline)
-    if not columns:
-        raise SchemaError(f"table {name} has no columns")
-    return Table(name, tuple(columns)), foreign
-
-
 def parse_schema(ddl: str, dialect: Dialect) -> SchemaInfo:
-    """Parses CREATE TABLE statements; anything else in the DDL (indexes, comments) is ignored.
+    """The schema `ddl` defines in `dialect` (any text the engine loads, dump output included).
 
-    Raises SchemaError when the text does not parse, defines no table, defines a table twice or
-    has a foreign key to a table or column that does not exist.
+    Raises SchemaError when the engine would refuse the DDL or it defines no table. A foreign
+    key to a table or column that does not exist is left out with a warning: SQLite and a
+    MySQL dump (which turns key checks off) load it, and no join can use it.
     """
-    try:
-        statements = sqlglot.parse(ddl, read=str(dialect))
-    except ParseError as exc:
-        first = exc.errors[0] if exc.errors else {}
-        where = f" at line {first.get('line')}, column {first.get('col')}" if first else ""
-        raise SchemaError(
-            f"schema DDL does not parse{where}: {first.get('description', exc)}"
-        ) from None
-    tables: list[Table] = []
-    foreign: list[ForeignKey] = []
-    for statement in statements:
-        if (
-            isinstance(statement, exp.Create)
-            and str(statement.args.get("kind", "")).upper() == "TABLE"
-        ):
-            table, refs = _parse_create(statement)
-            if any(t.name.lower() == table.name.lower() for t in tables):
-                raise SchemaError(f"table {table.name} is defined twice")
-            tables.append(table)
-            foreign.extend(refs)
-    if not tables:
+    from distillrun.sql import schema_dump, schema_sqlite
+
+    if dialect == Dialect.SQLITE:
+        info = schema_sqlite.read_schema(ddl)
+    else:
+        info = schema_dump.read_schema(ddl, dialect)
+    if not info.tables:
         raise SchemaError("schema DDL defines no table (expected CREATE TABLE statements)")
-    info = SchemaInfo(dialect=dialect, ddl=ddl, tables=tuple(tables), foreign_keys=tuple(foreign))
-    for fk in foreign:
-        target = info.table(fk.ref_table)
-        if target is None:
-            raise SchemaError(f"{fk.table}.{fk.column} references unknown table {fk.ref_table}")
-        if target.column(fk.ref_column) is None:
-            raise SchemaError(
-                f"{fk.table}.{fk.column} references unknown column {fk.ref_table}.{fk.ref_column}"
-            )
     return info
+
+
+def checked_foreign_keys(
+    relations: tuple[Table, ...], declared: list[ForeignKey]
+) -> tuple[tuple[ForeignKey, ...], list[str]]:
+    """The declared keys that can be joined on, and a warning for each one that cannot.
+
+    A key without referenced columns (`REFERENCES customers`) references the primary key, as
+    every engine reads it. Names are matched without case: the engines already resolved them.
+    """
+    by_name = {t.name.lower(): t for t in relations}
+    kept: list[ForeignKey] = []
+    warnings: list[str] = []
+    for fk in declared:
+        shown = f"{fk.table}({', '.join(fk.columns)})"
+        child, parent = by_name.get(fk.table.lower()), by_name.get(fk.ref_table.lower())
+        if child is None or parent is None:
+            warnings.append(f"{shown} references unknown table {fk.ref_table}: key ignored")
+            continue
+        ref_names = fk.ref_columns or parent.key
+        columns = [child.column(c) for c in fk.columns]
+        ref_columns = [parent.column(c) for c in ref_names]
+        missing = [f"{fk.table}.{n}" for n, c in zip(fk.columns, columns, strict=True) if not c]
+        missing += [
+            f"{parent.name}.{n}" for n, c in zip(ref_names, ref_columns, strict=True) if not c
+        ]
+        if missing:
+            warnings.append(f"{shown} references unknown column {', '.join(missing)}: key ignored")
+        elif len(ref_columns) != len(columns) or not columns:
+            warnings.append(f"{shown} does not match the key of {parent.name}: key ignored")
+        else:
+            kept.append(
+                ForeignKey(
+                    child.name,
+                    tuple(c.name for c in columns if c is not None),
+                    parent.name,
+                    tuple(c.name for c in ref_columns if c is not None),
+                )
+            )
+    return tuple(kept), warnings

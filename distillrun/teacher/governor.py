@@ -16,10 +16,13 @@ adapts to what the server says: each provider turns its rate-limit headers into
 (another client, a lower tier); and a 429 or 529 pauses every worker (honouring `retry-after`),
 not just the one that got it.
 
-Money: before each request the caller reserves its worst-case cost; a reservation that would
-take spent + reserved past `budget.maxUSD` is refused, so the cap holds however many workers are
-in flight. When the request ends the reservation becomes the exact cost. A refusal fails that
-one request only: the others in flight go on, and later ones fit again as money frees up.
+Money: before each request the caller reserves its worst-case cost, and spent + reserved never
+passes `budget.maxUSD`, so the cap holds however many workers are in flight. When the request
+ends the reservation becomes the exact cost. A request that does not fit only because of
+reservations in flight waits for them to settle (they usually cost far less than their worst
+case: a budget of $2 with $0.85 worst and $0.19 real per request pays for nine requests, not
+two); one that would not fit even if everything in flight cost nothing is refused
+(`BudgetExhausted`). A refusal fails that one request only: the others in flight go on.
 
 Stopping: a worker that hits a failure retrying cannot fix (spend limit, bad key) stops the
 governor, and every other worker stops at its next `acquire` or `reserve`.
@@ -45,6 +48,8 @@ OVERLOAD_PAUSE_S = (1.0, 30.0)
 """Pause after a 529 without `retry-after`: first value, doubled per consecutive 529, capped."""
 DEFAULT_RATE_LIMIT_PAUSE_S = 5.0
 """Pause after a 429 that says nothing about when to retry."""
+SETTLE_POLL_S = 0.2
+"""How often a request waiting for reservations in flight to settle asks again."""
 
 
 @dataclass(frozen=True)
@@ -239,20 +244,19 @@ class RateGovernor:
 
     # -- money -------------------------------------------------------------------------------
 
-    def reserve(self, usd: Decimal, force: bool = False) -> Grant:
-        """Set `usd` aside for a request; refused (BudgetExhausted) past the budget.
-        `force` sets aside money already committed (a batch submitted before a restart).
-
-        A refusal stops nothing else: requests holding a reservation go out (they fit the cap
-        by construction), and a later request fits again once the ones in flight have cost
-        less than their worst case — so a run ends with its budget used, not a worst case's
-        worth of it left."""
+    def reserve(self, usd: Decimal, force: bool = False, wait: bool = True) -> Grant:
+        """Set `usd` aside for a request (see the module docstring). `force` sets aside money
+        already committed (a batch submitted before a restart); `wait=False` refuses at once
+        what does not fit now, for a caller whose own reservations are what is in flight (a
+        batch being assembled), since waiting for them would never end."""
         if force:
             self._reserved += usd
             return Grant(0.0)
         if self._stop is not None:
             return Grant(0.0, self._stop)
         if self._budget is not None and self._spent + self._reserved + usd > self._budget:
+            if wait and self._reserved > 0 and self._spent + usd <= self._budget:
+                return Grant(SETTLE_POLL_S)
             self._stats["refused_usd"] += 1
             left = self._budget - self._spent - self._reserved
             return Grant(
@@ -367,17 +371,21 @@ class GovernorClient:
     def overloaded(self, retry_after: float | None) -> None:
         self._backend.call("overloaded", retry_after)
 
-    def reserve(self, usd: Decimal) -> Reservation:
-        """Sets `usd` aside; raises BudgetExhausted past the budget (see `RateGovernor.reserve`),
-        or the run's stop reason once it stopped."""
-        grant: Grant = self._backend.call("reserve", usd)
-        if grant.stop is not None:
-            raise grant.stop.error()
-        return Reservation(usd)
+    def reserve(self, usd: Decimal, *, wait: bool = True) -> Reservation:
+        """Sets `usd` aside, waiting while reservations in flight may free enough of the budget;
+        raises BudgetExhausted when it cannot fit (see `RateGovernor.reserve`), or the run's
+        stop reason once it stopped."""
+        while True:
+            grant: Grant = self._backend.call("reserve", usd, False, wait)
+            if grant.stop is not None:
+                raise grant.stop.error()
+            if grant.wait_s <= 0:
+                return Reservation(usd)
+            self._sleep(min(grant.wait_s, MAX_SLEEP_S))
 
     def reserve_committed(self, usd: Decimal) -> Reservation:
         """Sets aside money that is already committed, whatever the budget says now."""
-        self._backend.call("reserve", usd, True)
+        self._backend.call("reserve", usd, True, False)
         return Reservation(usd)
 
     def spend(self, reservation: Reservation, actual: Decimal) -> None:

@@ -10,7 +10,9 @@ HTTP client (httpx2, which the anthropic SDK brings along): the chat-completions
 small and stable, and no second SDK is needed.
 
 The API key, if the server wants one, is read from `OPENAI_API_KEY` in the process making the
-call and sent as a bearer token; it is never stored on the teacher.
+call and sent as a bearer token; it is never stored on the teacher. Without it the server is
+called without a key (vLLM without auth needs none); a server that wants one refuses, and the
+stage stops with `TeacherAuthFailed` naming the variable.
 """
 
 from __future__ import annotations
@@ -128,8 +130,9 @@ class ReplyError(Exception):
         self.headers = dict(headers)
 
 
-def classify(exc: Exception, key_variable: str) -> TeacherStop | Transient:
-    """Every failure of a chat-completions call, mapped in one place (as for anthropic)."""
+def classify(exc: Exception, key_variable: str, *, key_set: bool = True) -> TeacherStop | Transient:
+    """Every failure of a chat-completions call, mapped in one place (as for anthropic).
+    `key_set`: whether a key was sent, so a refusal says which is wrong, the key or its lack."""
     if isinstance(exc, TeacherStop):
         return exc
     if isinstance(exc, httpx2.TransportError):  # connection refused or dropped, timeouts
@@ -138,6 +141,8 @@ def classify(exc: Exception, key_variable: str) -> TeacherStop | Transient:
         return Transient(f"the server's reply is not JSON: {exc}")
     if not isinstance(exc, ReplyError):
         return TeacherFailed(f"unexpected {type(exc).__name__}: {exc}")
+    if exc.status in (401, 403) and not key_set:
+        return TeacherAuthFailed(f"the server wants an API key: set {key_variable} ({exc})")
     if exc.status in (401, 403):
         return TeacherAuthFailed(f"the server refused the key in {key_variable} ({exc})")
     if exc.status == 402 or (exc.status == 429 and "insufficient_quota" in exc.body):
@@ -288,7 +293,7 @@ class OpenAICompatibleTeacher:
                 governor=governor,
                 worst_usd=worst_case_usd(prompt, self.price, batch=False),
                 cost_of=lambda d: self.price.cost(reply_usage(d)),
-                classify=lambda exc: classify(exc, self.api_key_variable),
+                classify=lambda exc: classify(exc, self.api_key_variable, key_set=bool(key)),
                 retry=self.retry,
             )
         usage = reply_usage(data).model_copy(update={"usd": to_usd(cost)})

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from distillrun.teacher.prompt import TOOL_NAME
 from tests.fakes.content import (
     Example,
     fit,
@@ -120,6 +121,12 @@ def refusal() -> Content:
 def malformed_json() -> Content:
     text = 'Here you go: {"examples": [{"question": "How many?", "sql": SELECT 1}'
     return Content(({"type": "text", "text": text},), "end_turn")
+
+
+def no_examples() -> Content:
+    """A well-formed tool call whose JSON holds no example."""
+    block = {"type": "tool_use", "id": "toolu_empty", "name": TOOL_NAME, "input": {"examples": []}}
+    return Content((block,), "tool_use")
 
 
 def truncated(max_tokens: int = 120) -> Truncate:

@@ -40,6 +40,7 @@ def manifest_data(**teacher: Any) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
+    data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}
     data["spec"]["teacher"] = {
         "provider": "anthropic",
         "model": MODEL,

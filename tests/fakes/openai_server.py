@@ -1,8 +1,9 @@
 """A fake OpenAI-compatible chat-completions server on loopback (what vLLM and friends speak):
 `POST /v1/chat/completions` with forced function calls, usage with cached prompt tokens, an
 optional bearer key, scripted faults (`fake.script(...)`): any status with a body and
-`retry-after`, a connection reset, a cut reply (`finish_reason: length`), a content filter; and
-scripted `x-ratelimit-*` headers (`RateHeaders`) on every reply or on one error reply.
+`retry-after`, a connection reset, a 200 with any JSON body (`Body`), a cut reply
+(`finish_reason: length`), a content filter; and scripted `x-ratelimit-*` headers
+(`RateHeaders`) on every reply or on one error reply.
 """
 
 from __future__ import annotations
@@ -69,7 +70,15 @@ class Finish:
     max_tokens: int | None = None
 
 
-Reply = Status | Reset | Finish
+@dataclass(frozen=True)
+class Body:
+    """A 200 reply with this JSON body instead of a completion (a broken or misconfigured
+    server: `{}`, a completion without choices, a tool call with no examples)."""
+
+    json: Json
+
+
+Reply = Status | Reset | Finish | Body
 
 
 def insufficient_quota() -> Status:
@@ -193,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply.status, reply.body, headers)
             return
         fake.statuses.append(200)
-        self._send(200, json.dumps(fake.complete(body, reply)), _ratelimit_headers(fake.ratelimit))
+        answer = reply.json if isinstance(reply, Body) else fake.complete(body, reply)
+        self._send(200, json.dumps(answer), _ratelimit_headers(fake.ratelimit))
 
 
 def _ratelimit_headers(ratelimit: RateHeaders | None) -> dict[str, str]:

@@ -17,6 +17,7 @@ import sqlite3
 import time
 from urllib.parse import quote
 
+from distillrun.sql.ddl_text import split_script
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError
 from distillrun.sql.sandbox.base import ResultSet
 from distillrun.sql.sandbox.engine import FileEngine, Limits, capped_result, excerpt, timed_out
@@ -32,24 +33,6 @@ PROGRESS_EVERY = 1000
 _ALLOWED_ACTIONS = frozenset(
     {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 )
-
-
-def split_script(script: str) -> list[str]:
-    """Statements of a script, split where SQLite's own tokenizer ends one.
-
-    `sqlite3.complete_statement` knows SQLite's strings, comments and trigger bodies, so a
-    `;` inside any of them never splits.
-    """
-    statements: list[str] = []
-    start = 0
-    for position, char in enumerate(script):
-        if char == ";" and sqlite3.complete_statement(script[start : position + 1]):
-            statements.append(script[start : position + 1].strip())
-            start = position + 1
-    rest = script[start:].strip()
-    if rest:
-        statements.append(rest)
-    return statements
 
 
 def _run_script(con: sqlite3.Connection, script: str, label: str) -> None:

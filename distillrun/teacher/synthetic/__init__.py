@@ -6,12 +6,15 @@ and the tests, to bootstrap a dataset before paying a model, and to fill constru
 training data, validated by execution like any teacher's.
 
 How it writes a shard: a random source seeded by (seed, shard index) draws, per example, a
-builder (one construct family: filters, aggregates, GROUP BY/HAVING, top-N, joins along
-foreign keys over two or three tables, IN and scalar subqueries, DISTINCT, COUNT(DISTINCT),
-date ranges), then tables and columns that suit it (`catalog`: no SUM of a key, no AVG of text,
-no GROUP BY a unique name), then one of several phrasings with human-readable names
-(`naming`). The SQL is a sqlglot tree rendered for the schema's dialect (`sqlkit`); construct
-tags and tables are read off that tree. Within a shard no SQL repeats.
+builder (one kind of query: filters, aggregates, GROUP BY/HAVING, top-N, joins along foreign
+keys over two or three tables, IN, scalar and correlated subqueries, DISTINCT,
+COUNT(DISTINCT), date ranges in `single` and `joins`; window functions and CTEs in `analytic`;
+CASE, EXISTS, set operations and COALESCE in `logic`), then tables and columns that suit it
+(`catalog`: no SUM of a key, no AVG of text, no GROUP BY a unique name), then one of several
+phrasings with human-readable names (`naming`). The SQL is a sqlglot tree rendered for the
+schema's dialect (`sqlkit`); construct tags and tables are read off that tree. No SQL and no
+near-duplicate question repeats within a shard, nor across the unfocused shards of a run
+(`teacher`: each shard skips what the shards before it hold).
 
 Literal values: the teacher sees no rows, so it prefers constructs that need none (comparisons
 with the average, the most common value, date ranges relative to the latest date) and takes

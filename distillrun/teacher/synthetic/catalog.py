@@ -65,19 +65,55 @@ class Entity:
         return self.table.name
 
 
+def categories(entity: Entity) -> tuple[Field, ...]:
+    return entity.categories
+
+
+def measures(entity: Entity) -> tuple[Field, ...]:
+    return entity.measures
+
+
+def dates(entity: Entity) -> tuple[Field, ...]:
+    return entity.dates
+
+
+def orderable(entity: Entity) -> tuple[Field, ...]:
+    """The columns rows are ranked by: measures and dates."""
+    return (*entity.measures, *entity.dates)
+
+
 @dataclass(frozen=True)
 class Link:
-    """A foreign key seen as a join: every `child` row points at one `parent` row."""
+    """A foreign key seen as a join: every `child` row points at one `parent` row.
+
+    A composite key joins on all its column pairs; constructs that compare one column with
+    one column (IN, COUNT(DISTINCT ...)) take only `single` links.
+    """
 
     child: Entity
-    child_column: Field
     parent: Entity
-    parent_column: Field
+    pairs: tuple[tuple[Field, Field], ...]
+    """(child column, parent column) for each column of the key, in key order."""
 
-    def on(self) -> exp.EQ:
-        return sqlkit.column(self.child_column.name, self.child.alias).eq(
-            sqlkit.column(self.parent_column.name, self.parent.alias)
-        )
+    @property
+    def child_column(self) -> Field:
+        """The key's first child column: NULL exactly when the whole reference is."""
+        return self.pairs[0][0]
+
+    @property
+    def parent_column(self) -> Field:
+        return self.pairs[0][1]
+
+    @property
+    def single(self) -> bool:
+        return len(self.pairs) == 1
+
+    def on(self) -> exp.Expr:
+        conditions = [
+            sqlkit.column(c.name, self.child.alias).eq(sqlkit.column(p.name, self.parent.alias))
+            for c, p in self.pairs
+        ]
+        return exp.and_(*conditions) if len(conditions) > 1 else conditions[0]
 
     def touches(self, entity: Entity) -> bool:
         return entity.name in (self.child.name, self.parent.name)
@@ -176,7 +212,7 @@ class Catalog:
         aliases = _aliases(schema.tables)
         references: dict[str, set[str]] = {t.name.lower(): set() for t in schema.tables}
         for fk in schema.foreign_keys:
-            references[fk.table.lower()].add(fk.column)
+            references[fk.table.lower()].update(fk.columns)
         self.entities = tuple(
             _entity(t, aliases[t.name], references[t.name.lower()]) for t in schema.tables
         )
@@ -185,17 +221,21 @@ class Catalog:
             child, parent = self.entity(fk.table), self.entity(fk.ref_table)
             if child.name == parent.name:
                 continue
-            child_column = child.table.column(fk.column)
-            parent_column = parent.table.column(fk.ref_column)
-            if child_column is None or parent_column is None:
-                continue
-            links.append(Link(child, _field(child_column), parent, _field(parent_column)))
+            pairs = [(child.table.column(c), parent.table.column(p)) for c, p in fk.pairs]
+            fields = tuple((_field(c), _field(p)) for c, p in pairs if c and p)
+            if len(fields) == len(pairs):
+                links.append(Link(child, parent, fields))
         self.links = tuple(links)
         self.paths = tuple(self._paths())
 
     def entity(self, name: str) -> Entity:
         lowered = name.lower()
         return next(e for e in self.entities if e.name.lower() == lowered)
+
+    @property
+    def single_links(self) -> tuple[Link, ...]:
+        """Links on one column each (see `Link`)."""
+        return tuple(link for link in self.links if link.single)
 
     def links_of(self, entity: Entity) -> tuple[Link, ...]:
         return tuple(link for link in self.links if link.touches(entity))

@@ -27,6 +27,7 @@ from distillrun.teacher.synthetic.naming import (
     THRESHOLDS,
     Role,
     name_words,
+    output_name,
     spell,
 )
 from distillrun.teacher.synthetic.seeds import SeedFocus, SeedHints
@@ -41,10 +42,11 @@ _VOWEL_SOUND_EXCEPTIONS = ("uni", "use", "usu", "eu", "one")
 
 @dataclass(frozen=True)
 class Draft:
-    """One example before it gets its id: the builder's question, query and explanation."""
+    """One example before it gets its id: the builder's question, query (a SELECT, or a set
+    operation of two) and explanation."""
 
     question: str
-    query: exp.Select
+    query: exp.Query
     explanation: str
 
 
@@ -137,6 +139,18 @@ class Context:
 
         return self._weighted(candidates, weight)
 
+    def table_with(
+        self, *kinds: Callable[[Entity], Sequence[Field]]
+    ) -> tuple[Entity, list[Field]] | None:
+        """A table with columns of every kind asked for (`catalog.categories`, `measures`, ...)
+        and one column of each kind, chosen as `entity` and `field` choose; None when no table
+        has them all."""
+        e = self.entity([e for e in self.catalog.entities if all(kind(e) for kind in kinds)])
+        if e is None:
+            return None
+        chosen = [f for kind in kinds if (f := self.field(e, kind(e))) is not None]
+        return (e, chosen) if len(chosen) == len(kinds) else None
+
     def link(self, candidates: Sequence[Link]) -> Link | None:
         return self._weighted(
             candidates,
@@ -182,6 +196,13 @@ class Context:
         values = thresholds(f)
         third = len(values) // 3
         return self.pick(values[: len(values) - third] if above else values[third:])
+
+    def period(self, d: Field) -> tuple[str, exp.Expr, str]:
+        """A year or a month of the date column `d`: the word, the expression (text such as
+        `2025` or `2025-03`) and an output name (`order_month` for `order_date`)."""
+        period, of = self.pick((("year", sqlkit.year_of), ("month", sqlkit.month_of)))
+        stem = [w for w in name_words(d.name) if w not in ("date", "at", "on", "time", "day")]
+        return period, of(sqlkit.column(d.name)), output_name(*stem, period)
 
     def text_values(self, entity: Entity, f: Field) -> tuple[str, ...]:
         return self.hints.text_values.get((entity.name, f.name)) or TEXT_VALUES.get(f.role, ())

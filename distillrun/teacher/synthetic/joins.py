@@ -41,9 +41,9 @@ def _join(query: exp.Select, link: Link, target: Entity, kind: str | None = None
 
 
 def _parent_keys(link: Link) -> list[exp.Expr]:
-    """What GROUP BY needs to show a parent's label: the referenced column and the label."""
+    """What GROUP BY needs to show a parent's label: the referenced columns and the label."""
     p = link.parent
-    names = dict.fromkeys((link.parent_column.name, p.label.name))
+    names = dict.fromkeys([*(parent.name for _, parent in link.pairs), p.label.name])
     return [sqlkit.column(n, p.alias) for n in names]
 
 
@@ -469,7 +469,7 @@ def path_count_distinct(ctx: Context) -> Draft | None:
             continue
         options += [
             (path, other, key)
-            for other in ctx.catalog.links
+            for other in ctx.catalog.single_links
             if other.child.name == path.last.name
             and other.parent.name not in (path.first.name, path.middle.name)
         ]
@@ -503,7 +503,7 @@ def path_count_distinct(ctx: Context) -> Draft | None:
 
 def parents_in(ctx: Context) -> Draft | None:
     """Parents with at least one (matching) child, as an IN subquery."""
-    link = ctx.link(ctx.catalog.links)
+    link = ctx.link(ctx.catalog.single_links)
     if link is None:
         return None
     c, p = link.child, link.parent
@@ -534,7 +534,7 @@ def parents_in(ctx: Context) -> Draft | None:
 
 def children_in(ctx: Context) -> Draft | None:
     """Children whose parent matches a condition, as an IN subquery."""
-    link = ctx.link(ctx.catalog.links)
+    link = ctx.link(ctx.catalog.single_links)
     if link is None:
         return None
     c, p = link.child, link.parent
@@ -592,7 +592,7 @@ def parents_without(ctx: Context) -> Draft | None:
 
 def distinct_references(ctx: Context) -> Draft | None:
     """How many different parents the (matching) children point at."""
-    link = ctx.link(ctx.catalog.links)
+    link = ctx.link(ctx.catalog.single_links)
     if link is None:
         return None
     c, p = link.child, link.parent

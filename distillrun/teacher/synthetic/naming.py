@@ -164,6 +164,9 @@ _HIGH_LOW: dict[Role, tuple[str, str]] = {
     Role.AGE: ("oldest", "youngest"),
 }
 _PRICE_WORDS = frozenset({"price", "cost", "fee"})
+GENERIC_SUPERLATIVES = frozenset({"highest", "lowest", "largest", "smallest"})
+"""Superlatives that describe a column, not the rows: "the highest price", never "the highest
+product"."""
 
 
 def superlatives(column_name: str, role: Role, is_date: bool) -> tuple[str, str]:

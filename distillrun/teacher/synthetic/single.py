@@ -23,7 +23,7 @@ from distillrun.teacher.synthetic.context import (
     phrase_of,
 )
 from distillrun.teacher.synthetic.naming import (
-    name_words,
+    GENERIC_SUPERLATIVES,
     output_name,
     plural_phrase,
     superlatives,
@@ -36,7 +36,6 @@ _AGGREGATES: dict[str, tuple[type[exp.AggFunc], str, str]] = {
     "MIN": (exp.Min, "lowest", "min"),
     "MAX": (exp.Max, "highest", "max"),
 }
-_GENERIC_SUPERLATIVES = frozenset({"highest", "lowest", "largest", "smallest"})
 
 
 def _maybe_condition(
@@ -340,7 +339,7 @@ def top_n(ctx: Context) -> Draft | None:
     if cond is not None:
         query = query.where(cond.expression)
     # "most expensive" and "most recent" describe the rows; "highest" needs the column.
-    if word not in _GENERIC_SUPERLATIVES:
+    if word not in GENERIC_SUPERLATIVES:
         templates: tuple[str, ...] = (
             ("Which {one} is the {word}?", "What is the {word} {one}?")
             if n == 1
@@ -607,9 +606,7 @@ def per_period(ctx: Context) -> Draft | None:
     d = ctx.field(e, e.dates)
     if d is None:
         return None
-    period, of = ctx.pick((("year", sqlkit.year_of), ("month", sqlkit.month_of)))
-    stem = [w for w in name_words(d.name) if w not in ("date", "at", "on", "time", "day")]
-    period_name = output_name(*stem, period)
+    period, period_expr, period_name = ctx.period(d)
     m = ctx.field(e, e.measures) if ctx.chance(0.35) else None
     values = {"period": period, "d": d.phrase, "many": e.noun.many}
     if m is None:
@@ -634,7 +631,6 @@ def per_period(ctx: Context) -> Draft | None:
             m=m.phrase,
             **values,
         )
-    period_expr = of(_col(d))
     query = (
         _select(e, sqlkit.aliased(period_expr, period_name), value)
         .group_by(period_expr.copy())

@@ -79,6 +79,24 @@ def month_of(expression: exp.Expr) -> exp.TimeToStr:
     return exp.TimeToStr(this=expression, format=string("%Y-%m"))
 
 
+def window(
+    function: exp.Expr,
+    partition_by: list[exp.Expr] | None = None,
+    order_by: exp.Ordered | None = None,
+) -> exp.Window:
+    """`function OVER (PARTITION BY ... ORDER BY ...)`; both parts optional (`OVER ()`)."""
+    order = exp.Order(expressions=[order_by]) if order_by is not None else None
+    return exp.Window(this=function, partition_by=partition_by or None, order=order)
+
+
+def case(branches: list[tuple[exp.Expr, exp.Expr]], otherwise: exp.Expr) -> exp.Case:
+    """`CASE WHEN condition THEN value ... ELSE otherwise END`."""
+    return exp.Case(
+        ifs=[exp.If(this=condition, true=value) for condition, value in branches],
+        default=otherwise,
+    )
+
+
 def days_before(expression: exp.Expr, days: int) -> exp.DateAdd:
     return exp.DateAdd(this=expression, expression=number(-days), unit=exp.Var(this="DAY"))
 
@@ -102,10 +120,12 @@ class Renderer:
         return expression.sql(dialect=self.dialect)
 
 
-def tables_of(query: exp.Select) -> list[str]:
-    """Names of the tables a query reads, in order of first appearance."""
+def tables_of(query: exp.Query) -> list[str]:
+    """Names of the schema tables a query reads, in order of first appearance (a CTE's name is
+    not a table)."""
+    ctes = {cte.alias for cte in query.find_all(exp.CTE)}
     names: list[str] = []
     for node in query.walk():
-        if isinstance(node, exp.Table) and node.name not in names:
+        if isinstance(node, exp.Table) and node.name not in names and node.name not in ctes:
             names.append(node.name)
     return names

@@ -94,8 +94,8 @@ def test_prompt_carries_dialect_schema_and_question() -> None:
     assert [m["role"] for m in messages] == ["system", "user"]
     system = messages[0]["content"]
     assert "sqlite" in system
-    assert "CREATE TABLE customers (id INT PRIMARY KEY, name TEXT, country TEXT);" in system
-    assert "customer_id INT REFERENCES customers(id)" in system
+    assert "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, country TEXT);" in system
+    assert "customer_id INTEGER REFERENCES customers(id)" in system
     assert "comment" not in system
     assert messages[1]["content"] == "How many customers?"
     assert "Explain" in system

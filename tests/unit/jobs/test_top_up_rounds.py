@@ -24,7 +24,30 @@ from tests.unit.jobs.conftest import RecordingProgress
 from tests.unit.jobs.test_generate_validate import CountingTeacher, make_context
 
 QUICKSTART = {"targetExamples": 240, "examplesPerShard": 40}
-"""The quickstart's teacher: its first six shards yield 180 accepted examples, not 240."""
+"""The quickstart's teacher: with `EchoingTeacher`, its first six shards yield 180 accepted
+examples, not 240."""
+
+
+class EchoingTeacher(SyntheticTeacher):
+    """The synthetic teacher repeating itself: the last quarter of every shard echoes the first
+    quarter, alternately the same example (a duplicate) and the same question over other SQL
+    (a near-duplicate question), so screening rejects a quarter of every shard. The real one
+    avoids repeats across a run's shards, which leaves nothing to top up."""
+
+    def write_shard(self, request: ShardRequest) -> ShardOutput:
+        output = super().write_shard(request)
+        quarter = len(output.examples) // 4
+        kept = output.examples[: len(output.examples) - quarter]
+        echoes = [
+            example.model_copy(
+                update={
+                    "id": f"{request.key}-echo-{n:03d}",
+                    "sql": example.sql if n % 2 else f"SELECT * FROM ({example.sql}) AS echoed",
+                }
+            )
+            for n, example in enumerate(kept[:quarter])
+        ]
+        return output.model_copy(update={"examples": kept + echoes})
 
 
 def with_progress(ctx: StageContext) -> RecordingProgress:
@@ -48,7 +71,7 @@ def with_validation(ctx: StageContext, **changes: Any) -> StageContext:
 def topped_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[StageContext, dict[str, Any]]:
     ctx = make_context(tmp_path_factory.mktemp("topped"), **QUICKSTART)
     with_progress(ctx)
-    return ctx, generate.run(ctx, SyntheticTeacher()).summary
+    return ctx, generate.run(ctx, EchoingTeacher()).summary
 
 
 def test_top_up_rounds_reach_the_target_the_first_round_misses(
@@ -87,7 +110,7 @@ def test_a_rerun_replays_every_round_without_a_teacher_call(
     topped_up: tuple[StageContext, dict[str, Any]],
 ) -> None:
     ctx, summary = topped_up
-    teacher = CountingTeacher()
+    teacher = CountingTeacher(inner=EchoingTeacher())
     again = generate.run(ctx, teacher)
     assert teacher.calls == [] and again.reused
     assert again.summary["reused_shards"] == again.summary["shards"] == summary["shards"]
@@ -97,7 +120,7 @@ def test_a_rerun_replays_every_round_without_a_teacher_call(
 def test_without_top_up_rounds_the_stage_stops_short_and_says_why(tmp_path: Path) -> None:
     ctx = make_context(tmp_path, maxTopUpRounds=0, **QUICKSTART)
     progress = with_progress(ctx)
-    summary = generate.run(ctx, SyntheticTeacher()).summary
+    summary = generate.run(ctx, EchoingTeacher()).summary
     assert summary["rounds"] == 1 and summary["screened_accepted"] == 180
     assert "180 of 240 accepted; no more top-up rounds (teacher.maxTopUpRounds: 0)" in notes(
         progress
@@ -107,7 +130,7 @@ def test_without_top_up_rounds_the_stage_stops_short_and_says_why(tmp_path: Path
 def test_the_round_cap_is_respected(tmp_path: Path) -> None:
     ctx = make_context(tmp_path, maxTopUpRounds=1, **QUICKSTART)
     progress = with_progress(ctx)
-    summary = generate.run(ctx, SyntheticTeacher()).summary
+    summary = generate.run(ctx, EchoingTeacher()).summary
     assert summary["rounds"] == 2 and summary["screened_accepted"] < 240
     assert any("teacher.maxTopUpRounds: 1" in n for n in notes(progress))
 
@@ -154,7 +177,7 @@ class PricedTeacher:
     price: Decimal = Decimal("0.03")
     worst: Decimal = Decimal("0.05")
     calls: list[int] = field(default_factory=list)
-    inner: SyntheticTeacher = field(default_factory=SyntheticTeacher)
+    inner: SyntheticTeacher = field(default_factory=EchoingTeacher)
     name: str = "priced"
 
     @property
@@ -204,11 +227,12 @@ def test_top_up_rounds_plan_only_what_the_budget_left_pays_for(
 def test_a_stage_killed_in_a_top_up_round_pays_only_for_what_is_missing(tmp_path: Path) -> None:
     ctx = make_context(tmp_path, **QUICKSTART)
     with pytest.raises(StageFailed) as failed:
-        generate.run(ctx, CountingTeacher(fail_at=7))  # the second shard of round 1
+        # the second shard of round 1
+        generate.run(ctx, CountingTeacher(fail_at=7, inner=EchoingTeacher()))
     assert failed.value.reason == "TeacherFailed"
     stored_rounds = ctx.store.list_keys(generate.ROUNDS_PREFIX)
     assert len(stored_rounds) == 1
-    resumed = CountingTeacher()
+    resumed = CountingTeacher(inner=EchoingTeacher())
     summary = generate.run(ctx, resumed).summary
     assert 7 in resumed.calls and not set(resumed.calls) & {0, 1, 2, 3, 4, 5, 6}
     assert ctx.store.list_keys(generate.ROUNDS_PREFIX)[0] == stored_rounds[0]
@@ -245,7 +269,8 @@ def test_validate_reuses_the_judgments_generate_made(
 def test_a_changed_validation_spec_judges_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx = make_context(tmp_path)
+    # six shards: some of their queries look for values the seed rows do not hold
+    ctx = make_context(tmp_path, **QUICKSTART, maxTopUpRounds=0)
     generate.run(ctx, SyntheticTeacher())
     before = validate.run(ctx).summary
     sandboxes = CountingSandboxes(monkeypatch)
@@ -285,7 +310,7 @@ def test_a_repeated_query_is_executed_once_and_its_verdict_shared(
     monkeypatch.setattr(judging, "execute_checked", counting)
     monkeypatch.setattr(judging, "CHUNK_SIZE", 10_000)  # one chunk, one sandbox
     ctx = make_context(tmp_path, **QUICKSTART, maxTopUpRounds=0)
-    generate.run(ctx, SyntheticTeacher())
+    generate.run(ctx, EchoingTeacher())
     result = validate.run(ctx)
 
     assert result.summary["rejected"]["duplicate"] > 0  # the teacher did repeat itself

@@ -24,6 +24,7 @@ def long_training_manifest(tmp_path: Path) -> Path:
     data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
+    data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}
     data["spec"]["teacher"].update({"targetExamples": 40, "examplesPerShard": 20})
     data["spec"]["student"].update({"epochs": 100, "checkpointEverySteps": 1000})
     path = tmp_path / "run.yaml"

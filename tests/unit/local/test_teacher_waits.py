@@ -34,6 +34,7 @@ def test_request_timeout_and_attempts_come_from_the_spec(
     data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
+    data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}
     data["spec"]["teacher"] = {
         "provider": "anthropic",
         "baseUrl": anthropic_env.url,

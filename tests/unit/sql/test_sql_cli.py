@@ -33,7 +33,7 @@ def run(
     capsys: pytest.CaptureFixture[str], *argv: str, stdin: str | None = None
 ) -> tuple[int, list[dict[str, Any]], str]:
     if stdin is not None:
-        sys.stdin = io.StringIO(stdin)
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()))
     try:
         code = main(["sql", *argv])
     finally:
@@ -61,7 +61,7 @@ def test_check_prints_one_verdict_per_query(
     code, lines, err = run(
         capsys, "check", "--schema", SCHEMA, "--dialect", dialect, "--data", SEED, str(queries)
     )
-    assert code == 0
+    assert code == 1  # rejections fail the shell, as a linter's findings do
     assert [(v["line"], v["ok"], v["reason"]) for v in lines] == [
         (1, True, None),
         (2, False, "unknown_column"),
@@ -86,7 +86,7 @@ def test_check_reads_jsonl_from_stdin_on_a_server(
     code, lines, _ = run(
         capsys, "check", "--schema", SCHEMA, "--dialect", "postgres", "--data", SEED, stdin=stdin
     )
-    assert code == 0
+    assert code == 1
     assert [(v["id"], v["ok"], v["reason"], v["rows"]) for v in lines] == [
         ("q1", True, None, 1),
         ("7", False, "forbidden", None),
@@ -104,11 +104,70 @@ def test_check_without_execution_needs_no_sandbox(capsys: pytest.CaptureFixture[
         "--no-execute",
         stdin="SELECT name FROM customers\nSELECT @@datadir\n",
     )
-    assert code == 0
+    assert code == 1
     assert [(v["ok"], v["reason"], v["rows"]) for v in lines] == [
         (True, None, None),
         (False, "forbidden", None),
     ]
+
+
+def test_check_exits_0_when_every_query_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines, err = run(capsys, *CHECK, "--no-execute", stdin="SELECT name FROM customers\n")
+    assert code == 0 and [v["ok"] for v in lines] == [True]
+    assert "1 query: 1 accepted, 0 rejected" in err
+
+
+SCRIPT = """-- monthly report queries
+SELECT name
+FROM customers
+WHERE country = 'US';  -- one query over three lines
+
+/* a comment; with a semicolon */
+SELECT 'a;b' AS text, COUNT(*)
+  FROM orders;
+SELECT nme FROM customers;
+"""
+
+
+def test_check_splits_a_sql_script_into_its_statements(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, lines, _ = run(capsys, *CHECK, "--no-execute", stdin=SCRIPT)
+    assert code == 1
+    assert [(v["line"], v["ok"], v["reason"]) for v in lines] == [
+        (2, True, None),
+        (7, True, None),
+        (9, False, "unknown_column"),
+    ]
+
+
+def test_check_reads_bom_crlf_files_and_names_latin1_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = tmp_path / "schema.sql"
+    schema.write_bytes(b"\xef\xbb\xbfCREATE TABLE t (\r\n  name TEXT\r\n);\r\n")
+    queries = tmp_path / "queries.sql"
+    queries.write_bytes("SELECT name FROM t WHERE name = 'Müller';\r\n".encode())
+    code, lines, _ = run(
+        capsys, "check", "--schema", str(schema), "--dialect", "sqlite", str(queries)
+    )
+    assert code == 0 and lines[0]["ok"] and lines[0]["rows"] == 0
+    queries.write_bytes("SELECT name\nFROM t WHERE name = 'Müller'\n".encode("latin-1"))
+    code, lines, err = run(
+        capsys, "check", "--schema", str(schema), "--dialect", "sqlite", str(queries)
+    )
+    assert code == 1 and not lines
+    assert f"queries {queries} is not UTF-8 text: it looks like Latin-1" in err
+    assert "byte 0xfc on line 2" in err
+    assert "Traceback" not in err
+
+
+def test_check_rejects_text_no_driver_can_send(capsys: pytest.CaptureFixture[str]) -> None:
+    """A Latin-1 byte escaped into JSON as a lone surrogate used to end two sandbox workers."""
+    stdin = json.dumps({"sql": "SELECT name FROM customers WHERE name = 'M\udcfcller'"}) + "\n"
+    code, lines, _ = run(capsys, *CHECK, "--data", SEED, stdin=stdin)
+    assert code == 1
+    assert lines[0]["reason"] == "parse" and "U+DCFC" in lines[0]["message"]
 
 
 def test_compare_prints_matches_and_the_accuracy(
@@ -227,7 +286,12 @@ BAD_INPUT = {
     ),
     "jsonl-mixed": (CHECK, FIRST + "SELECT 2\n", "stdin line 2: not valid JSON"),
     "jsonl-array": (CHECK, FIRST + '["SELECT 1"]\n', "stdin line 2: expected a JSON object"),
-    "not-ddl": (["check", "--schema", SEED, "--dialect", "sqlite"], "SELECT 1", "defines no table"),
+    "not-ddl": (
+        ["check", "--schema", SEED, "--dialect", "sqlite"],
+        "SELECT 1",
+        "is refused by SQLite: statement 1 at line 2 (INSERT INTO customers",
+    ),
+    "no-table": (["check", "--schema", "/dev/null", "--dialect", "sqlite"], "SELECT 1", "no table"),
     "bad-seed": ([*CHECK, "--data", SCHEMA], "SELECT 1", f"data {SCHEMA}: seed statement 1 failed"),
     "no-server": (
         ["check", "--schema", SCHEMA, "--dialect", "mysql"],
@@ -282,7 +346,8 @@ def test_installed_command_never_shows_a_traceback(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert f"cannot read queries {bad}" in result.stderr and "Traceback" not in result.stderr
+    assert f"queries {bad} is not UTF-8 text: it looks like UTF-16" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

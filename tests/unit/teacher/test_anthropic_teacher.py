@@ -4,10 +4,13 @@ equal what the server reported exactly."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from distillrun.jobs import generate, validate
-from distillrun.jobs.context import StageContext
+from distillrun.jobs.context import StageContext, StageFailed
 from distillrun.teacher.accounting import usage_sum
 from distillrun.teacher.base import ShardOutput, Usage
 from distillrun.teacher.pricing import from_usd
@@ -16,6 +19,7 @@ from tests.fakes.anthropic_server import (
     FakeAnthropic,
     bogus_tables,
     malformed_json,
+    no_examples,
     refusal,
     truncated,
 )
@@ -85,7 +89,7 @@ def test_accounting_equals_what_the_server_reported(
     assert generate.run(ctx, fast_teacher(ctx)).summary["usage"] == summary["usage"]
 
 
-def test_every_unusable_reply_is_classified_and_counted(
+def test_every_unusable_reply_is_classified_counted_and_asked_again(
     tmp_path: Path, anthropic_env: FakeAnthropic
 ) -> None:
     fake = anthropic_env
@@ -93,26 +97,54 @@ def test_every_unusable_reply_is_classified_and_counted(
     fake.script_shard(1, refusal())
     fake.script_shard(2, malformed_json())
     fake.script_shard(3, bogus_tables())
-    ctx = shop_context(tmp_path, baseUrl=fake.url)
+    fake.script_shard(4, no_examples())  # a 200 whose JSON holds no example
+    ctx = shop_context(tmp_path, baseUrl=fake.url, targetExamples=50)
     teacher = fast_teacher(ctx)
-    summary = generate.run(ctx, teacher).summary
+    plan = generate.plan_shards(ctx, teacher)
+    with pytest.raises(StageFailed) as failed:
+        generate.run(ctx, teacher)
 
+    # the three replies that held no example are not shards: the stage names the reply as the
+    # cause, keeps them aside, and commits only the shards that have examples
+    assert failed.value.reason == "TeacherReplyUnusable"
+    assert "the teacher's reply for shard" in str(failed.value)
+    assert "a rerun asks the teacher for it again" in str(failed.value)
+    committed = ctx.store.list_keys(generate.SHARDS_PREFIX)
+    assert committed == sorted(generate.shard_object_key(plan[i].key) for i in (0, 3))
+    kept = [
+        ShardOutput.model_validate_json(ctx.store.get_bytes(key))
+        for key in ctx.store.list_keys(generate.UNUSABLE_PREFIX)
+    ]
+    by_reason = {next(p["reason"] for p in reply.malformed): reply for reply in kept}
+    refused, broken = by_reason.pop("refusal"), by_reason.pop("malformed_json")
+    empty = by_reason.pop("empty")
+    assert not by_reason and (refused.key, broken.key, empty.key) == tuple(
+        plan[i].key for i in (1, 2, 4)
+    )
+    assert refused.examples == broken.examples == empty.examples == []
+
+    # a rerun asks for exactly those three shards again
+    summary = generate.run(ctx, teacher).summary
+    assert sorted(fake.shards_asked()) == [0, 1, 1, 2, 2, 3, 4, 4]
     shards = stored_shards(ctx)
-    cut, refused, broken, bogus = shards
+    cut, _, _, bogus, _ = shards
     assert [p["reason"] for p in cut.malformed] == ["truncated"]
     assert cut.malformed[0]["stop_reason"] == "max_tokens"
     assert 0 < len(cut.examples) < 10
-    assert refused.examples == [] and [p["reason"] for p in refused.malformed] == ["refusal"]
-    assert broken.examples == [] and [p["reason"] for p in broken.malformed] == ["malformed_json"]
     # SQL on tables that do not exist is kept for the validate stage to reject with a reason
     assert len(bogus.examples) == 10 and all(
         e.tables[0].startswith("ghost_") for e in bogus.examples
     )
-    assert summary["malformed_by_reason"] == {"malformed_json": 1, "refusal": 1, "truncated": 1}
-    assert summary["malformed"] == 3
-    assert summary["generated"] == len(cut.examples) + 10
-    # a refusal and a malformed reply are paid for like any other: the cost is still counted
-    assert all(s.usage.requests == 1 and s.usage.usd > 0 for s in shards)
+    assert summary["malformed_by_reason"] == {"truncated": 1}
+    assert summary["malformed"] == 1 and summary["unusable_replies"] == 3
+    assert summary["generated"] == len(cut.examples) + 40
+    # a refusal and a malformed reply are paid for like any other: the cost still counts, in
+    # the summary and in the budget the rerun started from
+    assert all(s.usage.requests == 1 and s.usage.usd > 0 for s in [*shards, refused, broken])
+    usage = Usage.model_validate(summary["usage"])
+    assert usage.requests == 8 and from_usd(usage.usd) == list_usd(fake.billed)
+    governor = ctx.store.get_json(generate.MANIFEST_KEY)["governor"]
+    assert Decimal(governor["spent_usd"]) == list_usd(fake.billed)
     # with the records' shares and the dropped entries' shares adding up to it exactly
     assert all(
         usage_sum([*(e.usage for e in s.examples), s.unattributed]) == s.usage for s in shards
@@ -122,3 +154,21 @@ def test_every_unusable_reply_is_classified_and_counted(
     # and the validate stage gives the SQL on missing tables its own reason
     rejected = validate.run(ctx).summary["rejected"]
     assert rejected == {"unknown_table": 10}
+
+
+def test_an_empty_shard_committed_by_an_earlier_version_is_asked_for_again(
+    tmp_path: Path, anthropic_env: FakeAnthropic
+) -> None:
+    fake = anthropic_env
+    ctx = shop_context(tmp_path, baseUrl=fake.url)
+    teacher = fast_teacher(ctx)
+    first = generate.plan_shards(ctx, teacher)[0]
+    problem = {"reason": "truncated", "stop_reason": None, "detail": "the reply held no examples"}
+    empty = ShardOutput(
+        key=first.key, examples=[], usage=Usage(requests=1, usd=0.01), malformed=[problem]
+    )
+    ctx.store.put_bytes(generate.shard_object_key(first.key), empty.model_dump_json().encode())
+    summary = generate.run(ctx, teacher).summary
+    assert sorted(fake.shards_asked()) == [0, 1, 2, 3]
+    assert summary["generated"] == 40 and summary["unusable_replies"] == 1
+    assert from_usd(summary["usage"]["usd"]) == list_usd(fake.billed) + Decimal("0.01")

@@ -142,7 +142,12 @@ def test_the_client_passes_observed_limits_on_picklable_and_skips_empty_ones() -
 def test_the_budget_counts_reservations_in_flight_and_refuses_only_what_does_not_fit() -> None:
     g = governor(Clock(), budget="1.00")
     assert g.reserve(Decimal("0.60")).stop is None
-    refused = g.reserve(Decimal("0.50")).stop
+    # 0.50 fits once the request in flight settles below its worst case: it waits, not fails
+    waiting = g.reserve(Decimal("0.50"))
+    assert waiting.stop is None and waiting.wait_s > 0
+    never = g.reserve(Decimal("1.10")).stop  # would not fit even if everything cost nothing
+    assert never is not None and never.reason == "BudgetExhausted"
+    refused = g.reserve(Decimal("0.50"), False, False).stop  # a batch being put together
     assert refused is not None and refused.reason == "BudgetExhausted"
     assert "$0.4000" in refused.message
     g.spend(Decimal("0.60"), Decimal("0.20"))
@@ -150,12 +155,32 @@ def test_the_budget_counts_reservations_in_flight_and_refuses_only_what_does_not
     assert g.reserve(Decimal("0.90"), True).stop is None  # an already-submitted batch
     client = GovernorClient(LocalGovernor(g))
     with pytest.raises(BudgetExhausted):
-        client.reserve(Decimal("0.01"))
+        client.reserve(Decimal("0.01"), wait=False)
     client.acquire(1, 1)  # a refusal fails that request only: the ones in flight go out
     g.spend(Decimal("0.50"), Decimal("0.10"))
-    assert g.reserve(Decimal("0.50")).stop is not None  # 0.30 spent + 0.90 committed
+    assert g.reserve(Decimal("0.80")).stop is not None  # 0.30 spent: 0.80 can never fit
     g.spend(Decimal("0.90"), Decimal("0.40"))
     assert client.reserve(Decimal("0.01")).usd == Decimal("0.01")  # money freed up again
+
+
+def test_a_request_waits_for_the_requests_in_flight_to_settle_then_fits() -> None:
+    """maxUSD 2, worst case $0.85 and real cost $0.19 a request: two fit in flight at their
+    worst, and the third goes out as soon as one of them settles, instead of failing with
+    BudgetExhausted while nothing has been spent."""
+    g = governor(Clock(), budget="2.00")
+    first = Decimal("0.85")
+    settled: list[float] = []
+
+    def settle_one(seconds: float) -> None:  # the client's sleep: meanwhile a reply comes in
+        settled.append(seconds)
+        g.spend(first, Decimal("0.19"))
+
+    client = GovernorClient(LocalGovernor(g), sleep=settle_one)
+    client.reserve(first)
+    client.reserve(first)
+    assert client.reserve(first).usd == first
+    assert len(settled) == 1 and 0 < settled[0] <= 1
+    assert g.snapshot()["spent_usd"] == "0.19" and g.snapshot()["refused_usd"] == 0
 
 
 def test_the_budget_cap_holds_with_many_workers_in_flight(
@@ -163,7 +188,7 @@ def test_the_budget_cap_holds_with_many_workers_in_flight(
 ) -> None:
     fake = anthropic_env
     fake.latency_s = 0.1
-    budget = 0.25
+    budget = 0.15
     ctx = shop_context(
         tmp_path,
         baseUrl=fake.url,
@@ -221,3 +246,41 @@ def test_one_governor_paces_every_ray_task(
         assert limited.client_caused_429 == 0
         governor_numbers = ctx.store.get_json(generate.MANIFEST_KEY)["governor"]
         assert governor_numbers["granted"] == 62 and governor_numbers["rate_limited"] == 0
+
+
+@pytest.mark.parametrize("path", ["ray", "no-ray"])
+def test_a_budget_for_two_worst_cases_pays_for_every_shard_on_both_paths(
+    tmp_path: Path, anthropic_env: FakeAnthropic, path: str
+) -> None:
+    """The README's promise on the Ray path (shards in flight together) and the `--no-ray` path
+    (one after the other): a budget of 2.5 worst cases pays for five shards that really cost
+    about a quarter of that each; the requests beyond the first two wait for replies to settle
+    instead of ending the run with BudgetExhausted and nothing spent."""
+    from distillrun.jobs.parallel import Executor, InlineExecutor
+    from distillrun.local.runner import local_ray
+    from distillrun.teacher.estimate import worst_case_usd
+    from distillrun.teacher.prompt import build_prompt
+
+    fake = anthropic_env
+    fake.latency_s = 0.2
+    probe = shop_context(tmp_path / "probe", baseUrl=fake.url, targetExamples=50)
+    teacher = fast_teacher(probe)
+    worst = max(
+        worst_case_usd(build_prompt(r), teacher.price, batch=False)
+        for r in generate.plan_shards(probe, teacher)
+    )
+    budget = worst * Decimal("2.5")
+    ctx = shop_context(tmp_path, baseUrl=fake.url, targetExamples=50, budget={"maxUSD": budget})
+
+    def written(executor: Executor) -> dict[str, Any]:
+        return generate.run(ctx, fast_teacher(ctx), executor).summary
+
+    if path == "ray":
+        with local_ray(2) as executor:
+            summary = written(executor)
+    else:
+        summary = written(InlineExecutor())
+
+    assert summary["shards"] == 5 and summary["generated"] == 50
+    assert fake.billed.messages == 5 and list_usd(fake.billed) <= budget
+    assert ctx.store.get_json(generate.MANIFEST_KEY)["governor"]["refused_usd"] == 0

@@ -33,6 +33,7 @@ from distillrun.teacher.pricing import PRICES_ENV, from_usd
 from distillrun.teacher.prompt import TOOL_NAME, build_prompt
 from tests.fakes.fixtures import shop_context
 from tests.fakes.openai_server import (
+    Body,
     FakeOpenAI,
     Finish,
     RateHeaders,
@@ -114,15 +115,58 @@ def test_faults_are_retried_and_cut_or_filtered_replies_counted(
         Finish("content_filter"),
     )
     ctx = context(tmp_path, server)
+    with pytest.raises(StageFailed) as failed:  # the filtered reply kept no example
+        generate.run(ctx, teacher_of(ctx))
+    assert failed.value.reason == "TeacherReplyUnusable"
+    assert "stop reason 'content_filter'" in str(failed.value)
     summary = generate.run(ctx, teacher_of(ctx)).summary
 
-    assert server.statuses == [429, 503, 0, 200, 200, 200, 200]
-    assert summary["malformed_by_reason"] == {"refusal": 1, "truncated": 1}
+    assert server.statuses == [429, 503, 0, 200, 200, 200, 200, 200]
+    assert summary["malformed_by_reason"] == {"truncated": 1}
+    assert summary["unusable_replies"] == 1
     plan = generate.plan_shards(ctx, teacher_of(ctx))
     first = ShardOutput.model_validate_json(
         ctx.store.get_bytes(generate.shard_object_key(plan[0].key))
     )
     assert 0 < len(first.examples) < 10  # the cut reply's complete examples are kept
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {},
+        {"choices": [], "usage": {"prompt_tokens": 900, "completion_tokens": 3}},
+        {
+            "choices": [
+                {
+                    "message": {
+                        "tool_calls": [
+                            {"function": {"name": TOOL_NAME, "arguments": '{"examples": []}'}}
+                        ]
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ]
+        },
+    ],
+    ids=["empty-object", "no-choices", "no-examples"],
+)
+def test_a_200_without_examples_is_not_a_done_shard(
+    tmp_path: Path, server: FakeOpenAI, garbage: dict[str, object]
+) -> None:
+    server.script(*(Body(garbage) for _ in range(4)))  # broken for every shard
+    ctx = context(tmp_path, server)
+    with pytest.raises(StageFailed) as failed:
+        generate.run(ctx, teacher_of(ctx))
+    assert failed.value.reason == "TeacherReplyUnusable"
+    assert "the teacher's reply for shard" in str(failed.value)
+    assert "0 of 4 shards are committed" in str(failed.value)
+    assert ctx.store.list_keys(generate.SHARDS_PREFIX) == []
+
+    # the server is fixed: a rerun asks for every shard again instead of reusing nothing
+    summary = generate.run(ctx, teacher_of(ctx)).summary
+    assert server.statuses == [200] * 8 and summary["teacher_calls"] == 4
+    assert summary["generated"] == 40 and summary["unusable_replies"] == 4
 
 
 @pytest.mark.parametrize(

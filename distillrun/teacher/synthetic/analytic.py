@@ -1,0 +1,485 @@
+"""Analytic examples: window functions (ranks within a group, top N per group, running totals,
+period-over-period changes, shares of a total, a row beside its group's average) and common
+table expressions (a per-parent count or total computed once, then averaged or compared).
+
+The window queries say in their question what a window function does to the rows: ranks "ties
+sharing a rank" (RANK) or numbers them (ROW_NUMBER), running totals run "over time", the
+previous period is the previous one "on record" (LAG reads the previous row, not the calendar).
+Counts per parent use a LEFT JOIN, so parents without children count as zero, as the questions
+say.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from distillrun.teacher.synthetic import sqlkit
+from distillrun.teacher.synthetic.catalog import (
+    Entity,
+    Field,
+    Link,
+    categories,
+    dates,
+    measures,
+    orderable,
+)
+from distillrun.teacher.synthetic.context import Builder, Context, Draft, phrase_of
+from distillrun.teacher.synthetic.naming import (
+    GENERIC_SUPERLATIVES,
+    output_name,
+    superlatives,
+)
+
+_RANKINGS: dict[str, type[exp.Expr]] = {
+    "RANK": exp.Rank,
+    "DENSE_RANK": exp.DenseRank,
+    "ROW_NUMBER": exp.RowNumber,
+}
+
+
+def _direction(ctx: Context, f: Field) -> tuple[bool, str, exp.Ordered]:
+    """Highest first (three times in four) or lowest first by `f`: whether descending, the
+    superlative for the top ("most expensive", "earliest") and the ORDER BY key."""
+    descending = ctx.chance(0.75)
+    word = superlatives(f.name, f.role, f.is_date)[0 if descending else 1]
+    return descending, word, ctx.renderer.ordered(sqlkit.column(f.name), descending)
+
+
+def _shown(e: Entity, *fields: Field) -> list[exp.Expr]:
+    """The label and `fields`, each column once."""
+    names = dict.fromkeys(f.name for f in (e.label, *fields))
+    return [sqlkit.column(n) for n in names]
+
+
+def rank_within_group(ctx: Context) -> Draft | None:
+    chosen = ctx.table_with(categories, orderable)
+    if chosen is None:
+        return None
+    e, (g, f) = chosen
+    descending, word, order = _direction(ctx, f)
+    name = ctx.pick(tuple(_RANKINGS))
+    out = output_name(f.name, "rank" if name != "ROW_NUMBER" else "position")
+    ranked = sqlkit.window(_RANKINGS[name](), [sqlkit.column(g.name)], order)
+    query = exp.select(*_shown(e, g, f), sqlkit.aliased(ranked, out)).from_(sqlkit.table(e.name))
+    values = {"many": e.noun.many, "g": g.phrase, "col": f.phrase, "word": word}
+    templates = {
+        "RANK": (
+            "Rank the {many} within each {g} by {col}, {word} first, ties sharing a rank.",
+            "For each {g}, rank its {many} by {col} from the {word}; equal values get the same"
+            " rank.",
+        ),
+        "DENSE_RANK": (
+            "Rank the {many} by {col} within each {g}, {word} first, with ties sharing a rank"
+            " and no gaps in the ranks.",
+            "Give every {one} a dense rank by {col} inside its {g}, {word} first.",
+        ),
+        "ROW_NUMBER": (
+            "Number the {many} within each {g} in order of {col}, {word} first.",
+            "Within each {g}, give the {many} positions 1, 2, 3, ... by {col}, {word} first.",
+        ),
+    }[name]
+    question = ctx.say(templates, one=e.noun.one, **values)
+    direction = "DESC" if descending else "ASC"
+    explanation = (
+        f"{name}() OVER (PARTITION BY {g.name} ORDER BY {f.name} {direction}) restarts the"
+        f" ranking in every {g.phrase} and orders its {e.noun.many} by {f.phrase}."
+    )
+    return Draft(question, query, explanation)
+
+
+def top_per_group(ctx: Context) -> Draft | None:
+    """The top N rows of every group: ROW_NUMBER in a CTE, filtered outside it."""
+    chosen = ctx.table_with(categories, orderable)
+    if chosen is None:
+        return None
+    e, (g, f) = chosen
+    descending, word, order = _direction(ctx, f)
+    n = ctx.pick((1, 1, 2, 3))
+    position = output_name(f.name, "position")
+    numbered = sqlkit.window(exp.RowNumber(), [sqlkit.column(g.name)], order)
+    inner = exp.select(*_shown(e, g, f), sqlkit.aliased(numbered, position)).from_(
+        sqlkit.table(e.name)
+    )
+    cte = output_name("ranked", e.noun.many)
+    query = (
+        exp.select(*_shown(e, g, f))
+        .from_(sqlkit.table(cte))
+        .where(
+            (exp.EQ if n == 1 else exp.LTE)(
+                this=sqlkit.column(position), expression=sqlkit.number(n)
+            )
+        )
+        .order_by(
+            ctx.renderer.ordered(sqlkit.column(g.name)),
+            ctx.renderer.ordered(sqlkit.column(position)),
+        )
+        .with_(sqlkit.identifier(cte), as_=inner)
+    )
+    values = {"one": e.noun.one, "many": e.noun.many, "g": g.phrase, "col": f.phrase}
+    generic = word in GENERIC_SUPERLATIVES
+    if n == 1:
+        templates: tuple[str, ...] = (
+            ("Which {one} has the {word} {col} in each {g}?",)
+            if generic
+            else (
+                "Which is the {word} {one} in each {g}?",
+                "For every {g}, what is its {word} {one}?",
+            )
+        )
+    else:
+        templates = (
+            ("Which {n} {many} in each {g} have the {word} {col}?",)
+            if generic
+            else ("What are the {n} {word} {many} in each {g}?",)
+        )
+        if descending:
+            templates += ("List the top {n} {many} by {col} for every {g}.",)
+    question = ctx.say(templates, n=ctx.spell(n), word=word, **values)
+    explanation = (
+        f"The CTE {cte} numbers the {e.noun.many} of each {g.phrase} by {f.name}"
+        f" {'DESC' if descending else 'ASC'} with ROW_NUMBER(); the outer query keeps positions"
+        f" up to {n}."
+    )
+    return Draft(question, query, explanation)
+
+
+def period_trend(ctx: Context) -> Draft | None:
+    """Per period counts or totals with a running total (SUM OVER) or the previous period's
+    value (LAG)."""
+    chosen = ctx.table_with(dates)
+    if chosen is None:
+        return None
+    e, (d,) = chosen
+    period, period_expr, period_name = ctx.period(d)
+    m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
+    per: exp.Expr = sqlkit.count_star() if m is None else exp.Sum(this=sqlkit.column(m.name))
+    what = e.noun.many if m is None else f"{m.phrase} of {e.noun.many}"
+    amount = output_name(e.noun.one, "count") if m is None else output_name("total", m.name)
+    in_order = ctx.renderer.ordered(period_expr.copy())
+    kind = ctx.pick(("running", "previous", "change"))
+    if kind == "running":
+        trend: exp.Expr = sqlkit.window(exp.Sum(this=per.copy()), order_by=in_order)
+        trend_name = output_name("running", amount)
+        templates: tuple[str, ...] = (
+            "For each {period} of {d}, give the {how} {what} and the running total so far.",
+            "Show the {how} {what} per {period} of {d} together with a cumulative total over time.",
+        )
+        how_sql = f"SUM(...) OVER (ORDER BY the {period})"
+    else:
+        previous = sqlkit.window(exp.Lag(this=per.copy()), order_by=in_order)
+        trend = previous if kind == "previous" else exp.Sub(this=per.copy(), expression=previous)
+        trend_name = output_name("previous" if kind == "previous" else "change", amount)
+        templates = (
+            (
+                "For each {period} of {d}, what is the {how} {what}, next to the previous"
+                " {period} on record?",
+                "Show the {how} {what} per {period} of {d} and the figure for the {period}"
+                " before it on record.",
+            )
+            if kind == "previous"
+            else (
+                "How did the {how} {what} change from each {period} of {d} on record to the next?",
+                "Per {period} of {d}, by how much did the {how} {what} rise or fall against"
+                " the previous {period} on record?",
+            )
+        )
+        how_sql = f"LAG(...) OVER (ORDER BY the {period}) reads the previous {period}'s value"
+    query = (
+        exp.select(
+            sqlkit.aliased(period_expr, period_name),
+            sqlkit.aliased(per, amount),
+            sqlkit.aliased(trend, trend_name),
+        )
+        .from_(sqlkit.table(e.name))
+        .group_by(period_expr.copy())
+        .order_by(ctx.renderer.ordered(sqlkit.column(period_name)))
+    )
+    how = "number of" if m is None else "total"
+    question = ctx.say(templates, period=period, d=d.phrase, how=how, what=what)
+    explanation = (
+        f"It groups {e.name} by the {period} of {d.name}, computes {ctx.renderer.sql(per)} per"
+        f" {period}, and {how_sql}."
+    )
+    return Draft(question, query, explanation)
+
+
+def share_of_total(ctx: Context) -> Draft | None:
+    """Each group's share of all rows (or of a measure's total), in percent: SUM(...) OVER ()."""
+    chosen = ctx.table_with(categories)
+    if chosen is None:
+        return None
+    e, (g,) = chosen
+    m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
+    per: exp.Expr = sqlkit.count_star() if m is None else exp.Sum(this=sqlkit.column(m.name))
+    share = exp.Div(
+        this=exp.Mul(this=exp.Literal.number("100.0"), expression=per.copy()),
+        expression=sqlkit.window(exp.Sum(this=per.copy())),
+    )
+    query = (
+        exp.select(
+            sqlkit.column(g.name), sqlkit.aliased(share, output_name("percent", "of", "total"))
+        )
+        .from_(sqlkit.table(e.name))
+        .group_by(sqlkit.column(g.name))
+    )
+    values = {"many": e.noun.many, "g": g.phrase}
+    if m is None:
+        question = ctx.say(
+            (
+                "What percentage of all {many} does each {g} account for?",
+                "For each {g}, what share of the {many}, in percent, does it have?",
+            ),
+            **values,
+        )
+    else:
+        question = ctx.say(
+            (
+                "What percentage of the total {m} of {many} comes from each {g}?",
+                "For each {g}, what share of all {m} across {many} does it hold, in percent?",
+            ),
+            m=m.phrase,
+            **values,
+        )
+    explanation = (
+        f"It groups {e.name} by {g.name}; {ctx.renderer.sql(per)} is each group's part and"
+        f" SUM({ctx.renderer.sql(per)}) OVER () the total over all groups."
+    )
+    return Draft(question, query, explanation)
+
+
+def beside_group_average(ctx: Context) -> Draft | None:
+    """Each row's measure next to (or against) its group's average: AVG OVER (PARTITION BY)."""
+    chosen = ctx.table_with(categories, measures)
+    if chosen is None:
+        return None
+    e, (g, m) = chosen
+    average = sqlkit.window(exp.Avg(this=sqlkit.column(m.name)), [sqlkit.column(g.name)])
+    values = {"one": e.noun.one, "many": e.noun.many, "g": g.phrase, "m": m.phrase}
+    if ctx.chance(0.5):
+        shown: exp.Expr = sqlkit.aliased(average, output_name("avg", m.name, "in", g.name))
+        question = ctx.say(
+            (
+                "Show each {one}'s {m} next to the average {m} of its {g}.",
+                "List the {many} with their {m} and the average {m} in their {g}.",
+            ),
+            **values,
+        )
+        how = "next to each row"
+    else:
+        difference = exp.Sub(this=sqlkit.column(m.name), expression=average)
+        shown = sqlkit.aliased(difference, output_name(m.name, "vs", g.name, "avg"))
+        question = ctx.say(
+            (
+                "How far is each {one}'s {m} above or below the average {m} of its {g}?",
+                "For every {one}, what is the difference between its {m} and its {g}'s"
+                " average {m}?",
+            ),
+            **values,
+        )
+        how = f"subtracted from each {m.phrase}"
+    query = exp.select(*_shown(e, g, m), shown).from_(sqlkit.table(e.name))
+    explanation = (
+        f"AVG({m.name}) OVER (PARTITION BY {g.name}) is the average of the row's {g.phrase},"
+        f" {how}; no GROUP BY, so every {e.noun.one} stays."
+    )
+    return Draft(question, query, explanation)
+
+
+def _per_parent(link: Link, value: exp.Expr, name: str, on: exp.Expr) -> exp.Select:
+    """One row per parent (its key and label) with `value` over its children, parents without
+    children included (LEFT JOIN on `on`)."""
+    p, c = link.parent, link.child
+    keys = [
+        sqlkit.column(n, p.alias) for n in dict.fromkeys((link.parent_column.name, p.label.name))
+    ]
+    return (
+        exp.select(*keys, sqlkit.aliased(value, name))
+        .from_(sqlkit.table(p.name, p.alias))
+        .join(sqlkit.table(c.name, c.alias), on=on, join_type="left")
+        .group_by(*(k.copy() for k in keys))
+    )
+
+
+def rank_parents(ctx: Context) -> Draft | None:
+    """Parents ranked by their number of children: a window over a grouped join."""
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    count = exp.Count(this=sqlkit.column(link.child_column.name, c.alias))
+    count_name = output_name(c.noun.one, "count")
+    ranked = sqlkit.window(exp.Rank(), order_by=ctx.renderer.ordered(count.copy(), descending=True))
+    query = _per_parent(link, count, count_name, link.on()).select(
+        sqlkit.aliased(ranked, "rank_by_count")
+    )
+    question = ctx.say(
+        (
+            "Rank all {pmany} by how many {cmany} they have, most first, ties sharing a rank.",
+            "Rank every {pone} by its number of {cmany}, from most to fewest.",
+        ),
+        pmany=p.noun.many,
+        pone=p.noun.one,
+        cmany=c.noun.many,
+    )
+    explanation = (
+        f"A LEFT JOIN from {p.name} to {c.name} counts each {p.noun.one}'s {c.noun.many} (0 when"
+        " none) and RANK() OVER (ORDER BY that count DESC) ranks the groups."
+    )
+    return Draft(question, query, explanation)
+
+
+def children_per_parent(ctx: Context) -> Draft | None:
+    """The average, largest or smallest number of (matching) children per parent: the
+    per-parent counts in a CTE, aggregated outside it."""
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    cond = ctx.condition(c, c.alias, avoid=link.child_column) if ctx.chance(0.5) else None
+    on: exp.Expr = link.on() if cond is None else exp.and_(link.on(), cond.expression)
+    count = exp.Count(this=sqlkit.column(link.child_column.name, c.alias))
+    count_name = output_name(c.noun.one, "count")
+    cte = output_name(c.noun.many, "per", p.noun.one)
+    statistic = ctx.pick(("AVG", "AVG", "MAX", "MIN"))
+    function = {"AVG": exp.Avg, "MAX": exp.Max, "MIN": exp.Min}[statistic]
+    query = (
+        exp.select(
+            sqlkit.aliased(
+                function(this=sqlkit.column(count_name)), f"{statistic.lower()}_{count_name}"
+            )
+        )
+        .from_(sqlkit.table(cte))
+        .with_(sqlkit.identifier(cte), as_=_per_parent(link, count, count_name, on))
+    )
+    values = {"pone": p.noun.one, "pmany": p.noun.many, "cmany": f"{c.noun.many} {phrase_of(cond)}"}
+    question = ctx.say(
+        {
+            "AVG": (
+                "On average, how many {cmany} does a {pone} have, counting {pmany} with none as"
+                " zero?",
+                "What is the average number of {cmany} per {pone}, zeros included?",
+            ),
+            "MAX": (
+                "What is the largest number of {cmany} any single {pone} has?",
+                "At most, how many {cmany} does one {pone} have?",
+            ),
+            "MIN": (
+                "What is the smallest number of {cmany} a {pone} has, zero included?",
+                "What is the fewest {cmany} any {pone} has, counting {pmany} with none?",
+            ),
+        }[statistic],
+        **values,
+    )
+    where = "" if cond is None else f" (only {c.noun.many} {cond.phrase}, a condition of the join)"
+    explanation = (
+        f"The CTE {cte} counts each {p.noun.one}'s {c.noun.many}{where} with a LEFT JOIN, so"
+        f" {p.noun.many} without any count 0; the outer query takes {statistic} of those counts."
+    )
+    return Draft(question, query, explanation)
+
+
+def parents_above_average(ctx: Context) -> Draft | None:
+    """Parents whose count (or total of a child measure) beats the average parent's: the
+    per-parent figures in a CTE, read twice."""
+    link = ctx.link(ctx.catalog.links)
+    if link is None:
+        return None
+    c, p = link.child, link.parent
+    m = ctx.field(c, c.measures) if ctx.chance(0.4) else None
+    if m is None:
+        value: exp.Expr = exp.Count(this=sqlkit.column(link.child_column.name, c.alias))
+        name = output_name(c.noun.one, "count")
+    else:
+        value = exp.Coalesce(
+            this=exp.Sum(this=sqlkit.column(m.name, c.alias)), expressions=[sqlkit.number(0)]
+        )
+        name = output_name("total", m.name)
+    cte = output_name(p.noun.one, "totals")
+    average = exp.select(exp.Avg(this=sqlkit.column(name))).from_(sqlkit.table(cte)).subquery()
+    query = (
+        exp.select(sqlkit.column(p.label.name), sqlkit.column(name))
+        .from_(sqlkit.table(cte))
+        .where(exp.GT(this=sqlkit.column(name), expression=average))
+        .with_(sqlkit.identifier(cte), as_=_per_parent(link, value, name, link.on()))
+    )
+    values = {"pmany": p.noun.many, "pone": p.noun.one, "cmany": c.noun.many}
+    if m is None:
+        question = ctx.say(
+            (
+                "Which {pmany} have more {cmany} than the average {pone}?",
+                "List the {pmany} whose number of {cmany} is above the average per {pone}.",
+            ),
+            **values,
+        )
+    else:
+        question = ctx.say(
+            (
+                "Which {pmany} have a total {m} of {cmany} above the average {pone}'s?",
+                "List the {pmany} whose {cmany} add up to more {m} than the average {pone}'s"
+                " {cmany} do.",
+            ),
+            m=m.phrase,
+            **values,
+        )
+    explanation = (
+        f"The CTE {cte} computes {ctx.renderer.sql(value)} per {p.noun.one} ({p.noun.many}"
+        " without any get 0); the outer query keeps those above the average of that figure."
+    )
+    return Draft(question, query, explanation)
+
+
+def filtered_then_grouped(ctx: Context) -> Draft | None:
+    """A filter in a CTE, a count per group outside it."""
+    chosen = ctx.table_with(categories)
+    if chosen is None:
+        return None
+    e, (g,) = chosen
+    cond = ctx.condition(e, avoid=g)
+    if cond is None:
+        return None
+    cte = output_name("matching", e.noun.many)
+    inner = exp.select(sqlkit.column(g.name)).from_(sqlkit.table(e.name)).where(cond.expression)
+    count_name = output_name(e.noun.one, "count")
+    query = (
+        exp.select(sqlkit.column(g.name), sqlkit.aliased(sqlkit.count_star(), count_name))
+        .from_(sqlkit.table(cte))
+        .group_by(sqlkit.column(g.name))
+        .order_by(ctx.renderer.ordered(sqlkit.column(count_name), descending=True))
+        .with_(sqlkit.identifier(cte), as_=inner)
+    )
+    question = ctx.say(
+        (
+            "Among the {many} {cond}, how many fall in each {g}, largest group first?",
+            "Take the {many} {cond} and count them per {g}, most first.",
+        ),
+        many=e.noun.many,
+        cond=cond.phrase,
+        g=g.phrase,
+    )
+    explanation = (
+        f"The CTE {cte} keeps the {e.noun.many} {cond.phrase}; the outer query counts them per"
+        f" {g.name}, largest count first."
+    )
+    return Draft(question, query, explanation)
+
+
+BUILDERS: tuple[Builder, ...] = (
+    Builder("rank_within_group", frozenset({"window", "order_by"}), rank_within_group, 0.7),
+    Builder("top_per_group", frozenset({"window", "cte", "filter"}), top_per_group, 0.7),
+    Builder("period_trend", frozenset({"window", "group_by", "date_filter"}), period_trend, 0.6),
+    Builder("share_of_total", frozenset({"window", "aggregate", "group_by"}), share_of_total, 0.5),
+    Builder("beside_group_average", frozenset({"window", "aggregate"}), beside_group_average, 0.5),
+    Builder("rank_parents", frozenset({"window", "join", "aggregate"}), rank_parents, 0.5),
+    Builder(
+        "children_per_parent", frozenset({"cte", "join", "aggregate"}), children_per_parent, 0.6
+    ),
+    Builder(
+        "parents_above_average", frozenset({"cte", "subquery", "join"}), parents_above_average, 0.6
+    ),
+    Builder(
+        "filtered_then_grouped",
+        frozenset({"cte", "group_by", "filter"}),
+        filtered_then_grouped,
+        0.5,
+    ),
+)
