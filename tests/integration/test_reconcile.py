@@ -76,7 +76,13 @@ def test_a_run_goes_through_every_stage(
         "cacheWriteTokens": 150,
         "usd": 0.42,
     }
-    assert status["evaluation"] == {"executionAccuracy": 0.75, "examples": 4}
+    assert status["evaluation"] == {
+        "executionAccuracy": 0.75,
+        "examples": 4,
+        "scored": 0,
+        "unjudgeable": 0,
+        "goldEmpty": 0,
+    }
     assert status["artifacts"]["adapter"] == store.url("adapter/")
     assert status["observedGeneration"] == run["metadata"]["generation"] == 1
     for type_, expected in (("Succeeded", "True"), ("Failed", "False"), ("Ready", "True")):
