@@ -345,7 +345,9 @@ class StudentSpec(WireModel):
         Field(
             default="Qwen/Qwen3-0.6B",
             min_length=1,
-            description="Hub id, local path, s3:// URI, or builtin:tiny-qwen3 (built locally).",
+            description="Hub id, local path, s3:// URI, or a builtin student built locally: "
+            "builtin:sql-qwen3 (a small base pretrained once on SQL over bundled schemas) or "
+            "builtin:tiny-qwen3 (random weights, for smoke tests).",
         ),
     ] = "Qwen/Qwen3-0.6B"
     method: Annotated[
@@ -411,6 +413,15 @@ class StudentSpec(WireModel):
     max_seq_length: Annotated[
         int, Field(default=512, ge=32, le=131_072, description="Tokens per example at most.")
     ] = 512
+    schema_in_prompt: Annotated[
+        bool,
+        Field(
+            default=True,
+            description="Put the schema's DDL in every prompt, in training and in evaluation "
+            "alike. false: a student specialised to this one schema, which knows it from its "
+            "training examples and gets much shorter prompts (cheaper to train and to run).",
+        ),
+    ] = True
     checkpoint_every_steps: Annotated[
         int,
         Field(
@@ -554,6 +565,23 @@ class EvaluationSpec(WireModel):
     gold_set: Annotated[
         GoldSet | None, Field(default=None, description="Optional user gold set.")
     ] = None
+    score_base: Annotated[
+        bool,
+        Field(
+            default=True,
+            description="Also score the base model, before training, on the same holdout and "
+            "gold set: what distillation bought, in points.",
+        ),
+    ] = True
+    ask_teacher: Annotated[
+        bool,
+        Field(
+            default=True,
+            description="For an LLM teacher: also ask it the holdout and gold questions and "
+            "score its SQL the same way (within spec.teacher.budget; the synthetic teacher is "
+            "never asked).",
+        ),
+    ] = True
     comparison: Annotated[
         ComparisonSpec,
         Field(

@@ -3,9 +3,13 @@
 The candidate adapter from `train/adapter/` answers every holdout question (and every question
 of the user's gold set, `spec.evaluation.goldSet`, scored the same way and reported apart);
 `training.scoring` runs each answer and the gold SQL in a sandbox of the run's schema and seed
-rows and compares the results. Writes `evaluate/predictions.jsonl`,
-`evaluate/gold_predictions.jsonl` (with a gold set) and `evaluate/metrics.json`, then applies the
-gate on the holdout accuracy:
+rows and compares the results. The same questions are put to the base model before training
+(`evaluation.scoreBase`: the adapter switched off, or the base beside a full fine-tune) and, for
+an LLM teacher, to the teacher (`evaluation.askTeacher`, `jobs.teacher_answers`), scored the
+same way: what distillation bought, and how close the student comes to its teacher. Writes
+`evaluate/predictions.jsonl`, `evaluate/gold_predictions.jsonl` (with a gold set), the
+`base_`/`teacher_` predictions beside them, and `evaluate/metrics.json`, then applies the gate
+on the student's holdout accuracy:
 
 - at or above `spec.evaluation.minExecutionAccuracy` the candidate is published: copied to
   `adapter/` with its model card rewritten to carry the accuracy (and, with
@@ -25,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,7 @@ from distillrun.api.layout import (
 )
 from distillrun.api.spec import TrainingMethod
 from distillrun.api.status import StageName
+from distillrun.jobs import teacher_answers
 from distillrun.jobs.context import StageContext, StageFailed, StageResult, read_dataset
 from distillrun.jobs.student import (
     known_library_warnings,
@@ -140,6 +145,9 @@ def fingerprint(
         "comparison": spec.evaluation.comparison.model_dump(mode="json"),
         "seed_sql": hashlib.sha256((ctx.seed_sql or "").encode()).hexdigest(),
         "schema": ctx.schema.fingerprint,
+        "with_schema": spec.student.schema_in_prompt,
+        "score_base": spec.evaluation.score_base,
+        "teacher": spec.teacher.model if teacher_answers.wanted(ctx) else None,
         "eval_format": EVAL_FORMAT,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
@@ -174,18 +182,87 @@ def _evaluate(
     marker: dict[str, Any],
     wanted: str,
 ) -> dict[str, Any]:
-    questions = [str(r["question"]) for r in records]
-    gold_questions = [str(r["question"]) for r in gold_records or []]
+    questions = [str(r["question"]) for r in records + (gold_records or [])]
     with tempfile.TemporaryDirectory(prefix="distillrun-evaluate-") as tmp:
-        answers = _generate(ctx, questions + gold_questions, marker, Path(tmp))
-    limits = ctx.run.spec.database.sandbox
-    comparison = ctx.run.spec.evaluation.comparison
+        answers = _generate(ctx, questions, marker, Path(tmp))
 
     def report(scored: int, correct: int) -> None:
         ctx.progress.counts(
             StageName.EVALUATE, {"scored": scored, "correct": correct}, total=len(records)
         )
 
+    student = _score(ctx, STUDENT, records, gold_records, answers[STUDENT], report)
+    metrics: dict[str, Any] = {
+        **student["holdout"],
+        "comparison": str(ctx.run.spec.evaluation.comparison.mode),
+        "fingerprint": wanted,
+        "adapter_fingerprint": marker["fingerprint"],
+        "base_model": marker.get("base_model"),
+        "gold_set": student["gold_set"],
+        "base": None,
+        "teacher": None,
+    }
+    if student["gold_set"] is not None:
+        ctx.progress.note(
+            StageName.EVALUATE,
+            f"gold set: execution accuracy {student['gold_set']['execution_accuracy']:.3f} "
+            f"on {len(gold_records or [])} examples",
+        )
+    for warning in metrics["warnings"]:
+        ctx.progress.note(StageName.EVALUATE, f"warning: {warning}")
+    if teacher_answers.wanted(ctx):
+        asked = teacher_answers.ask(ctx, questions)
+        metrics["teacher"] = {
+            **_score(ctx, TEACHER, records, gold_records, asked.answers),
+            "model": asked.model,
+            "usd": asked.usage.usd,
+            "usage": asked.usage.model_dump(),
+            "skipped": asked.skipped,
+        }
+        ctx.progress.note(
+            StageName.EVALUATE,
+            f"teacher {asked.model}: execution accuracy "
+            f"{metrics['teacher']['holdout']['execution_accuracy']:.3f} on the same questions "
+            f"(${asked.usage.usd:.4f})" + (f"; {asked.skipped}" if asked.skipped else ""),
+        )
+    if BASE in answers:
+        metrics["base"] = _score(ctx, BASE, records, gold_records, answers[BASE])
+        before = metrics["base"]["holdout"]["execution_accuracy"]
+        gain = 100 * (student["holdout"]["execution_accuracy"] - before)
+        ctx.progress.note(
+            StageName.EVALUATE,
+            f"base model before training: execution accuracy {before:.3f}; "
+            f"distillation: {gain:+.1f} points",
+        )
+    ctx.store.put_json(METRICS_KEY, metrics)
+    return metrics
+
+
+STUDENT = "student"
+BASE = "base"
+TEACHER = "teacher"
+
+
+def predictions_keys(who: str) -> tuple[str, str]:
+    """Where the holdout and gold-set predictions of `who` (student, base, teacher) are kept."""
+    if who == STUDENT:
+        return PREDICTIONS_KEY, GOLD_PREDICTIONS_KEY
+    return f"evaluate/{who}_predictions.jsonl", f"evaluate/{who}_gold_predictions.jsonl"
+
+
+def _score(
+    ctx: StageContext,
+    who: str,
+    records: list[dict[str, Any]],
+    gold_records: list[dict[str, Any]] | None,
+    answers: Sequence[str],
+    report: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Scores `who`'s answers (holdout first, then gold set) and stores its predictions; the
+    holdout and gold-set accuracies."""
+    limits = ctx.run.spec.database.sandbox
+    comparison = ctx.run.spec.evaluation.comparison
+    holdout_key, gold_key = predictions_keys(who)
     predictions = scoring.score(
         records,
         answers[: len(records)],
@@ -195,16 +272,14 @@ def _evaluate(
         report,
         comparison=comparison,
     )
-    metrics: dict[str, Any] = {
-        **scoring.accuracy(predictions),
-        "comparison": str(comparison.mode),
-        "warnings": scoring.warnings(predictions, ctx.seed_sql),
-        "fingerprint": wanted,
-        "adapter_fingerprint": marker["fingerprint"],
-        "base_model": marker.get("base_model"),
+    ctx.store.put_jsonl(holdout_key, predictions)
+    scores: dict[str, Any] = {
+        "holdout": {
+            **scoring.accuracy(predictions),
+            "warnings": scoring.warnings(predictions, ctx.seed_sql),
+        },
         "gold_set": None,
     }
-    ctx.store.put_jsonl(PREDICTIONS_KEY, predictions)
     if gold_records is not None:
         gold_predictions = scoring.score(
             gold_records,
@@ -214,20 +289,12 @@ def _evaluate(
             limits,
             comparison=comparison,
         )
-        ctx.store.put_jsonl(GOLD_PREDICTIONS_KEY, gold_predictions)
-        metrics["gold_set"] = {
+        ctx.store.put_jsonl(gold_key, gold_predictions)
+        scores["gold_set"] = {
             **scoring.accuracy(gold_predictions),
             "warnings": scoring.warnings(gold_predictions, ctx.seed_sql),
         }
-        ctx.progress.note(
-            StageName.EVALUATE,
-            f"gold set: execution accuracy {metrics['gold_set']['execution_accuracy']:.3f} "
-            f"on {len(gold_records)} examples",
-        )
-    for warning in metrics["warnings"]:
-        ctx.progress.note(StageName.EVALUATE, f"warning: {warning}")
-    ctx.store.put_json(METRICS_KEY, metrics)
-    return metrics
+    return scores
 
 
 def _load_student(ctx: StageContext, marker: dict[str, Any], adapter_dir: Path) -> Any:
@@ -238,7 +305,14 @@ def _load_student(ctx: StageContext, marker: dict[str, Any], adapter_dir: Path) 
         return load_model(str(adapter_dir), dtype=dtype)
     from peft import PeftModel
 
-    student = resolve_student(spec.student, ctx.store, adapter_dir.parent, stage=StageName.EVALUATE)
+    base = load_model(_base_location(ctx, marker, adapter_dir.parent), dtype=dtype)
+    with known_library_warnings():
+        return PeftModel.from_pretrained(base, str(adapter_dir))
+
+
+def _base_location(ctx: StageContext, marker: dict[str, Any], workdir: Path) -> str:
+    """Where the base the candidate was trained from is, checked to be that base."""
+    student = resolve_student(ctx.run.spec.student, ctx.store, workdir, stage=StageName.EVALUATE)
     if marker.get("base_model") not in (None, student.model_id):
         raise StageFailed(
             StageName.EVALUATE,
@@ -246,15 +320,15 @@ def _load_student(ctx: StageContext, marker: dict[str, Any], adapter_dir: Path) 
             f"the adapter was trained on {marker.get('base_model')} but the student base "
             f"is now {student.model_id}: run the train stage again",
         )
-    base = load_model(student.location, dtype=dtype)
-    with known_library_warnings():
-        return PeftModel.from_pretrained(base, str(adapter_dir))
+    return student.location
 
 
 def _generate(
     ctx: StageContext, questions: Sequence[str], marker: dict[str, Any], workdir: Path
-) -> list[str]:
-    """The student's raw answer to every question, in order."""
+) -> dict[str, list[str]]:
+    """The raw answers to every question, in order: the student's, and with
+    `evaluation.scoreBase` the base model's before training (the adapter switched off, or the
+    base loaded beside a full fine-tune)."""
     import torch
 
     spec = ctx.run.spec
@@ -265,20 +339,41 @@ def _generate(
     adapter_dir = ctx.store.get_tree(CANDIDATE_PREFIX, workdir / "adapter")
     tokenizer = load_tokenizer(str(adapter_dir))
     model = _load_student(ctx, marker, adapter_dir)
-    if torch.cuda.is_available() and model_dtype(spec.student) != torch.float32:
+    on_gpu = torch.cuda.is_available() and model_dtype(spec.student) != torch.float32
+    if on_gpu:
         model.to("cuda")
     model.eval()
-    return scoring.generate_answers(
-        model,
-        tokenizer,
-        ctx.schema,
-        questions,
-        reasoning=spec.teacher.reasoning,
-        max_new_tokens=spec.evaluation.max_new_tokens,
-        on_batch=lambda done: ctx.progress.counts(
-            StageName.EVALUATE, {"generated": done}, total=len(questions)
-        ),
-    )
+
+    def answer(who: str, model: Any) -> list[str]:
+        return scoring.generate_answers(
+            model,
+            tokenizer,
+            ctx.schema,
+            questions,
+            reasoning=spec.teacher.reasoning,
+            with_schema=spec.student.schema_in_prompt,
+            max_new_tokens=spec.evaluation.max_new_tokens,
+            on_batch=lambda done: ctx.progress.counts(
+                StageName.EVALUATE, {f"{who} generated": done}, total=len(questions)
+            ),
+        )
+
+    answers = {STUDENT: answer(STUDENT, model)}
+    if not spec.evaluation.score_base:
+        return answers
+    if marker.get("method") == str(TrainingMethod.FULL):
+        del model
+        base: Any = load_model(
+            _base_location(ctx, marker, workdir), dtype=model_dtype(spec.student)
+        )
+        if on_gpu:
+            base.to("cuda")
+        base.eval()
+        answers[BASE] = answer(BASE, base)
+    else:
+        with model.disable_adapter():
+            answers[BASE] = answer(BASE, model)
+    return answers
 
 
 def _withdraw(ctx: StageContext) -> None:
@@ -347,8 +442,13 @@ def _merge_into(ctx: StageContext, marker: dict[str, Any], adapter_dir: Path, ou
 
 def _summary(ctx: StageContext, metrics: dict[str, Any], published: str) -> dict[str, Any]:
     gold = metrics.get("gold_set") or {}
+    base = (metrics.get("base") or {}).get("holdout") or {}
     return {
         "execution_accuracy": metrics["execution_accuracy"],
+        "base_execution_accuracy": base.get("execution_accuracy"),
+        "teacher_execution_accuracy": (
+            ((metrics.get("teacher") or {}).get("holdout") or {}).get("execution_accuracy")
+        ),
         "examples": metrics["examples"],
         "correct": metrics["correct"],
         "scored": metrics["scored"],

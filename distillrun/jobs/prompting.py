@@ -3,8 +3,13 @@
 Training and evaluation must render a question exactly the same way, or the adapter is scored on
 prompts it never saw; so both build their messages here. A prompt is two messages: a system
 message with the dialect and a compact rendering of the schema's DDL, and a user message with
-the question. The assistant's answer is the SQL in a ```sql fenced block, preceded by the
-teacher's explanation when `spec.teacher.reasoning` is on. `extract_sql` takes the SQL back out
+the question. A student specialised to one schema may leave the DDL out
+(`spec.student.schemaInPrompt: false`): every prompt is then several times shorter, which is
+what makes the offline quickstart train in minutes on a CPU; the student then knows the schema
+from its training examples alone, so it answers only about that schema.
+
+The assistant's answer is the SQL in a ```sql fenced block, preceded by the teacher's
+explanation when `spec.teacher.reasoning` is on. `extract_sql` takes the SQL back out
 of whatever a model generated, including answers cut off by `max_new_tokens`.
 
 Pure text: no torch or transformers import here, only a tokenizer object passed in.
@@ -45,20 +50,25 @@ def schema_ddl(schema: SchemaInfo) -> str:
     return render_ddl(schema)
 
 
-def system_message(schema: SchemaInfo, *, reasoning: bool) -> str:
-    """Instructions plus the schema: identical for every example of a run."""
+def system_message(schema: SchemaInfo, *, reasoning: bool, with_schema: bool = True) -> str:
+    """Instructions plus (`with_schema`) the schema: identical for every example of a run."""
     answer = (
         "Explain briefly, then give one SQL query in a ```sql block."
         if reasoning
         else "Give one SQL query in a ```sql block."
     )
+    if not with_schema:
+        return f"Write {schema.dialect} SQL. {answer}"
     return f"Write {schema.dialect} SQL for this database. {answer}\n{schema_ddl(schema)}"
 
 
-def prompt_messages(schema: SchemaInfo, question: str, *, reasoning: bool) -> list[Message]:
+def prompt_messages(
+    schema: SchemaInfo, question: str, *, reasoning: bool, with_schema: bool = True
+) -> list[Message]:
     """The messages before the answer: system (dialect, schema) and user (the question)."""
+    system = system_message(schema, reasoning=reasoning, with_schema=with_schema)
     return [
-        {"role": "system", "content": system_message(schema, reasoning=reasoning)},
+        {"role": "system", "content": system},
         {"role": "user", "content": question.strip()},
     ]
 
@@ -74,7 +84,7 @@ def format_answer(sql: str, explanation: str = "", *, reasoning: bool) -> str:
 
 
 def training_example(
-    record: Mapping[str, Any], schema: SchemaInfo, *, reasoning: bool
+    record: Mapping[str, Any], schema: SchemaInfo, *, reasoning: bool, with_schema: bool = True
 ) -> dict[str, Any]:
     """One dataset record as a conversational prompt-completion example for trl's SFTTrainer
     (loss on the completion only)."""
@@ -82,18 +92,25 @@ def training_example(
         str(record["sql"]), str(record.get("explanation") or ""), reasoning=reasoning
     )
     return {
-        "prompt": prompt_messages(schema, str(record["question"]), reasoning=reasoning),
+        "prompt": prompt_messages(
+            schema, str(record["question"]), reasoning=reasoning, with_schema=with_schema
+        ),
         "completion": [{"role": "assistant", "content": answer}],
         "chat_template_kwargs": dict(CHAT_TEMPLATE_KWARGS),
     }
 
 
 def render_prompt(
-    tokenizer: ChatTokenizer, schema: SchemaInfo, question: str, *, reasoning: bool
+    tokenizer: ChatTokenizer,
+    schema: SchemaInfo,
+    question: str,
+    *,
+    reasoning: bool,
+    with_schema: bool = True,
 ) -> str:
     """The prompt as text, ending where the assistant's answer starts (what `generate` gets)."""
     text = tokenizer.apply_chat_template(
-        prompt_messages(schema, question, reasoning=reasoning),
+        prompt_messages(schema, question, reasoning=reasoning, with_schema=with_schema),
         tokenize=False,
         add_generation_prompt=True,
         **CHAT_TEMPLATE_KWARGS,
@@ -104,10 +121,15 @@ def render_prompt(
 
 
 def render_example(
-    tokenizer: ChatTokenizer, schema: SchemaInfo, record: Mapping[str, Any], *, reasoning: bool
+    tokenizer: ChatTokenizer,
+    schema: SchemaInfo,
+    record: Mapping[str, Any],
+    *,
+    reasoning: bool,
+    with_schema: bool = True,
 ) -> str:
     """A whole example (prompt and answer) as text: what the builtin tokenizer is trained on."""
-    example = training_example(record, schema, reasoning=reasoning)
+    example = training_example(record, schema, reasoning=reasoning, with_schema=with_schema)
     text = tokenizer.apply_chat_template(
         example["prompt"] + example["completion"], tokenize=False, **CHAT_TEMPLATE_KWARGS
     )
@@ -154,12 +176,17 @@ def extract_sql(text: str) -> str | None:
 
 
 def builtin_tokenizer_corpus(
-    records: Sequence[Mapping[str, Any]], schema: SchemaInfo, *, reasoning: bool
+    records: Sequence[Mapping[str, Any]],
+    schema: SchemaInfo,
+    *,
+    reasoning: bool,
+    with_schema: bool = True,
 ) -> list[str]:
     """Texts a builtin student's tokenizer is trained on: every question and answer, and the
     system message as often as the examples carry it, without chat-template markup (its
     markers are special tokens)."""
-    texts = [system_message(schema, reasoning=reasoning)] * max(len(records), 1)
+    system = system_message(schema, reasoning=reasoning, with_schema=with_schema)
+    texts = [system] * max(len(records), 1)
     for record in records:
         texts.append(str(record["question"]))
         texts.append(

@@ -1,17 +1,22 @@
 """Finding, building and loading the student model.
 
 `spec.student.model` may be a hub id (`Qwen/Qwen3-0.6B`), a local directory, an `s3://` or
-`file://` URI (copied through the artifact store into a local cache), or `builtin:tiny-qwen3`.
+`file://` URI (copied through the artifact store into a local cache), or a builtin student.
 Every kind ends up as one thing, a `Student` whose `location` goes to
 `AutoTokenizer.from_pretrained` / `AutoModelForCausalLM.from_pretrained`, so training and
 evaluation load a builtin student exactly as they load a real one.
 
-The builtin student exists so the quickstart and the tests run offline in seconds: a
-scaled-down `Qwen3Config` (the real architecture, under a million weights, random init)
-and a byte-level BPE tokenizer trained on the spot on the run's own texts (schema, questions,
-SQL) with ChatML special tokens and chat template. It is saved to the store under
-`student/base/` with a done marker holding its fingerprint, so evaluation and a rerun use the
-identical base instead of building a new random one.
+Two builtin students run offline, both a scaled-down `Qwen3Config` (the real architecture)
+with a byte-level BPE tokenizer, ChatML special tokens and chat template:
+
+- `builtin:sql-qwen3`, the quickstart's: a base first trained in full on Text-to-SQL over
+  bundled example schemas (`jobs.builtin`), built once per machine and cached, so a run's LoRA
+  adapts a model that already writes SQL, as real distillation does;
+- `builtin:tiny-qwen3`, for smoke tests: random weights and a tokenizer trained on the spot on
+  the run's own texts. It learns only with `method: full`; LoRA on random weights cannot.
+
+The base a run uses is saved to its store under `student/base/` with a done marker holding its
+fingerprint, so evaluation, workers and a rerun use the identical base.
 
 Heavy imports (torch, transformers, tokenizers) happen inside the functions that need them.
 """
@@ -25,8 +30,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +51,8 @@ if TYPE_CHECKING:
 
 BUILTIN_SCHEME = "builtin:"
 TINY_QWEN3 = "builtin:tiny-qwen3"
-BUILTIN_MODELS = (TINY_QWEN3,)
+SQL_QWEN3 = "builtin:sql-qwen3"
+BUILTIN_MODELS = (SQL_QWEN3, TINY_QWEN3)
 
 # Bump when the builder changes what it builds: a stored base of another version is rebuilt.
 BUILDER_VERSION = 1
@@ -83,6 +90,10 @@ class TinyQwen3Shape:
     initializer_range: float = 0.088
     min_frequency: int = 2
     max_token_length: int | None = None
+    merge_across_spaces: bool = True
+    """True: tokens may span words (short sequences for a tokenizer trained on one run's own
+    texts). False: words, underscores and punctuation stay apart, so a word the tokenizer never
+    saw (another schema's names) still splits the same way in a question and in its SQL."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +190,9 @@ def train_bpe_tokenizer(texts: Sequence[str], shape: TinyQwen3Shape) -> PreTrain
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
-    # Merges may cross spaces (a run's texts repeat whole phrases: the schema, "SELECT COUNT(*)
-    # FROM", ...), which makes sequences about six times shorter, so the quickstart's examples fit
-    # maxSeqLength 256 untruncated and a tiny model trains faster; but never a newline, so the
+    # With merge_across_spaces, merges may cross spaces (a run's texts repeat whole phrases:
+    # the schema, "SELECT COUNT(*) FROM", ...), which makes sequences about six times shorter,
+    # so the tiny student's examples fit maxSeqLength 256 untruncated; but never a newline, so the
     # chat template's line breaks stay token boundaries and a prompt tokenizes the same alone
     # as in front of its answer. Digits go one by one and quotes alone, so a number or a quoted
     # value is the same tokens in the question as in the SQL.
@@ -190,7 +201,9 @@ def train_bpe_tokenizer(texts: Sequence[str], shape: TinyQwen3Shape) -> PreTrain
             pre_tokenizers.Split("\n", behavior="isolated"),
             pre_tokenizers.Split("'", behavior="isolated"),
             pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            pre_tokenizers.ByteLevel(
+                add_prefix_space=False, use_regex=not shape.merge_across_spaces
+            ),
         ]
     )
     backend.decoder = decoders.ByteLevel()
@@ -254,6 +267,35 @@ def build_tiny_qwen3(
     return out_dir
 
 
+def _builtin_fingerprint(model: str, corpus: Sequence[str] | None, seed: int) -> str | None:
+    """What the builtin base `model` is, or None when that depends on a corpus not given."""
+    if model == SQL_QWEN3:
+        from distillrun.jobs.builtin.cache import DEFAULT_RECIPE
+
+        return DEFAULT_RECIPE.fingerprint()
+    return corpus_fingerprint(corpus, TinyQwen3Shape(), seed) if corpus is not None else None
+
+
+def _build_builtin(
+    model: str,
+    corpus: Sequence[str] | None,
+    seed: int,
+    local: Path,
+    note: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """Builds (tiny) or copies from the machine's cache (sql) the base into `local`; returns
+    what its marker records beyond the fingerprint."""
+    if model == SQL_QWEN3:
+        from distillrun.jobs.builtin.cache import DEFAULT_RECIPE, ensure_base
+
+        shutil.copytree(ensure_base(cache_root(), DEFAULT_RECIPE, note), local, dirs_exist_ok=True)
+        return {"recipe": asdict(DEFAULT_RECIPE)}
+    assert corpus is not None
+    shape = TinyQwen3Shape()
+    build_tiny_qwen3(corpus, local, seed=seed, shape=shape)
+    return {"shape": asdict(shape), "seed": seed, "corpus_texts": len(corpus)}
+
+
 def _builtin(
     spec: StudentSpec,
     store: Store,
@@ -261,13 +303,17 @@ def _builtin(
     corpus: Sequence[str] | None,
     seed: int,
     stage: StageName,
+    note: Callable[[str], None] | None,
 ) -> Student:
     _check_builtin(spec.model, stage)
-    shape = TinyQwen3Shape()
     local = workdir / "student-base"
     stored = store.get_json(BASE_DONE_KEY) if store.exists(BASE_DONE_KEY) else None
-    wanted = corpus_fingerprint(corpus, shape, seed) if corpus is not None else None
-    if stored is not None and (wanted is None or stored.get("fingerprint") == wanted):
+    wanted = _builtin_fingerprint(spec.model, corpus, seed)
+    if (
+        stored is not None
+        and stored.get("model") == spec.model
+        and (wanted is None or stored.get("fingerprint") == wanted)
+    ):
         store.get_tree(BASE_PREFIX, local)
         fingerprint = str(stored["fingerprint"])
         return Student(
@@ -276,26 +322,19 @@ def _builtin(
             kind="builtin",
             info={"reused": True, **stored},
         )
-    if corpus is None or wanted is None:
+    if wanted is None:
         raise StageFailed(
             stage,
             FailureReason.NO_STUDENT_BASE,
             f"the builtin student is built by the train stage and saved under {BASE_PREFIX}, "
             "but the store has none: run the train stage first",
         )
-    build_tiny_qwen3(corpus, local, seed=seed, shape=shape)
+    details = _build_builtin(spec.model, corpus, seed, local, note)
     store.delete(BASE_DONE_KEY)  # first: a half-replaced base is never taken for complete
     for key in store.list_keys(BASE_PREFIX):
         store.delete(key)
     store.put_tree(BASE_PREFIX, local)
-    marker = {
-        "model": spec.model,
-        "fingerprint": wanted,
-        "builder": BUILDER_VERSION,
-        "shape": asdict(shape),
-        "seed": seed,
-        "corpus_texts": len(corpus),
-    }
+    marker = {"model": spec.model, "fingerprint": wanted, "builder": BUILDER_VERSION, **details}
     store.put_json(BASE_DONE_KEY, marker)  # last: the base is complete once this exists
     return Student(
         location=str(local),
@@ -326,9 +365,10 @@ def student_model_id(
     model = spec.model
     if model.startswith(BUILTIN_SCHEME):
         _check_builtin(model, stage)
-        if corpus is None:
+        wanted = _builtin_fingerprint(model, corpus, seed)
+        if wanted is None:
             raise ValueError("a builtin student's identity depends on its tokenizer corpus")
-        return _builtin_id(model, corpus_fingerprint(corpus, TinyQwen3Shape(), seed))
+        return _builtin_id(model, wanted)
     path = Path(model).expanduser()
     if not model.startswith(("s3://", "file://")) and path.is_dir():
         return str(path.resolve())
@@ -371,16 +411,18 @@ def resolve_student(
     stage: StageName,
     corpus: Sequence[str] | None = None,
     seed: int = 0,
+    note: Callable[[str], None] | None = None,
 ) -> Student:
     """Finds (or, for a builtin student, builds or fetches) the base model.
 
-    `corpus` is the builtin tokenizer's training text: the train stage passes it and builds
-    the base when the stored one was built from other texts; evaluation passes None and takes
-    the stored base as it is.
+    `corpus` is the tiny builtin tokenizer's training text: the train stage passes it and
+    builds the base when the stored one was built from other texts; evaluation passes None and
+    takes the stored base as it is. The SQL base is built once per machine (minutes; `note`
+    hears its progress) and copied from the machine's cache into the store.
     """
     model = spec.model
     if model.startswith(BUILTIN_SCHEME):
-        return _builtin(spec, store, workdir, corpus, seed, stage)
+        return _builtin(spec, store, workdir, corpus, seed, stage, note)
     if model.startswith(("s3://", "file://")):
         return _from_uri(model, stage)
     path = Path(model).expanduser()

@@ -123,7 +123,12 @@ def _builtin_corpus(
 ) -> list[str] | None:
     if not ctx.run.spec.student.model.startswith(BUILTIN_SCHEME):
         return None
-    return prompting.builtin_tokenizer_corpus(records, ctx.schema, reasoning=reasoning)
+    return prompting.builtin_tokenizer_corpus(
+        records,
+        ctx.schema,
+        reasoning=reasoning,
+        with_schema=ctx.run.spec.student.schema_in_prompt,
+    )
 
 
 def _base_reference(ctx: StageContext, student: Student) -> str:
@@ -233,7 +238,13 @@ def run(ctx: StageContext) -> StageResult:
     quiet_library_progress()
     with tempfile.TemporaryDirectory(prefix="distillrun-train-") as tmp:
         student = resolve_student(
-            spec, ctx.store, Path(tmp), stage=StageName.TRAIN, corpus=corpus, seed=SEED
+            spec,
+            ctx.store,
+            Path(tmp),
+            stage=StageName.TRAIN,
+            corpus=corpus,
+            seed=SEED,
+            note=lambda message: ctx.progress.note(StageName.TRAIN, message),
         )
         ctx.progress.note(StageName.TRAIN, f"student base: {student.model_id}")
         plan = _plan(ctx, model_shape(student), profile, profiles)
@@ -252,6 +263,7 @@ def run(ctx: StageContext) -> StageResult:
             eval_every_steps=evaluation.during_training.every_steps,
             max_new_tokens=evaluation.max_new_tokens,
             reasoning=reasoning,
+            with_schema=spec.schema_in_prompt,
             schema=ctx.schema,
             seed_sql=ctx.seed_sql,
             sandbox=ctx.run.spec.database.sandbox,

@@ -4,10 +4,13 @@ dataset.
 Shards are judged through `jobs.judging`: a shard the generate stage already judged (to count
 its yield) under the same inputs is not judged again, so validate runs only what is new. Then,
 in plan order, duplicates (by the configured SQL normal form) and near-duplicate questions are
-rejected, and the accepted examples are split into train and holdout by a hash of their id, so
-the split is the same on every rerun. Every rejected example is kept with its reason class and
-the engine's message. `validate/_done.json` is written last and carries a fingerprint of the
-inputs; a rerun with the same inputs reuses the stage's outputs.
+rejected, and the accepted examples are split into train and holdout by a hash of their query's
+shape (the SQL with every constant masked), so the split is the same on every rerun and the
+holdout holds no near-copy of a training example: queries that differ only in a constant
+("the 3 cheapest products", "the 10 cheapest products") land on the same side. Every rejected
+example is kept with its reason class and the engine's message. `validate/_done.json` is
+written last and carries a fingerprint of the inputs; a rerun with the same inputs reuses the
+stage's outputs.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
+
+import sqlglot
+from sqlglot import exp
 
 from distillrun.api.failures import FailureReason
 from distillrun.api.layout import (
@@ -27,28 +34,52 @@ from distillrun.api.layout import (
     shard_object_key,
 )
 from distillrun.api.layout import VALIDATE_DONE_KEY as DONE_KEY
+from distillrun.api.spec import Dialect
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
 from distillrun.jobs.judging import Judged, judge_shards, screen
 from distillrun.jobs.parallel import Executor, InlineExecutor
 from distillrun.teacher.base import ShardOutput
 
+SPLIT_FORMAT = 2
+"""Bump when the train/holdout split rule changes: stored datasets are then split again."""
 
-def _in_holdout(example_id: str, fraction: float) -> bool:
-    digest = hashlib.sha256(example_id.encode()).digest()
+
+def _in_holdout(group: str, fraction: float) -> bool:
+    digest = hashlib.sha256(group.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
+def query_shape(sql: str, dialect: Dialect) -> str:
+    """`sql` with every literal replaced by a placeholder: two queries of one shape differ only
+    in their constants. Text that does not parse is its own shape."""
+    try:
+        tree = sqlglot.parse_one(sql, read=str(dialect))
+    except sqlglot.errors.SqlglotError:
+        return sql
+    for literal in list(tree.find_all(exp.Literal)):
+        literal.replace(exp.Placeholder())
+    return tree.sql(dialect=str(dialect))
+
+
 def split_holdout(
-    records: list[dict[str, Any]], fraction: float
+    records: list[dict[str, Any]],
+    fraction: float,
+    group_of: Callable[[dict[str, Any]], str] = lambda record: str(record["id"]),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Train and holdout by a hash of each id; both non-empty whenever there are two records."""
-    train = [r for r in records if not _in_holdout(r["id"], fraction)]
-    holdout = [r for r in records if _in_holdout(r["id"], fraction)]
-    if len(records) >= 2 and not holdout:
-        holdout.append(train.pop())
-    if len(records) >= 2 and not train:
-        train.append(holdout.pop())
+    """Train and holdout by a hash of each record's group (`group_of`), so a group is never on
+    both sides; both non-empty whenever there are two groups."""
+    groups = [group_of(r) for r in records]
+    train = [r for r, g in zip(records, groups, strict=True) if not _in_holdout(g, fraction)]
+    holdout = [r for r, g in zip(records, groups, strict=True) if _in_holdout(g, fraction)]
+    if len(set(groups)) >= 2 and not holdout:
+        moved = groups[records.index(train[-1])]
+        holdout = [r for r, g in zip(records, groups, strict=True) if g == moved]
+        train = [r for r, g in zip(records, groups, strict=True) if g != moved]
+    if len(set(groups)) >= 2 and not train:
+        moved = groups[records.index(holdout[-1])]
+        train = [r for r, g in zip(records, groups, strict=True) if g == moved]
+        holdout = [r for r, g in zip(records, groups, strict=True) if g != moved]
     return train, holdout
 
 
@@ -77,6 +108,7 @@ def _fingerprint(ctx: StageContext) -> str:
             "sandbox": spec.database.sandbox.model_dump(mode="json"),
             "schema": ctx.schema.fingerprint,
             "seed": hashlib.sha256((ctx.seed_sql or "").encode()).hexdigest(),
+            "split": SPLIT_FORMAT,
         },
         sort_keys=True,
     )
@@ -127,7 +159,12 @@ def run(ctx: StageContext, executor: Executor | None = None) -> StageResult:
     accepted, rejected = screened.accepted, screened.rejected
 
     records = [_dataset_record(j) for j in accepted]
-    train, holdout = split_holdout(records, spec.validation.holdout_fraction)
+    dialect = ctx.schema.dialect
+    train, holdout = split_holdout(
+        records,
+        spec.validation.holdout_fraction,
+        group_of=lambda record: query_shape(str(record["sql"]), dialect),
+    )
     reasons = Counter(str(j.verdict.reason) for j in rejected)
     summary: dict[str, Any] = {
         "generated": total,

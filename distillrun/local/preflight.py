@@ -291,7 +291,12 @@ def _prompt_tokens(
     """Tokens of the longest prompt (instructions, schema, the longest seed question), and
     whether that is an estimate (the builtin student's tokenizer does not exist yet)."""
     question = max(spec.seed_questions, key=len)
-    messages = prompting.prompt_messages(schema, question, reasoning=spec.teacher.reasoning)
+    messages = prompting.prompt_messages(
+        schema,
+        question,
+        reasoning=spec.teacher.reasoning,
+        with_schema=spec.student.schema_in_prompt,
+    )
     if files.directory is None:
         chars = sum(len(m["content"]) for m in messages)
         return chars // BUILTIN_CHARS_PER_TOKEN, True

@@ -78,4 +78,6 @@ def describe_result(result: StageResult, seconds: float) -> str:
             f"scored of {s['examples']}; apart: {s['unjudgeable']} unjudgeable, "
             f"{s['gold_empty']} empty gold results)"
         )
+        if s.get("base_execution_accuracy") is not None:
+            what += f"; base model before training {s['base_execution_accuracy']:.3f}"
     return f"done: {what} {took}"

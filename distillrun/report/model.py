@@ -306,14 +306,33 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class Contender:
+    """Another model scored on the student's holdout and gold questions, the same way: the base
+    before training, or the teacher."""
+
+    name: str
+    model: str | None
+    holdout: Accuracy
+    gold_set: Accuracy | None
+    usd: float | None = None
+    """What asking it cost (the teacher), when it cost anything."""
+
+
+@dataclass(frozen=True)
 class Quality:
-    """How well the student answers, against the accuracy gate."""
+    """How well the student answers, against the accuracy gate and beside the others."""
 
     holdout: Scores
     gold_set: Scores | None
     threshold: float | None
     gold_set_note: str | None
     """Why a gold set named in the spec has no scores, when it has none."""
+    contenders: tuple[Contender, ...] = ()
+
+    def points_over(self, contender: Contender) -> float:
+        """The student's holdout accuracy minus `contender`'s, in percentage points."""
+        student = Accuracy("student", self.holdout.correct, self.holdout.scored)
+        return 100 * (student.rate - contender.holdout.rate)
 
     @property
     def passed(self) -> bool | None:

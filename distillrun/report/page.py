@@ -834,6 +834,53 @@ def _scores(s: Scores, prefix: str, gate: str) -> str:
     return "".join(parts)
 
 
+def _comparison(q: Quality) -> str:
+    """The student beside the base before training (what distillation bought) and the teacher,
+    on the same questions."""
+    gold = q.gold_set is not None
+
+    def cells(name: str, slug: str, holdout: Accuracy, gold_set: Accuracy | None) -> str:
+        row = f"<td>{_e(name)}</td>" + _num(
+            _metric(f"{slug}-holdout-accuracy", holdout.rate, _pct(holdout.rate))
+            + f" ({holdout.correct:,}/{holdout.scored:,})"
+        )
+        if gold:
+            row += _num(
+                _metric(f"{slug}-gold-accuracy", gold_set.rate, _pct(gold_set.rate))
+                + f" ({gold_set.correct:,}/{gold_set.scored:,})"
+                if gold_set is not None
+                else "—"
+            )
+        return row
+
+    student = cells(
+        "student (trained)",
+        "student",
+        Accuracy("holdout", q.holdout.correct, q.holdout.scored),
+        Accuracy("gold", q.gold_set.correct, q.gold_set.scored) if q.gold_set else None,
+    )
+    rows = [f"<tr>{student}{_num('')}</tr>"]
+    for c in q.contenders:
+        slug = c.name.split()[0]
+        name = f"{c.name} ({c.model})" if c.model else c.name
+        if c.usd:
+            name += f", cost ${c.usd:.2f}"
+        points = q.points_over(c)
+        rows.append(
+            f"<tr>{cells(name, slug, c.holdout, c.gold_set)}"
+            f"{_num(_metric(f'points-over-{slug}', round(points, 1), f'{points:+.1f}'))}</tr>"
+        )
+    head = (
+        '<tr><th>Model</th><th class="num">Holdout</th>'
+        + ('<th class="num">Gold set</th>' if gold else "")
+        + '<th class="num">Student ahead by (points, holdout)</th></tr>'
+    )
+    return (
+        "<h3>Before and after: execution accuracy on the same questions</h3>"
+        f"<table>{head}{''.join(rows)}</table>"
+    )
+
+
 def _quality_section(q: Quality) -> str:
     gate = ""
     if q.threshold is not None:
@@ -842,7 +889,10 @@ def _quality_section(q: Quality) -> str:
             f"<p>Gate: at least {_metric('accuracy-threshold', q.threshold, _pct(q.threshold))} "
             f"(spec.evaluation.minExecutionAccuracy) {verdict}</p>"
         )
-    parts = ['<section id="quality"><h2>Quality</h2>', _scores(q.holdout, "", gate)]
+    parts = ['<section id="quality"><h2>Quality</h2>']
+    if q.contenders:
+        parts.append(_comparison(q))
+    parts.append(_scores(q.holdout, "", gate))
     if q.gold_set is not None:
         parts.append(_scores(q.gold_set, "gold-", ""))
     if q.gold_set_note:

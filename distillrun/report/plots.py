@@ -173,7 +173,8 @@ def loss_chart(training: Training) -> str | None:
 
 
 def sample_accuracy_chart(training: Training) -> str | None:
-    """Execution accuracy on a holdout sample, measured every few steps during training."""
+    """Execution accuracy on a holdout sample, measured every few steps during training, on the
+    loss chart's step axis so the two read side by side."""
     points = training.sample_accuracy
     if not points:
         return None
@@ -188,6 +189,7 @@ def sample_accuracy_chart(training: Training) -> str | None:
             linewidth=1.4,
         )
         axes.set_ylim(0, 1.02)
+        axes.set_xlim(0, max([p.step for p in training.history] + [p.step for p in points]))
         axes.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("optimizer step")

@@ -29,6 +29,7 @@ from distillrun.api.transitions import condition_of
 from distillrun.report.coverage import coverage, query_facts
 from distillrun.report.model import (
     Accuracy,
+    Contender,
     Data,
     Example,
     Header,
@@ -511,6 +512,28 @@ def _scores(
     )
 
 
+def _contender(name: str, scores: Any) -> Contender | None:
+    """A model scored beside the student (metrics' `base` or `teacher`), when it was."""
+    if not isinstance(scores, Mapping) or not isinstance(scores.get("holdout"), Mapping):
+        return None
+
+    def accuracy(part: Any) -> Accuracy | None:
+        if not isinstance(part, Mapping):
+            return None
+        return Accuracy(name, _count(part, "correct") or 0, _count(part, "scored") or 0)
+
+    holdout = accuracy(scores["holdout"])
+    assert holdout is not None
+    model = scores.get("model")
+    return Contender(
+        name=name,
+        model=model if isinstance(model, str) else None,
+        holdout=holdout,
+        gold_set=accuracy(scores.get("gold_set")),
+        usd=_number(scores, "usd"),
+    )
+
+
 def _quality(store: Store, run: DistillRun | None, schema: SchemaInfo | None) -> Quality | None:
     if not store.exists(layout.METRICS_KEY):
         return None
@@ -535,6 +558,14 @@ def _quality(store: Store, run: DistillRun | None, schema: SchemaInfo | None) ->
     )
     asked = run.spec.evaluation.gold_set if run is not None else None
     return Quality(
+        contenders=tuple(
+            c
+            for c in (
+                _contender("base model, before training", metrics.get("base")),
+                _contender("teacher", metrics.get("teacher")),
+            )
+            if c is not None
+        ),
         holdout=holdout,
         gold_set=gold,
         threshold=run.spec.evaluation.min_execution_accuracy if run is not None else None,

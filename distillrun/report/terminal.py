@@ -161,6 +161,15 @@ def _quality(quality: Quality) -> Table:
             rows.append(("gate", f"{quality.threshold:.1%} {verdict}"))
         for outcome in scores.outcomes:
             rows.append((f"  {outcome.name}", f"{outcome.count:,}"))
+    for contender in quality.contenders:
+        holdout = contender.holdout
+        shown = f"{holdout.rate:.1%} ({holdout.correct:,}/{holdout.scored:,})"
+        rows.append((contender.name, shown))
+        if contender.gold_set is not None:
+            rows.append(("  on the gold set", f"{contender.gold_set.rate:.1%}"))
+        if contender.usd:
+            rows.append(("  cost", f"${contender.usd:.4f}"))
+        rows.append(("  student ahead by", f"{quality.points_over(contender):+.1f} points"))
     return _facts("Quality", rows)
 
 

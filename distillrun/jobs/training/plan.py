@@ -250,12 +250,12 @@ def _check_profile(student: StudentSpec, profile: HardwareProfile) -> None:
         )
     if profile.uses_gpu and student.gpus_per_worker == 0:
         raise PlanRefused(
-            "ProfileMismatch",
+            FailureReason.PROFILE_MISMATCH,
             f"hardware profile {profile.name} trains on GPUs; set gpusPerWorker to at least 1",
         )
     if not profile.uses_gpu and student.gpus_per_worker:
         raise PlanRefused(
-            "ProfileMismatch",
+            FailureReason.PROFILE_MISMATCH,
             f"hardware profile {profile.name} has no GPUs; set gpusPerWorker to 0",
         )
 
@@ -336,7 +336,7 @@ def make_plan(
             tried = "; ".join(changes) if changes else "no cheaper settings to try"
             instead = "; ".join(alternatives) if alternatives else "a GPU with more memory"
             raise PlanRefused(
-                "InsufficientGPUMemory",
+                FailureReason.INSUFFICIENT_GPU_MEMORY,
                 f"{method} training does not fit on {profile.name} with {world} GPU(s): it "
                 f"needs {first.describe()}; even after {tried} it needs {result.describe()}. "
                 f"What would fit: {instead}",

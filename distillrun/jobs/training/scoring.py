@@ -47,6 +47,7 @@ def generate_answers(
     *,
     reasoning: bool,
     max_new_tokens: int,
+    with_schema: bool = True,
     synced_gpus: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
@@ -74,7 +75,10 @@ def generate_answers(
         for start in range(0, len(questions), GENERATION_BATCH):
             batch = questions[start : start + GENERATION_BATCH]
             prompts = [
-                prompting.render_prompt(tokenizer, schema, q, reasoning=reasoning) for q in batch
+                prompting.render_prompt(
+                    tokenizer, schema, q, reasoning=reasoning, with_schema=with_schema
+                )
+                for q in batch
             ]
             encoded = tokenizer(
                 prompts, return_tensors="pt", padding=True, add_special_tokens=False

@@ -90,6 +90,8 @@ class WorkerJob:
     eval_every_steps: int
     max_new_tokens: int
     reasoning: bool
+    with_schema: bool
+    """Whether prompts carry the schema (`spec.student.schemaInPrompt`)."""
     schema: SchemaInfo
     seed_sql: str | None
     sandbox: SandboxSpec
@@ -418,6 +420,7 @@ def _sample_callback(
                     job.schema,
                     questions,
                     reasoning=job.reasoning,
+                    with_schema=job.with_schema,
                     max_new_tokens=job.max_new_tokens,
                     synced_gpus=synced,
                 )
@@ -530,12 +533,15 @@ def train_worker(job: WorkerJob, progress: ProgressSink) -> None:
         tokenizer = load_tokenizer(student.location)
         model = load_for_training(student.location, plan, precision)
         examples = [
-            prompting.training_example(r, job.schema, reasoning=job.reasoning) for r in job.records
+            prompting.training_example(
+                r, job.schema, reasoning=job.reasoning, with_schema=job.with_schema
+            )
+            for r in job.records
         ]
         truncated, dropped = count_cut(tokenizer, examples, plan.max_seq_length)
         if dropped == len(examples):  # trl would drop them all and the sampler crash on none
             raise TrainingRefused(
-                "ExamplesTooLong",
+                FailureReason.EXAMPLES_TOO_LONG,
                 f"all {len(examples)} examples have prompts (instructions, schema, question) "
                 f"of at least {plan.max_seq_length} tokens, the sequence limit, so no answer is "
                 "left to learn: raise spec.student.maxSeqLength (up to the student's context) "

@@ -175,10 +175,17 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+TINY_STUDENT: dict[str, Any] = {"student": {"model": "builtin:tiny-qwen3"}}
+"""The student these tests train unless they say otherwise: built in seconds, where the
+quickstart's builtin:sql-qwen3 is pretrained for minutes (tests that want it ask for the
+`small_sql_base` fixture)."""
+
+
 def make_run(spec_changes: dict[str, Any] | None = None) -> DistillRun:
-    """The quickstart manifest with `spec_changes` merged into its spec (camelCase keys)."""
+    """The quickstart manifest, its student the tiny one, with `spec_changes` merged into its
+    spec (camelCase keys)."""
     manifest = yaml.safe_load((SHOP.parent / "quickstart.yaml").read_text(encoding="utf-8"))
-    manifest["spec"] = _merge(manifest["spec"], spec_changes or {})
+    manifest["spec"] = _merge(_merge(manifest["spec"], TINY_STUDENT), spec_changes or {})
     return parse_run(manifest)
 
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from distillrun.api import parse_run
+from distillrun.api.spec import Dialect
 from distillrun.api.status import StageName
 from distillrun.jobs import generate, validate
 from distillrun.jobs.context import StageContext, StageFailed
@@ -195,3 +196,29 @@ def test_holdout_split_is_stable_and_never_empty() -> None:
     two = [{"id": "a"}, {"id": "b"}]
     small_train, small_holdout = validate.split_holdout(two, 0.01)
     assert len(small_train) == len(small_holdout) == 1
+
+
+def test_the_holdout_holds_no_near_copy_of_a_training_query() -> None:
+    """Queries that differ only in their constants are one group: never split across."""
+    shapes = [
+        "SELECT name, price FROM products ORDER BY price DESC LIMIT {n}",
+        "SELECT COUNT(*) FROM customers WHERE country = 'C{n}'",
+        "SELECT name FROM products WHERE price > {n}",
+        "SELECT COUNT(*) FROM orders WHERE status = 's{n}'",
+    ] + [f"SELECT id FROM orders WHERE customer_id = {{n}} AND id > {k}" for k in range(40)]
+    records = [
+        {"id": f"x-{i}-{n}", "sql": shape.format(n=n)}
+        for i, shape in enumerate(shapes)
+        for n in range(1, 6)
+    ]
+    assert validate.query_shape(records[0]["sql"], Dialect.SQLITE) == validate.query_shape(
+        records[1]["sql"], Dialect.SQLITE
+    )
+
+    def shape_of(record: dict[str, Any]) -> str:
+        return validate.query_shape(record["sql"], Dialect.SQLITE)
+
+    train, holdout = validate.split_holdout(records, 0.2, group_of=shape_of)
+    assert train and holdout and len(train) + len(holdout) == len(records)
+    assert not {shape_of(r) for r in train} & {shape_of(r) for r in holdout}
+    assert (train, holdout) == validate.split_holdout(list(records), 0.2, group_of=shape_of)

@@ -151,3 +151,26 @@ def test_the_evaluation_prompt_is_the_start_of_the_training_text() -> None:
     answer = full[len(prompt) :]
     assert prompting.extract_sql(answer) == record["sql"]
     assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_a_student_specialised_to_its_schema_gets_prompts_without_it() -> None:
+    record = {"question": "How many customers?", "sql": "SELECT COUNT(*) FROM customers"}
+    full = prompting.prompt_messages(SCHEMA, record["question"], reasoning=False)
+    short = prompting.prompt_messages(
+        SCHEMA, record["question"], reasoning=False, with_schema=False
+    )
+    assert "CREATE TABLE customers" in full[0]["content"]
+    assert "CREATE TABLE" not in short[0]["content"]
+    assert "sqlite" in short[0]["content"] and short[1] == full[1]
+    # training and evaluation render the same prompt
+    example = prompting.training_example(record, SCHEMA, reasoning=False, with_schema=False)
+    assert example["prompt"] == short
+    tokenizer = train_bpe_tokenizer(
+        prompting.builtin_tokenizer_corpus([record], SCHEMA, reasoning=False, with_schema=False),
+        TinyQwen3Shape(vocab_size=300),
+    )
+    prompt = prompting.render_prompt(
+        tokenizer, SCHEMA, record["question"], reasoning=False, with_schema=False
+    )
+    whole = prompting.render_example(tokenizer, SCHEMA, record, reasoning=False, with_schema=False)
+    assert whole.startswith(prompt) and "CREATE TABLE" not in whole

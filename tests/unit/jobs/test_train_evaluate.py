@@ -300,7 +300,14 @@ train.run(StageContext(run=run, store=open_store(store_dir), schema=schema, seed
 def test_a_killed_driver_resumes_from_the_latest_complete_checkpoint(
     context_at: ContextAt, progress_of: ProgressOf, shop_records: list[Record], tmp_path: Path
 ) -> None:
-    spec = {"student": {"maxSteps": 24, "microBatchSize": 4, "checkpointEverySteps": 4}}
+    spec = {
+        "student": {
+            "model": "builtin:tiny-qwen3",  # as context_at's: the driver reads the quickstart
+            "maxSteps": 24,
+            "microBatchSize": 4,
+            "checkpointEverySteps": 4,
+        }
+    }
     store_dir = tmp_path / "store"
     ctx = context_at(store_dir, spec)
     ctx.store.put_jsonl("dataset/train.jsonl", shop_records[:48])
@@ -333,3 +340,25 @@ def test_a_killed_driver_resumes_from_the_latest_complete_checkpoint(
     assert [p["step"] for p in history] == list(range(1, 25))
     notes = [message for _, message in progress_of(ctx).notes]
     assert f"resuming from the checkpoint at step {last}" in notes
+
+
+def test_the_gate_refuses_an_untrained_student(
+    trained: tuple[StageContext, StageResult], context_at: ContextAt
+) -> None:
+    """Ten LoRA steps on random weights teach nothing: under the quickstart's gate the run
+    fails by name, nothing is published, and the base before training was scored beside it."""
+    ctx, _ = trained
+    store_dir = Path(ctx.store.url().removeprefix("file://"))
+    gate = {
+        **TINY_TRAINING,
+        "evaluation": {**TINY_TRAINING["evaluation"], "minExecutionAccuracy": 0.5},
+    }
+    with pytest.raises(StageFailed) as refused:
+        evaluate.run(context_at(store_dir, gate))
+    assert refused.value.reason == "AccuracyBelowThreshold"
+    assert "< 0.50 (spec.evaluation.minExecutionAccuracy)" in str(refused.value)
+    metrics = ctx.store.get_json("evaluate/metrics.json")
+    assert metrics["execution_accuracy"] < 0.5
+    assert metrics["base"]["holdout"]["examples"] == metrics["examples"]
+    assert metrics["base"]["holdout"]["execution_accuracy"] < 0.5
+    assert ctx.store.list_keys("adapter/") == []

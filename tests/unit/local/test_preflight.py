@@ -70,7 +70,7 @@ REFUSALS: dict[str, Refusal] = {
     "unknown builtin student": (
         lambda d, _: setting("spec.student.model", "builtin:tiny-llama")(d),
         "spec.student.model",
-        "builtin students: builtin:tiny-qwen3",
+        "builtin students: builtin:sql-qwen3, builtin:tiny-qwen3",
     ),
     "student directory missing": (
         lambda d, t: setting("spec.student.model", str(t / "no-model"))(d),
@@ -108,10 +108,11 @@ REFUSALS: dict[str, Refusal] = {
     "schema too big for the sequence limit": (
         lambda d, t: (
             setting("spec.database.schema", {"uri": _big_schema(t)})(d),
+            setting("spec.student.schemaInPrompt", True)(d),
             removing("spec.database.seedData")(d),
         ),
         "spec.database.schema",
-        "and the sequence limit is 256",
+        "and the sequence limit is 160",
     ),
 }
 

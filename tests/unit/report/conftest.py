@@ -59,14 +59,17 @@ def quickstart_manifest(
     evaluation: dict[str, object] | None = None,
     **student: object,
 ) -> Path:
-    """The quickstart manifest with absolute input paths and `teacher`, `evaluation` and
-    `student` fields overridden."""
+    """The quickstart manifest with absolute input paths, the tiny student, and `teacher`,
+    `evaluation` and `student` fields overridden."""
     data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     data["spec"]["teacher"].update(teacher or {})
-    data["spec"]["student"].update(student)
-    data["spec"]["evaluation"].update({"maxNewTokens": 24, **(evaluation or {})})
+    data["spec"]["student"].update({"model": "builtin:tiny-qwen3", **student})  # built in seconds
+    # the tiny student learns nothing in a few steps: no gate, so the run finishes
+    data["spec"]["evaluation"].update(
+        {"maxNewTokens": 24, "minExecutionAccuracy": 0.0, **(evaluation or {})}
+    )
     path = directory / "quickstart.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

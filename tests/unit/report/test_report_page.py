@@ -97,6 +97,7 @@ def test_every_section_with_data_is_present(finished_run: FinishedRun) -> None:
         "Holdout: wrong predictions",
         "Gold set: accuracy by SQL construct and by table",
         "Training plan",
+        "Before and after: execution accuracy on the same questions",
     ):
         assert heading in html, heading
     for chart in (
@@ -124,6 +125,7 @@ def test_numbers_in_the_page_equal_the_artifacts(finished_run: FinishedRun) -> N
     split = store.get_json("validate/_done.json")["summary"]
     trained = store.get_json("train/metrics.json")
     scored = store.get_json("evaluate/metrics.json")
+    base = scored["base"]
     spec = store.get_json("spec.json")["spec"]
     status = store.get_json("status.json")
 
@@ -163,6 +165,15 @@ def test_numbers_in_the_page_equal_the_artifacts(finished_run: FinishedRun) -> N
         "gold-eval-correct": scored["gold_set"]["correct"],
         "gold-eval-scored": scored["gold_set"]["scored"],
         "gold-eval-examples": len(GOLD_SET),
+        # the base before training, on the same questions, and what training bought
+        "student-holdout-accuracy": scored["correct"] / scored["scored"],
+        "base-holdout-accuracy": base["holdout"]["correct"] / base["holdout"]["scored"],
+        "base-gold-accuracy": base["gold_set"]["correct"] / base["gold_set"]["scored"],
+        "points-over-base": round(
+            100 * scored["correct"] / scored["scored"]
+            - 100 * base["holdout"]["correct"] / base["holdout"]["scored"],
+            1,
+        ),
     }
     expected.update({f"rejected:{reason}": n for reason, n in rejected.items()})
     if (trained.get("plan") or {}).get("memory"):
@@ -237,6 +248,10 @@ def test_report_rebuilds_from_the_artifacts_and_status_prints_the_same_numbers(
     assert f"{the(page, 'execution-accuracy'):.1%}" in out
     assert f"({the(page, 'eval-correct')}/{the(page, 'eval-scored')})" in out
     assert f"{the(page, 'final-loss'):.4f}" in out
+    before = the(page, "base-holdout-accuracy")
+    assert re.search(rf"base model, before training\W+{re.escape(f'{before:.1%}')}", out)
+    ahead = re.escape(f"{the(page, 'points-over-base'):+.1f} points")
+    assert re.search(rf"student ahead by\W+{ahead}", out)
     for reason in (name.split(":", 1)[1] for name in page.metrics if name.startswith("rejected:")):
         assert re.search(rf"{reason}\s.*\b{the(page, f'rejected:{reason}')}\b", out)
 
