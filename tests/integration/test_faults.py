@@ -183,6 +183,16 @@ def test_a_rayjob_deleted_by_hand_is_a_new_attempt_then_a_named_failure(
     start_operator(fast_settings(tmp_path, max_attempts=2))
     created = create_run(kube, namespace, run_manifest("handmade"))
     wait_rayjob(kube, namespace, "handmade-generate-1")
+    # Deleted once the run's status shows it, as a user would: a RayJob deleted before the pass
+    # that created it recorded it is simply created again as attempt 1 (nothing counted yet),
+    # which on a loaded machine made this test wait for an attempt 2 that never came.
+    wait_run(
+        kube,
+        namespace,
+        "handmade",
+        lambda r: stage(r, StageName.GENERATE).get("rayJob") == "handmade-generate-1",
+        "attempt 1 recorded",
+    )
     kube.delete(rayjob_path(namespace, "handmade-generate-1"))
     wait_rayjob(kube, namespace, "handmade-generate-2")
     run = wait_run(
