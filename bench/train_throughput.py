@@ -49,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 
+from distillrun.api.profiles import HardwareProfile, load_profiles  # noqa: E402
 from distillrun.api.spec import StudentSpec  # noqa: E402
 from distillrun.jobs.student import (  # noqa: E402
     TinyQwen3Shape,
@@ -57,7 +58,6 @@ from distillrun.jobs.student import (  # noqa: E402
 )
 from distillrun.jobs.training.memory import GIB  # noqa: E402
 from distillrun.jobs.training.plan import TrainingPlan, make_plan  # noqa: E402
-from distillrun.jobs.training.profiles import HardwareProfile, load_profiles  # noqa: E402
 from distillrun.jobs.training.shapes import KNOWN_SHAPES, ModelShape  # noqa: E402
 from distillrun.jobs.training.worker import (  # noqa: E402
     load_for_training,

@@ -17,14 +17,10 @@ from pydantic.alias_generators import to_camel
 
 
 class WireModel(BaseModel):
-    """Base of every contract model: camelCase aliases, unknown fields refused."""
+    """Base of every contract model: camelCase aliases, unknown fields refused. Enum fields
+    hold enum members (strings on the wire only: `model_dump(mode="json")`)."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        use_enum_values=True,
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class Dialect(StrEnum):
@@ -53,7 +49,7 @@ class TrainingMethod(StrEnum):
 
 
 class HardwareProfileName(StrEnum):
-    """The profiles distillrun ships (`distillrun/jobs/training/profiles/`)."""
+    """The profiles distillrun ships (`distillrun/api/profiles/`)."""
 
     A100_80GB = "a100-80gb"
     A100_40GB = "a100-40gb"

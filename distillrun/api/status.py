@@ -53,7 +53,9 @@ class StageState(StrEnum):
 class Condition(WireModel):
     """A Kubernetes-style condition, keyed by type."""
 
-    type: Annotated[str, Field(description="Ready, Succeeded, Failed, SpecInvalid, ...")]
+    type: Annotated[
+        str, Field(description="Ready, Succeeded, Failed, BudgetExhausted, SpecInvalid.")
+    ]
     status: Annotated[str, Field(description="True, False or Unknown.")]
     reason: Annotated[str, Field(default="", description="CamelCase reason.")] = ""
     message: Annotated[str, Field(default="", description="Human-readable detail.")] = ""
@@ -160,7 +162,15 @@ class DistillRunStatus(WireModel):
         int | None, Field(default=None, description="Spec generation last acted on.")
     ] = None
     conditions: Annotated[
-        list[Condition], Field(default_factory=list, description="Conditions keyed by type.")
+        list[Condition],
+        Field(
+            default_factory=list,
+            description="Conditions keyed by type.",
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
     ]
     stages: Annotated[
         dict[str, StageStatus], Field(default_factory=dict, description="Per-stage progress.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from distillrun.api.failures import FailureReason
 from distillrun.api.resource import DistillRun
 from distillrun.api.status import StageName
 from distillrun.sql.schema import SchemaInfo
@@ -79,7 +80,7 @@ def read_dataset(
     try:
         records = parse_jsonl(data, ctx.store.url(key))
     except StoreError as exc:
-        raise StageFailed(stage, "InvalidDataset", str(exc)) from None
+        raise StageFailed(stage, FailureReason.INVALID_DATASET, str(exc)) from None
     if not records:
         raise StageFailed(stage, reason, missing)
     return data, records

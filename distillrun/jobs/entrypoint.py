@@ -25,10 +25,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from distillrun.api.errors import ManifestError
-from distillrun.api.resource import parse_run
+from distillrun.api.failures import Failure, FailureReason
+from distillrun.api.layout import failure_key, traceback_key
+from distillrun.api.stage_config import StageConfig
 from distillrun.api.status import StageName
 from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
@@ -36,10 +37,6 @@ from distillrun.jobs.inputs import load_inputs
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
 from distillrun.store import Store, open_store
 from distillrun.teacher.factory import TeacherUnavailable, make_teacher
-
-RETRYABLE_REASONS = frozenset({"StageCrashed", "TeacherFailed"})
-"""Failures a new attempt may get past (finished shards are reused); every other named failure
-would fail the same way again."""
 
 log = logging.getLogger("distillrun.jobs.entrypoint")
 
@@ -57,18 +54,15 @@ class LogProgress:
         log.info("%s: %s", stage, message)
 
 
-def failure_key(stage: StageName, attempt: int) -> str:
-    """Where the operator looks for this attempt's failure (see `distillrun.operator.outputs`)."""
-    return f"errors/{stage}-attempt-{attempt}.json"
-
-
 def run_stage(ctx: StageContext, stage: StageName, executor: Executor) -> StageResult:
     """Calls the stage the way the local runner does."""
     if stage == StageName.GENERATE:
         try:
             teacher = make_teacher(ctx.run.spec.teacher)
         except TeacherUnavailable as exc:
-            raise StageFailed(stage, "TeacherUnavailable", f"{exc.field}: {exc}") from None
+            raise StageFailed(
+                stage, FailureReason.TEACHER_UNAVAILABLE, f"{exc.field}: {exc}"
+            ) from None
         return generate.run(ctx, teacher, executor)
     if stage == StageName.VALIDATE:
         return validate.run(ctx, executor)
@@ -90,16 +84,13 @@ def _executor() -> Executor:
 def _record_failure(
     store: Store, stage: StageName, attempt: int, reason: str, message: str, *, crash: bool
 ) -> None:
-    record: dict[str, Any] = {
-        "reason": reason,
-        "message": message,
-        "retryable": crash or reason in RETRYABLE_REASONS,
-    }
+    location = None
     if crash:
-        key = f"errors/{stage}-attempt-{attempt}.traceback.txt"
+        key = traceback_key(stage, attempt)
         store.put_bytes(key, traceback.format_exc().encode())
-        record["traceback"] = store.url(key)
-    store.put_json(failure_key(stage, attempt), record)
+        location = store.url(key)
+    failure = Failure(reason, message, traceback=location)
+    store.put_json(failure_key(stage, attempt), failure.to_json())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,12 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    document = json.loads(args.config.read_text(encoding="utf-8"))
-    stage = StageName(document["stage"])
-    attempt = int(document["attempt"])
-    store = open_store(document["store"])
+    config = StageConfig.read(args.config)
+    stage, attempt = config.stage, config.attempt
+    store = open_store(config.store)
     try:
-        run = parse_run(document["run"], str(args.config))
+        run = config.parsed_run(str(args.config))
         schema, seed_sql = load_inputs(run, args.config.parent, str(args.config))
         ctx = StageContext(run, store, schema, seed_sql, progress=LogProgress())
         result = run_stage(ctx, stage, _executor())
@@ -122,12 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", failed)
         return 1
     except ManifestError as bad:
-        _record_failure(store, stage, attempt, "InputsInvalid", str(bad), crash=False)
+        _record_failure(store, stage, attempt, FailureReason.INPUTS_INVALID, str(bad), crash=False)
         log.error("%s", bad)
         return 1
     except Exception as exc:  # a bug or a lost resource: a new attempt may get past it
         message = f"{type(exc).__name__}: {exc}"
-        _record_failure(store, stage, attempt, "StageCrashed", message, crash=True)
+        _record_failure(store, stage, attempt, FailureReason.STAGE_CRASHED, message, crash=True)
         log.exception("%s crashed", stage)
         return 1
     log.info("%s done: %s", stage, json.dumps(result.summary, default=str))

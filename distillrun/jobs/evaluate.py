@@ -33,6 +33,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from distillrun.api.failures import FailureReason
+from distillrun.api.layout import (
+    CANDIDATE_DONE_KEY,
+    CANDIDATE_PREFIX,
+    GOLD_PREDICTIONS_KEY,
+    HOLDOUT_KEY,
+    MERGED_DIR,
+    METRICS_KEY,
+    PREDICTIONS_KEY,
+    PUBLISHED_DONE_KEY,
+    PUBLISHED_PREFIX,
+)
 from distillrun.api.spec import TrainingMethod
 from distillrun.api.status import StageName
 from distillrun.jobs import teacher_answers
@@ -49,20 +61,8 @@ from distillrun.jobs.student import (
 )
 from distillrun.jobs.training import scoring
 from distillrun.jobs.training.card import CardFacts, render
-from distillrun.jobs.training.layout import (
-    CANDIDATE_DONE_KEY,
-    CANDIDATE_PREFIX,
-    HOLDOUT_KEY,
-    MERGED_DIR,
-    PUBLISHED_DONE_KEY,
-    PUBLISHED_PREFIX,
-    SEED,
-)
+from distillrun.jobs.training.layout import SEED
 from distillrun.store import StoreError, read_uri
-
-PREDICTIONS_KEY = "evaluate/predictions.jsonl"
-GOLD_PREDICTIONS_KEY = "evaluate/gold_predictions.jsonl"
-METRICS_KEY = "evaluate/metrics.json"
 
 EVAL_FORMAT = 3
 """Bump when scoring changes: stored metrics are then recomputed."""
@@ -74,7 +74,9 @@ def _read_holdout(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]]:
         "with very few accepted examples raise spec.teacher.targetExamples or "
         "spec.validation.holdoutFraction"
     )
-    return read_dataset(ctx, HOLDOUT_KEY, StageName.EVALUATE, "NoHoldoutData", missing)
+    return read_dataset(
+        ctx, HOLDOUT_KEY, StageName.EVALUATE, FailureReason.NO_HOLDOUT_DATA, missing
+    )
 
 
 def _read_gold_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]] | None:
@@ -86,7 +88,9 @@ def _read_gold_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]] | No
         data = read_uri(gold.uri)
     except StoreError as exc:
         raise StageFailed(
-            StageName.EVALUATE, "InvalidGoldSet", f"spec.evaluation.goldSet.uri: {exc}"
+            StageName.EVALUATE,
+            FailureReason.INVALID_GOLD_SET,
+            f"spec.evaluation.goldSet.uri: {exc}",
         ) from None
     records: list[dict[str, Any]] = []
     for number, line in enumerate(data.splitlines(), start=1):
@@ -99,12 +103,14 @@ def _read_gold_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]] | No
         if not isinstance(record, dict) or not record.get("question") or not record.get("sql"):
             raise StageFailed(
                 StageName.EVALUATE,
-                "InvalidGoldSet",
+                FailureReason.INVALID_GOLD_SET,
                 f"{gold.uri} line {number}: each line must be a JSON object with question and sql",
             )
         records.append({"id": record.get("id", f"gold-{number:04d}"), **record})
     if not records:
-        raise StageFailed(StageName.EVALUATE, "InvalidGoldSet", f"{gold.uri} has no examples")
+        raise StageFailed(
+            StageName.EVALUATE, FailureReason.INVALID_GOLD_SET, f"{gold.uri} has no examples"
+        )
     return data, records
 
 
@@ -112,14 +118,14 @@ def _candidate_marker(ctx: StageContext) -> dict[str, Any]:
     if not ctx.store.exists(CANDIDATE_DONE_KEY):
         raise StageFailed(
             StageName.EVALUATE,
-            "NoAdapter",
+            FailureReason.NO_ADAPTER,
             f"no finished adapter at {ctx.store.url(CANDIDATE_PREFIX)}: run the train stage first",
         )
     marker = ctx.store.get_json(CANDIDATE_DONE_KEY)
     if not isinstance(marker, dict) or "fingerprint" not in marker:
         raise StageFailed(
             StageName.EVALUATE,
-            "NoAdapter",
+            FailureReason.NO_ADAPTER,
             f"{ctx.store.url(CANDIDATE_DONE_KEY)} is not a done marker: run the train stage again",
         )
     return marker
@@ -310,7 +316,7 @@ def _base_location(ctx: StageContext, marker: dict[str, Any], workdir: Path) -> 
     if marker.get("base_model") not in (None, student.model_id):
         raise StageFailed(
             StageName.EVALUATE,
-            "AdapterBaseMismatch",
+            FailureReason.ADAPTER_BASE_MISMATCH,
             f"the adapter was trained on {marker.get('base_model')} but the student base "
             f"is now {student.model_id}: run the train stage again",
         )
@@ -385,7 +391,7 @@ def _gate(ctx: StageContext, metrics: dict[str, Any]) -> None:
         _withdraw(ctx)
         raise StageFailed(
             StageName.EVALUATE,
-            "AccuracyBelowThreshold",
+            FailureReason.ACCURACY_BELOW_THRESHOLD,
             f"execution accuracy {accuracy:.2f} < {threshold:.2f} "
             f"(spec.evaluation.minExecutionAccuracy) on {metrics['scored']} scored of "
             f"{metrics['examples']} holdout examples; "

@@ -49,6 +49,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from distillrun.api.failures import FailureReason
+from distillrun.api.layout import (
+    BATCHES_PREFIX,
+    MANIFEST_KEY,
+    ROUNDS_PREFIX,
+    SHARDS_PREFIX,
+    UNUSABLE_PREFIX,
+    shard_object_key,
+)
 from distillrun.api.spec import RateLimits, TeacherMode, TeacherSpec
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
@@ -64,11 +73,6 @@ from distillrun.teacher.estimate import CostEstimate
 from distillrun.teacher.governor import GovernorClient, Reservation, open_governor
 from distillrun.teacher.pricing import from_usd
 
-SHARDS_PREFIX = "generate/shards/"
-UNUSABLE_PREFIX = "generate/unusable/"
-BATCHES_PREFIX = "generate/batches/"
-ROUNDS_PREFIX = "generate/rounds/"
-MANIFEST_KEY = "generate/_manifest.json"
 BATCH_POLL_INTERVAL_S = 30.0
 BATCH_WINDOW_HOURS = 24.0
 """The Batches API's promise: every request ends (succeeded, errored or expired) within 24 h."""
@@ -116,10 +120,6 @@ class BatchTeacher(Protocol):
     def collect_batch(
         self, batch_id: str, requests: Mapping[str, ShardRequest], poll_interval_s: float
     ) -> BatchResultsLike: ...
-
-
-def shard_object_key(key: str) -> str:
-    return f"{SHARDS_PREFIX}{key}.json"
 
 
 def _request(ctx: StageContext, teacher: Teacher, index: int, focus: Focus) -> ShardRequest:
@@ -213,7 +213,7 @@ def _write_shard(job: _ShardJob) -> ShardOutput | _ShardFailure:
     except TeacherStop as stop:
         return _ShardFailure(stop.reason, str(stop))
     except Exception as exc:
-        return _ShardFailure("TeacherFailed", f"{type(exc).__name__}: {exc}")
+        return _ShardFailure(FailureReason.TEACHER_FAILED, f"{type(exc).__name__}: {exc}")
 
 
 class _Progress:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from distillrun.api.layout import JUDGED_PREFIX
 from distillrun.api.spec import DedupMode, SandboxSpec
 from distillrun.jobs.context import StageContext
 from distillrun.jobs.parallel import Executor
@@ -34,7 +35,6 @@ from distillrun.sql.verdict import Reason, Verdict
 from distillrun.teacher.base import GeneratedExample, ShardOutput
 from distillrun.teacher.diversity import QuestionIndex
 
-JUDGED_PREFIX = "validate/judged/"
 CHUNK_SIZE = 50
 """Examples judged in one sandbox (whole shards, so a chunk may hold more)."""
 

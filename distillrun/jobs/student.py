@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distillrun.api.failures import FailureReason
+from distillrun.api.layout import BASE_DONE_KEY, BASE_PREFIX
 from distillrun.api.spec import HardwareProfileName, StudentSpec
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageFailed
@@ -52,8 +54,6 @@ TINY_QWEN3 = "builtin:tiny-qwen3"
 SQL_QWEN3 = "builtin:sql-qwen3"
 BUILTIN_MODELS = (SQL_QWEN3, TINY_QWEN3)
 
-BASE_PREFIX = "student/base/"
-BASE_DONE_KEY = "student/base/_done.json"
 # Bump when the builder changes what it builds: a stored base of another version is rebuilt.
 BUILDER_VERSION = 1
 
@@ -325,7 +325,7 @@ def _builtin(
     if wanted is None:
         raise StageFailed(
             stage,
-            "NoStudentBase",
+            FailureReason.NO_STUDENT_BASE,
             f"the builtin student is built by the train stage and saved under {BASE_PREFIX}, "
             "but the store has none: run the train stage first",
         )
@@ -352,7 +352,7 @@ def _check_builtin(model: str, stage: StageName) -> None:
     if model not in BUILTIN_MODELS:
         raise StageFailed(
             stage,
-            "StudentNotFound",
+            FailureReason.STUDENT_NOT_FOUND,
             f"unknown builtin student {model!r}; builtin students: {', '.join(BUILTIN_MODELS)}",
         )
 
@@ -388,10 +388,14 @@ def _from_uri(uri: str, stage: StageName) -> Student:
         try:
             source = open_store(uri, require_checksums=False)  # written by other tools
             if not source.list_keys(""):
-                raise StageFailed(stage, "StudentNotFound", f"no model files under {uri}")
+                raise StageFailed(
+                    stage, FailureReason.STUDENT_NOT_FOUND, f"no model files under {uri}"
+                )
             source.get_tree("", local)
         except StoreError as exc:
-            raise StageFailed(stage, "StudentNotFound", f"spec.student.model: {exc}") from None
+            raise StageFailed(
+                stage, FailureReason.STUDENT_NOT_FOUND, f"spec.student.model: {exc}"
+            ) from None
         complete.write_text(uri, encoding="utf-8")
     return Student(location=str(local), model_id=uri, kind="uri")
 
@@ -428,7 +432,7 @@ def resolve_student(
         return Student(location=model, model_id=model, kind="hub")
     raise StageFailed(
         stage,
-        "StudentNotFound",
+        FailureReason.STUDENT_NOT_FOUND,
         f"student.model {model!r} is neither a directory, an s3:// or file:// URI, a hub id "
         f"(org/name) nor a builtin student ({', '.join(BUILTIN_MODELS)})",
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from distillrun.api.layout import TEACHER_ANSWERS_KEY
 from distillrun.api.spec import TeacherProvider
 from distillrun.jobs.context import StageContext
 from distillrun.jobs.prompting import format_answer, schema_ddl
@@ -37,7 +38,6 @@ from distillrun.teacher.governor import GovernorClient, open_governor
 from distillrun.teacher.pricing import from_usd, to_usd
 from distillrun.teacher.prompt import Prompt
 
-ANSWERS_KEY = "evaluate/teacher_answers.json"
 TOOL_NAME = "record_answers"
 QUESTIONS_PER_CALL = 20
 OUTPUT_TOKENS_PER_ANSWER = 150
@@ -171,8 +171,8 @@ def ask(ctx: StageContext, questions: Sequence[str]) -> TeacherAnswers:
     """The teacher's answer to every question, from the store when already asked."""
     spec = ctx.run.spec.teacher
     fingerprint = _fingerprint(ctx, questions)
-    if ctx.store.exists(ANSWERS_KEY):
-        stored = ctx.store.get_json(ANSWERS_KEY)
+    if ctx.store.exists(TEACHER_ANSWERS_KEY):
+        stored = ctx.store.get_json(TEACHER_ANSWERS_KEY)
         if stored.get("fingerprint") == fingerprint and not stored.get("skipped"):
             return TeacherAnswers(
                 spec.model, list(stored["answers"]), Usage.model_validate(stored["usage"])
@@ -204,7 +204,7 @@ def ask(ctx: StageContext, questions: Sequence[str]) -> TeacherAnswers:
             usage = _add(usage, message_usage(message))
     usage = usage.model_copy(update={"usd": to_usd(spent)})
     ctx.store.put_json(
-        ANSWERS_KEY,
+        TEACHER_ANSWERS_KEY,
         {
             "fingerprint": fingerprint,
             "model": spec.model,

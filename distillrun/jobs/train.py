@@ -31,12 +31,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from distillrun.api.failures import FailureReason
+from distillrun.api.layout import (
+    BASE_PREFIX,
+    CANDIDATE_DONE_KEY,
+    CANDIDATE_PREFIX,
+    HOLDOUT_KEY,
+    TRAIN_KEY,
+)
+from distillrun.api.profiles import HardwareProfile, ProfileError, load_profiles
 from distillrun.api.spec import StudentSpec
 from distillrun.api.status import StageName
 from distillrun.jobs import prompting
 from distillrun.jobs.context import StageContext, StageFailed, StageResult, read_dataset
 from distillrun.jobs.student import (
-    BASE_PREFIX,
     BUILTIN_SCHEME,
     Student,
     quiet_library_progress,
@@ -45,15 +53,8 @@ from distillrun.jobs.student import (
 )
 from distillrun.jobs.training import zero
 from distillrun.jobs.training.launch import run_training, runs_in_process
-from distillrun.jobs.training.layout import (
-    CANDIDATE_DONE_KEY,
-    CANDIDATE_PREFIX,
-    HOLDOUT_KEY,
-    SEED,
-    TRAIN_KEY,
-)
+from distillrun.jobs.training.layout import SEED
 from distillrun.jobs.training.plan import PlanRefused, TrainingPlan, make_plan
-from distillrun.jobs.training.profiles import HardwareProfile, ProfileError, load_profiles
 from distillrun.jobs.training.shapes import KNOWN_SHAPES, ModelShape
 from distillrun.jobs.training.worker import WorkerJob
 
@@ -72,18 +73,20 @@ def _read_train_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]]:
         f"no training examples at {ctx.store.url(TRAIN_KEY)}: run the generate and validate "
         "stages first, or raise spec.teacher.targetExamples if validation rejected everything"
     )
-    return read_dataset(ctx, TRAIN_KEY, StageName.TRAIN, "NoTrainingData", missing)
+    return read_dataset(ctx, TRAIN_KEY, StageName.TRAIN, FailureReason.NO_TRAINING_DATA, missing)
 
 
 def _profiles(spec: StudentSpec) -> tuple[HardwareProfile, dict[str, HardwareProfile]]:
     try:
         profiles = load_profiles()
     except ProfileError as exc:
-        raise StageFailed(StageName.TRAIN, "InvalidHardwareProfile", str(exc)) from None
+        raise StageFailed(
+            StageName.TRAIN, FailureReason.INVALID_HARDWARE_PROFILE, str(exc)
+        ) from None
     if spec.hardware_profile not in profiles:
         raise StageFailed(
             StageName.TRAIN,
-            "UnknownHardwareProfile",
+            FailureReason.UNKNOWN_HARDWARE_PROFILE,
             f"spec.student.hardwareProfile {spec.hardware_profile!r} is not a known profile; "
             f"known profiles: {', '.join(sorted(profiles))}",
         )
@@ -144,7 +147,9 @@ def model_shape(student: Student) -> ModelShape:
             config = json.loads(config_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StageFailed(
-                StageName.TRAIN, "StudentNotFound", f"cannot read {config_file}: {exc}"
+                StageName.TRAIN,
+                FailureReason.STUDENT_NOT_FOUND,
+                f"cannot read {config_file}: {exc}",
             ) from None
         return _shape(config, str(config_file))
     if student.model_id in KNOWN_SHAPES:
@@ -156,7 +161,7 @@ def model_shape(student: Student) -> ModelShape:
     except (OSError, ValueError) as exc:
         raise StageFailed(
             StageName.TRAIN,
-            "StudentNotFound",
+            FailureReason.STUDENT_NOT_FOUND,
             f"cannot read the config of student {student.model_id}: {exc}",
         ) from None
     return _shape(hub_config.to_dict(), f"the config of student {student.model_id}")
@@ -169,7 +174,7 @@ def _shape(config: Any, where: str) -> ModelShape:
     except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise StageFailed(
             StageName.TRAIN,
-            "UnsupportedStudent",
+            FailureReason.UNSUPPORTED_STUDENT,
             f"{where} does not describe a decoder-only language model (hidden_size, "
             f"num_attention_heads, num_hidden_layers, intermediate_size, vocab_size): "
             f"{type(exc).__name__}: {exc}",
@@ -273,7 +278,7 @@ def run(ctx: StageContext) -> StageResult:
     if done.get("fingerprint") != wanted:
         raise StageFailed(
             StageName.TRAIN,
-            "TrainingIncomplete",
+            FailureReason.TRAINING_INCOMPLETE,
             f"training ended without a finished adapter at {ctx.store.url(CANDIDATE_PREFIX)}",
         )
     return StageResult(StageName.TRAIN, dict(done["summary"]))

@@ -24,19 +24,22 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from distillrun.api.failures import FailureReason
+from distillrun.api.layout import (
+    ACCEPTED_KEY,
+    HOLDOUT_KEY,
+    MANIFEST_KEY,
+    REJECTED_KEY,
+    TRAIN_KEY,
+    shard_object_key,
+)
+from distillrun.api.layout import VALIDATE_DONE_KEY as DONE_KEY
 from distillrun.api.spec import Dialect
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
-from distillrun.jobs.generate import MANIFEST_KEY, shard_object_key
 from distillrun.jobs.judging import Judged, judge_shards, screen
 from distillrun.jobs.parallel import Executor, InlineExecutor
 from distillrun.teacher.base import ShardOutput
-
-TRAIN_KEY = "dataset/train.jsonl"
-HOLDOUT_KEY = "dataset/holdout.jsonl"
-ACCEPTED_KEY = "validate/accepted.jsonl"
-REJECTED_KEY = "validate/rejected.jsonl"
-DONE_KEY = "validate/_done.json"
 
 SPLIT_FORMAT = 2
 """Bump when the train/holdout split rule changes: stored datasets are then split again."""
@@ -115,7 +118,9 @@ def _fingerprint(ctx: StageContext) -> str:
 def _load_shards(ctx: StageContext) -> list[ShardOutput]:
     if not ctx.store.exists(MANIFEST_KEY):
         raise StageFailed(
-            StageName.VALIDATE, "NoGeneratedData", "generate has not committed its manifest yet"
+            StageName.VALIDATE,
+            FailureReason.NO_GENERATED_DATA,
+            "generate has not committed its manifest yet",
         )
     plan: list[str] = ctx.store.get_json(MANIFEST_KEY)["plan"]
     return [

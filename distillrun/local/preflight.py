@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from distillrun.api.errors import FieldProblem, ManifestError
+from distillrun.api.profiles import (
+    GpusExceedNode,
+    HardwareProfile,
+    ProfileError,
+    load_profiles,
+    worker_resources,
+)
 from distillrun.api.resource import DistillRun
 from distillrun.api.spec import (
     DistillRunSpec,
@@ -32,13 +39,6 @@ from distillrun.api.spec import (
 from distillrun.api.text import NotUtf8, decode_text
 from distillrun.jobs import prompting
 from distillrun.jobs.student import BUILTIN_MODELS, BUILTIN_SCHEME, load_tokenizer
-from distillrun.jobs.training.profiles import (
-    GpusExceedNode,
-    HardwareProfile,
-    ProfileError,
-    load_profiles,
-    worker_resources,
-)
 from distillrun.sql.schema import SchemaInfo
 from distillrun.store import StoreError, read_uri
 from distillrun.teacher.factory import TeacherUnavailable, make_teacher

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from distillrun.api.errors import FieldProblem, ManifestError
+from distillrun.api.failures import FailureReason
+from distillrun.api.layout import SPEC_KEY, STATUS_KEY, crash_key
 from distillrun.api.resource import DistillRun, load_run
-from distillrun.api.status import DistillRunStatus, EvaluationStatus, StageName
+from distillrun.api.status import DistillRunStatus, StageName
 from distillrun.api.transitions import run_succeeded, stage_failed, stage_started, stage_succeeded
 from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import ProgressSink, StageContext, StageFailed, StageResult
@@ -40,8 +41,6 @@ from distillrun.teacher.factory import TeacherUnavailable, falls_back, make_teac
 
 DEFAULT_STORE = "distillrun-artifacts"  # a plain path: relative to the working directory
 LOCAL_UID = "local"
-INTERRUPTED = "Interrupted"
-"""The failure reason of a stage stopped by Ctrl-C."""
 
 
 @dataclass
@@ -62,7 +61,7 @@ class RunOutcome:
 
     @property
     def interrupted(self) -> bool:
-        return self.failure is not None and self.failure.reason == INTERRUPTED
+        return self.failure is not None and self.failure.reason == FailureReason.INTERRUPTED
 
 
 def _now() -> str:
@@ -181,34 +180,6 @@ def _stages(
     ]
 
 
-def _record(status: DistillRunStatus, result: StageResult) -> DistillRunStatus:
-    """Copies a stage's numbers into the status (counts, cost, accuracy, artifact URIs)."""
-    summary = result.summary
-    updates: dict[str, Any] = {}
-    if result.stage == StageName.GENERATE:
-        usage = summary["usage"]
-        updates["counts"] = status.counts.model_copy(update={"generated": summary["generated"]})
-        updates["cost"] = status.cost.model_copy(
-            update={
-                "input_tokens": usage["input_tokens"],
-                "output_tokens": usage["output_tokens"],
-                "cache_read_tokens": usage["cache_read_tokens"],
-                "cache_write_tokens": usage["cache_write_tokens"],
-                "usd": usage["usd"],
-            }
-        )
-    elif result.stage == StageName.VALIDATE:
-        updates["counts"] = status.counts.model_copy(
-            update={"accepted": summary["accepted"], "rejected": summary["rejected"]}
-        )
-        updates["artifacts"] = status.artifacts.model_copy(update={"dataset": summary["dataset"]})
-    elif result.stage == StageName.EVALUATE:
-        # train leaves a candidate; only evaluate's gate publishes the run's adapter
-        updates["artifacts"] = status.artifacts.model_copy(update={"adapter": summary["adapter"]})
-        updates["evaluation"] = EvaluationStatus.of_summary(summary)
-    return status.model_copy(update=updates)
-
-
 def execute(ctx: StageContext, executor: Executor, lease: Lease | None = None) -> RunOutcome:
     """Runs the stages in order with `executor` for their parallel parts; with the run's
     `lease`, each stage starts only while it is still held. Ctrl-C ends the stage that runs as
@@ -219,8 +190,8 @@ def execute(ctx: StageContext, executor: Executor, lease: Lease | None = None) -
     for stage, call in _stages(ctx, executor):
         if lease is not None:
             lease.check()
-        status = stage_started(status, stage, _now())
-        ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
+        status = stage_started(status, stage, attempt=1, now=_now())
+        ctx.store.put_json(STATUS_KEY, status.model_dump(mode="json", by_alias=True))
         started = time.monotonic()
         try:
             result = call()
@@ -229,30 +200,30 @@ def execute(ctx: StageContext, executor: Executor, lease: Lease | None = None) -
         except KeyboardInterrupt:
             outcome.failure = StageFailed(
                 stage,
-                INTERRUPTED,
+                FailureReason.INTERRUPTED,
                 f"interrupted (Ctrl-C) during {stage}; run the same command again to resume "
                 "from what was committed",
             )
         except Exception as exc:  # a bug, not a user mistake: keep the traceback in the store
-            key = f"errors/{stage}.txt"
+            key = crash_key(stage)
             ctx.store.put_bytes(key, traceback.format_exc().encode())
             outcome.failure = StageFailed(
                 stage,
-                "StageCrashed",
+                FailureReason.STAGE_CRASHED,
                 f"{type(exc).__name__}: {exc} (traceback: {ctx.store.url(key)})",
             )
         if outcome.failure is not None:
             reason, message = outcome.failure.reason, str(outcome.failure)
-            status = stage_failed(status, stage, reason, message, _now())
+            status = stage_failed(status, stage, reason, message, attempts=1, now=_now())
             break
         outcome.results[stage] = result
         ctx.progress.note(stage, describe_result(result, time.monotonic() - started))
         message = "reused committed outputs" if result.reused else "done"
-        status = stage_succeeded(_record(status, result), stage, message, _now())
+        status = stage_succeeded(status, stage, result.summary, message=message, now=_now())
     else:
         status = run_succeeded(status, _now())
     with _finishing(interrupted=outcome.interrupted):
-        ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
+        ctx.store.put_json(STATUS_KEY, status.model_dump(mode="json", by_alias=True))
         outcome.status = _with_report(ctx, outcome, status)
     return outcome
 
@@ -283,13 +254,13 @@ def _with_report(
 
         uri = build_report(ctx.store, schema=ctx.schema)
     except Exception as exc:
-        key = "errors/report.txt"
+        key = crash_key("report")
         ctx.store.put_bytes(key, traceback.format_exc().encode())
         outcome.report_problem = f"{type(exc).__name__}: {exc} (traceback: {ctx.store.url(key)})"
         return status
     artifacts = status.artifacts.model_copy(update={"report": uri})
     status = status.model_copy(update={"artifacts": artifacts})
-    ctx.store.put_json("status.json", status.model_dump(mode="json", by_alias=True))
+    ctx.store.put_json(STATUS_KEY, status.model_dump(mode="json", by_alias=True))
     return status
 
 
@@ -308,7 +279,7 @@ def run_manifest(
     # no bucket, no credentials) is found here, before the local Ray starts and anything is
     # paid; and only the lease holder writes, so a refused second run changes nothing.
     with held(ctx.store) as lease:  # one process per run: `store.lease`
-        ctx.store.put_json("spec.json", ctx.run.to_wire())
+        ctx.store.put_json(SPEC_KEY, ctx.run.to_wire())
         if lease.taken_from is not None:
             dead = lease.taken_from.describe(time.time())
             progress.note(StageName.GENERATE, f"took over the lease of a dead run: {dead}")

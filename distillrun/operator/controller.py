@@ -27,12 +27,13 @@ from typing import Any
 
 import kopf
 
+from distillrun.api.conditions import ConditionReason, ConditionStatus, ConditionType
 from distillrun.api.constants import GROUP, KIND, PLURAL, VERSION
 from distillrun.api.errors import ManifestError
+from distillrun.api.profiles import HardwareProfile, load_profiles
 from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.status import Condition, DistillRunStatus, StageName
-from distillrun.api.transitions import with_condition
-from distillrun.jobs.training.profiles import HardwareProfile, load_profiles
+from distillrun.api.transitions import condition_of, with_condition
 from distillrun.operator import planner, preflight
 from distillrun.operator.builders.common import (
     KUEUE_QUEUE_LABEL,
@@ -385,21 +386,21 @@ class Controller:
         """The plan when the apiserver refused a child (quota, admission webhook): nothing
         recorded as started, `Ready=False` says why, and the next pass tries again."""
         message = f"the apiserver refused a stage's RayJob: {error}"
-        previous = next((c for c in recorded.conditions if c.type == "Ready"), None)
+        previous = condition_of(recorded, ConditionType.READY)
         status = with_condition(
             recorded.model_copy(update={"observed_generation": generation}),
             Condition(
-                type="Ready",
-                status="False",
-                reason="RayJobRejected",
+                type=ConditionType.READY,
+                status=ConditionStatus.FALSE,
+                reason=ConditionReason.RAY_JOB_REJECTED,
                 message=message,
                 last_transition_time=self.clock(),
                 observed_generation=generation,
             ),
         )
         events = []
-        if previous is None or previous.reason != "RayJobRejected":
-            events.append(planner.Event(planner.WARNING, "RayJobRejected", message))
+        if previous is None or previous.reason != ConditionReason.RAY_JOB_REJECTED:
+            events.append(planner.Event(planner.WARNING, ConditionReason.RAY_JOB_REJECTED, message))
         return planner.Plan(status=status, events=events)
 
     def _write_status(
@@ -432,13 +433,16 @@ class Controller:
         message = "; ".join(str(p) for p in error.problems)
         now = self.clock()
         status = recorded.model_copy(update={"observed_generation": generation})
-        for type_, value in (("SpecInvalid", "True"), ("Ready", "False")):
+        for type_, value in (
+            (ConditionType.SPEC_INVALID, ConditionStatus.TRUE),
+            (ConditionType.READY, ConditionStatus.FALSE),
+        ):
             status = with_condition(
                 status,
                 Condition(
                     type=type_,
                     status=value,
-                    reason="SpecInvalid",
+                    reason=ConditionReason.SPEC_INVALID,
                     message=message,
                     last_transition_time=now,
                     observed_generation=generation,
@@ -448,7 +452,9 @@ class Controller:
             return True
         if self._write_status(body, status) is None:
             return False
-        self._post_event(body, planner.Event(planner.WARNING, "SpecInvalid", message))
+        self._post_event(
+            body, planner.Event(planner.WARNING, ConditionReason.SPEC_INVALID, message)
+        )
         return True
 
     def _post_event(self, body: dict[str, Any], event: planner.Event) -> None:

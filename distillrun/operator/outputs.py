@@ -1,11 +1,10 @@
 """The stages' results as the operator reads them from the artifact store.
 
-A stage writes its outputs under deterministic keys and a completion marker last; the operator
-reads the marker (never the data) when a stage ends, for the counts, cost and accuracy in the
-status. A stage that fails with a reason of its own also writes
-`errors/<stage>-attempt-<n>.json` ({reason, message, retryable}); the operator reads it to tell a
-budget spent from a crash. The keys are repeated here (the operator must not import the stages);
-`tests/unit/operator/test_outputs.py` checks they match the stages' own constants.
+A stage writes its outputs under deterministic keys (`distillrun.api.layout`) and a completion
+marker last; the operator reads the marker (never the data) when a stage ends, for the counts,
+cost and accuracy in the status. A stage that fails with a reason of its own also writes
+`errors/<stage>-attempt-<n>.json` (`distillrun.api.failures.Failure`); the operator reads it to
+tell a budget spent from a crash.
 """
 
 from __future__ import annotations
@@ -13,26 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from distillrun.api.failures import Failure
+from distillrun.api.layout import PUBLISHED_DONE_KEY, PUBLISHED_PREFIX, SUMMARY_KEYS, failure_key
 from distillrun.api.status import StageName
-from distillrun.operator.planner import Failure
 from distillrun.store import ObjectNotFound, Store, open_store
-
-SUMMARY_KEYS: Mapping[StageName, str] = {
-    StageName.GENERATE: "generate/_manifest.json",
-    StageName.VALIDATE: "validate/_done.json",
-    StageName.TRAIN: "train/adapter/_done.json",
-    StageName.EVALUATE: "evaluate/metrics.json",
-}
-"""Each stage's completion marker; validate and train nest their numbers under `summary`."""
-
-PUBLISHED_ADAPTER = "adapter/"
-PUBLISHED_DONE_KEY = "adapter/_done.json"
-"""Where evaluate publishes the adapter, and its marker, when the accuracy gate passes."""
-
-
-def failure_key(stage: StageName, attempt: int) -> str:
-    """Where a stage attempt records a failure it could name."""
-    return f"errors/{stage}-attempt-{attempt}.json"
 
 
 class StoreOutputs:
@@ -61,15 +44,11 @@ class StoreOutputs:
         summary = dict(nested if isinstance(nested, dict) else data)
         if stage == StageName.EVALUATE and self._json(PUBLISHED_DONE_KEY) is not None:
             assert self._store is not None  # opened by the reads above
-            summary["adapter"] = self._store.url(PUBLISHED_ADAPTER)
+            summary["adapter"] = self._store.url(PUBLISHED_PREFIX)
         return summary
 
     def failure(self, stage: StageName, attempt: int) -> Failure | None:
         data = self._json(failure_key(stage, attempt))
         if not isinstance(data, dict):
             return None
-        return Failure(
-            reason=str(data.get("reason") or "StageFailed"),
-            message=str(data.get("message") or ""),
-            retryable=bool(data.get("retryable", False)),
-        )
+        return Failure.of_json(data)

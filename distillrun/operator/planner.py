@@ -25,19 +25,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from distillrun.api.conditions import ConditionStatus, ConditionType
+from distillrun.api.failures import Failure, FailureReason
 from distillrun.api.resource import DistillRun
 from distillrun.api.status import (
     PHASE_OF_STAGE,
     STAGE_ORDER,
-    Condition,
     DistillRunStatus,
-    EvaluationStatus,
     Phase,
     StageName,
     StageState,
-    StageStatus,
 )
-from distillrun.api.transitions import with_condition
+from distillrun.api.transitions import (
+    condition_of,
+    inputs_ready,
+    inputs_refused,
+    run_succeeded,
+    stage_failed,
+    stage_of,
+    stage_started,
+    stage_succeeded,
+    with_stage,
+)
 from distillrun.operator.builders.common import child_name
 from distillrun.operator.preflight import Inputs, Problem
 
@@ -45,14 +54,14 @@ FAILED_DEPLOYMENT = frozenset({"Failed", "ValidationFailed"})
 FAILED_JOB = frozenset({"FAILED", "STOPPED"})
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 NORMAL, WARNING = "Normal", "Warning"
-DEADLINES = {
-    "PreRunningDeadlineExceeded": (
+DEADLINES: dict[str, str] = {
+    FailureReason.PRE_RUNNING_DEADLINE_EXCEEDED: (
         "its Ray cluster did not start within the operator's deadline "
         "(DISTILLRUN_RAY_START_DEADLINE_SECONDS): its pods stayed Pending (no node has the CPU, "
         "memory or GPUs they request: `kubectl describe pods` shows FailedScheduling) or could "
         "not pull their image"
     ),
-    "DeadlineExceeded": (
+    FailureReason.DEADLINE_EXCEEDED: (
         "it ran longer than the operator's deadline (DISTILLRUN_RAY_JOB_DEADLINE_SECONDS)"
     ),
 }
@@ -99,15 +108,6 @@ class ObservedJob:
         if self.suspended:
             return f"RayJob {self.name}: suspended (spec.suspend); {state}"
         return f"RayJob {self.name}: {state}"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why an attempt failed; `retryable` is False for a stage's own named failures."""
-
-    reason: str
-    message: str
-    retryable: bool
 
 
 class Outputs(Protocol):
@@ -228,29 +228,14 @@ class _Builder:
     def _event(self, type_: str, reason: str, message: str) -> None:
         self.result.events.append(Event(type_, reason, message))
 
-    def _condition(self, type_: str, status: str, reason: str, message: str = "") -> None:
-        previous = next((c for c in self.status.conditions if c.type == type_), None)
-        condition = Condition(
-            type=type_,
-            status=status,
-            reason=reason,
-            message=message,
-            last_transition_time=self.now,
-        )
-        if previous is not None and (previous.status, previous.reason) == (status, reason):
-            condition = condition.model_copy(update={"message": message})
-        self._set(with_condition(self.status, condition))
-
     def _stage(self, stage: StageName, **update: Any) -> None:
-        current = self.status.stages.get(str(stage), StageStatus())
-        stages = {**self.status.stages, str(stage): current.model_copy(update=update)}
-        self._set(self.status.model_copy(update={"stages": stages}))
+        self._set(with_stage(self.status, stage, **update))
 
     # -- one stage ---------------------------------------------------------------------------
 
     def settle(self, stage: StageName, jobs: Sequence[ObservedJob]) -> bool:
         """Brings `stage` up to date; True when it has succeeded and the next one may go."""
-        recorded = self.status.stages.get(str(stage), StageStatus())
+        recorded = stage_of(self.status, stage)
         if recorded.state == StageState.SUCCEEDED:
             return True
         attempt = max([recorded.attempts, *(j.attempt for j in jobs)])
@@ -271,9 +256,8 @@ class _Builder:
                 stage,
                 attempt,
                 Failure(
-                    "RayJobDeleted",
+                    FailureReason.RAY_JOB_DELETED,
                     f"RayJob {name} disappeared before the stage wrote its outputs",
-                    retryable=True,
                 ),
             )
         if current.succeeded:
@@ -283,10 +267,9 @@ class _Builder:
                     stage,
                     attempt,
                     Failure(
-                        "StageOutputMissing",
+                        FailureReason.STAGE_OUTPUT_MISSING,
                         f"{current.name} reports SUCCEEDED but the stage's outputs are not "
                         "complete in the artifact store",
-                        retryable=True,
                     ),
                 )
             self._succeeded(stage, attempt, current.name, summary, current)
@@ -305,18 +288,16 @@ class _Builder:
             return recorded
         if job is None:
             name = child_name(self.run.metadata.name, stage, attempt)
-            return Failure("RayJobDeleted", f"RayJob {name} disappeared", retryable=True)
+            return Failure(FailureReason.RAY_JOB_DELETED, f"RayJob {name} disappeared")
         if job.reason in DEADLINES:
             detail = f" ({job.message})" if job.message else ""
-            return Failure(
-                job.reason, f"RayJob {job.name}: {DEADLINES[job.reason]}{detail}", retryable=False
-            )
-        return Failure(job.reason or "RayJobFailed", job.message or job.describe(), retryable=True)
+            return Failure(job.reason, f"RayJob {job.name}: {DEADLINES[job.reason]}{detail}")
+        return Failure(job.reason or FailureReason.RAY_JOB_FAILED, job.message or job.describe())
 
     def _running(
         self, stage: StageName, attempt: int, job: ObservedJob, previous: ObservedJob | None
     ) -> None:
-        recorded = self.status.stages.get(str(stage), StageStatus())
+        recorded = stage_of(self.status, stage)
         adopted = recorded.attempts != attempt or recorded.ray_job != job.name
         message = job.describe()
         if not adopted and recorded.message and job.silent:
@@ -346,17 +327,20 @@ class _Builder:
         self._set(self.status.model_copy(update={"phase": PHASE_OF_STAGE[stage]}))
         # A RayJob exists, so its inputs were checked when it was created (perhaps by a pass
         # whose status write was lost to a crash or a conflict).
-        self._condition("Ready", "True", "InputsReady", "inputs checked; stages can run")
+        self._set(inputs_ready(self.status, self.now))
 
     def _start(self, stage: StageName, attempt: int, after: Failure | None = None) -> None:
         """Starts `attempt` of `stage` if the inputs are usable (`after`: the failure of the
         previous attempt, announced only when the new one really starts)."""
         checked = self.preflight()
         if isinstance(checked, Problem):
-            previous = next((c for c in self.status.conditions if c.type == "Ready"), None)
-            if previous is None or (previous.status, previous.reason) != ("False", checked.reason):
+            previous = condition_of(self.status, ConditionType.READY)
+            if previous is None or (previous.status, previous.reason) != (
+                ConditionStatus.FALSE,
+                checked.reason,
+            ):
                 self._event(WARNING, checked.reason, checked.message)
-            self._condition("Ready", "False", checked.reason, checked.message)
+            self._set(inputs_refused(self.status, checked.reason, checked.message, self.now))
             if attempt == 1 and stage == StageName.GENERATE:
                 self._set(self.status.model_copy(update={"phase": Phase.PENDING}))
             return
@@ -369,19 +353,16 @@ class _Builder:
                 f"starting attempt {attempt} of {self.max_attempts}",
             )
         self.result.start = Start(stage, attempt, checked)
-        self._condition("Ready", "True", "InputsReady", "inputs checked; stages can run")
-        if stage == StageName.GENERATE and attempt == 1:
-            self._condition("BudgetExhausted", "False", "WithinBudget")
-        self._stage(
-            stage,
-            state=StageState.RUNNING,
-            ray_job=name,
-            attempts=attempt,
-            start_time=self.now,
-            completion_time=None,
-            message=f"RayJob {name} created",
+        self._set(
+            stage_started(
+                self.status,
+                stage,
+                attempt=attempt,
+                now=self.now,
+                ray_job=name,
+                message=f"RayJob {name} created",
+            )
         )
-        self._set(self.status.model_copy(update={"phase": PHASE_OF_STAGE[stage]}))
         self._event(NORMAL, "StageStarted", f"{stage}: created RayJob {name} (attempt {attempt})")
 
     def _succeeded(
@@ -392,14 +373,16 @@ class _Builder:
         summary: Mapping[str, Any],
         job: ObservedJob | None,
     ) -> None:
-        self._set(record_summary(self.status, stage, summary))
-        self._stage(
-            stage,
-            state=StageState.SUCCEEDED,
-            ray_job=name,
-            attempts=attempt,
-            completion_time=(job.end_time if job else None) or self.now,
-            message=job.describe() if job else "outputs complete; RayJob no longer exists",
+        self._set(
+            stage_succeeded(
+                self.status,
+                stage,
+                summary,
+                message=job.describe() if job else "outputs complete; RayJob no longer exists",
+                now=(job.end_time if job else None) or self.now,
+                ray_job=name,
+                attempts=attempt,
+            )
         )
         self._event(NORMAL, "StageSucceeded", f"{stage}: {name} succeeded")
 
@@ -408,65 +391,21 @@ class _Builder:
             self._stage(stage, message=f"attempt {attempt} failed: {failure.reason}")
             self._start(stage, attempt + 1, after=failure)
             return False
-        message = f"{stage} failed after {attempt} attempt(s): {failure.message}"
-        self._stage(
-            stage,
-            state=StageState.FAILED,
-            attempts=attempt,
-            completion_time=self.now,
-            message=f"{failure.reason}: {failure.message}",
+        self._set(
+            stage_failed(
+                self.status,
+                stage,
+                failure.reason,
+                failure.message,
+                attempts=attempt,
+                now=self.now,
+            )
         )
-        self._set(self.status.model_copy(update={"phase": Phase.FAILED}))
-        self._condition("Failed", "True", failure.reason, message)
-        self._condition("Succeeded", "False", failure.reason, message)
-        self._condition("Ready", "False", failure.reason, message)
-        if failure.reason == "BudgetExhausted":
-            self._condition("BudgetExhausted", "True", "BudgetExhausted", failure.message)
-        self._event(WARNING, "RunFailed", f"{failure.reason}: {message}")
+        failed = condition_of(self.status, ConditionType.FAILED)
+        assert failed is not None  # set by stage_failed
+        self._event(WARNING, "RunFailed", f"{failure.reason}: {failed.message}")
         return False
 
     def succeed(self) -> None:
-        self._set(self.status.model_copy(update={"phase": Phase.SUCCEEDED}))
-        self._condition("Succeeded", "True", "Completed", "every stage succeeded")
-        self._condition("Failed", "False", "Completed")
-        self._condition("Ready", "True", "Succeeded", "every stage succeeded")
+        self._set(run_succeeded(self.status, self.now))
         self._event(NORMAL, "RunSucceeded", "every stage succeeded")
-
-
-def record_summary(
-    status: DistillRunStatus, stage: StageName, summary: Mapping[str, Any]
-) -> DistillRunStatus:
-    """Copies a stage's numbers into the status (counts, cost, accuracy, artifact URIs); the
-    same fields the local runner records. Training's adapter is only a candidate: the run's
-    adapter is the one evaluation publishes after the gate."""
-    updates: dict[str, Any] = {}
-    if stage == StageName.GENERATE:
-        usage = summary.get("usage", {})
-        updates["counts"] = status.counts.model_copy(
-            update={"generated": int(summary.get("generated", 0))}
-        )
-        updates["cost"] = status.cost.model_copy(
-            update={
-                "input_tokens": int(usage.get("input_tokens", 0)),
-                "output_tokens": int(usage.get("output_tokens", 0)),
-                "cache_read_tokens": int(usage.get("cache_read_tokens", 0)),
-                "cache_write_tokens": int(usage.get("cache_write_tokens", 0)),
-                "usd": float(usage.get("usd", 0.0)),
-            }
-        )
-    elif stage == StageName.VALIDATE:
-        updates["counts"] = status.counts.model_copy(
-            update={
-                "accepted": int(summary.get("accepted", 0)),
-                "rejected": {str(k): int(v) for k, v in summary.get("rejected", {}).items()},
-            }
-        )
-        updates["artifacts"] = status.artifacts.model_copy(
-            update={"dataset": summary.get("dataset")}
-        )
-    elif stage == StageName.EVALUATE:
-        updates["evaluation"] = EvaluationStatus.of_summary(summary)
-        updates["artifacts"] = status.artifacts.model_copy(
-            update={"adapter": summary.get("adapter")}
-        )
-    return status.model_copy(update=updates)

@@ -16,14 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from distillrun.api.resource import DistillRun
-from distillrun.api.spec import Dialect, SecretKeyRef, SqlSource, TeacherProvider
-from distillrun.jobs.training.profiles import (
+from distillrun.api.conditions import InputProblem
+from distillrun.api.profiles import (
     GpusExceedNode,
     HardwareProfile,
     ProfileError,
     worker_resources,
 )
+from distillrun.api.resource import DistillRun
+from distillrun.api.spec import Dialect, SecretKeyRef, SqlSource, TeacherProvider
 from distillrun.operator.builders.config import run_store_uri
 from distillrun.operator.builders.rayjob import teacher_secret
 from distillrun.operator.builders.sandbox import SandboxBuildError, needs_server, sandbox_config_map
@@ -83,37 +84,39 @@ def check(
     offered = settings.hardware_profiles
     if offered is not None and profile not in offered:
         return Problem(
-            "HardwareProfileUnavailable",
+            InputProblem.HARDWARE_PROFILE_UNAVAILABLE,
             f"spec.student.hardwareProfile: this cluster does not offer {profile} "
             f"(offered: {', '.join(sorted(offered)) or 'none'})",
         )
     try:
         worker_resources(spec.student, profiles)
     except GpusExceedNode as exc:
-        return Problem("GpusExceedNode", f"spec.student.gpusPerWorker: {exc}")
+        return Problem(InputProblem.GPUS_EXCEED_NODE, f"spec.student.gpusPerWorker: {exc}")
     except ProfileError as exc:
-        return Problem("HardwareProfileUnavailable", f"spec.student.hardwareProfile: {exc}")
+        return Problem(
+            InputProblem.HARDWARE_PROFILE_UNAVAILABLE, f"spec.student.hardwareProfile: {exc}"
+        )
     artifacts = spec.artifacts.uri or settings.default_artifacts_uri
     if artifacts is None:
         return Problem(
-            "ArtifactsUnset",
+            InputProblem.ARTIFACTS_UNSET,
             "spec.artifacts.uri: no artifact store given and the operator has no default "
             "(DISTILLRUN_ARTIFACTS_URI)",
         )
     if artifacts.startswith("file://") and not settings.allow_file_store:
         return Problem(
-            "ArtifactsNotShared",
+            InputProblem.ARTIFACTS_NOT_SHARED,
             f"spec.artifacts.uri: {artifacts} is a file:// store, which only one node can see, "
             "while the stages' Ray pods run on any node and write to the store directly; use "
             "an s3:// store (with spec.artifacts.credentialsSecretRef if the pods need keys)",
         )
 
     teacher = spec.teacher
-    if TeacherProvider(teacher.provider) in NEEDS_API_KEY:
+    if teacher.provider in NEEDS_API_KEY:
         api_key = teacher_secret(run, settings)
         if api_key is None:
             return Problem(
-                "SecretRefMissing",
+                InputProblem.SECRET_REF_MISSING,
                 f"spec.teacher.apiKeySecretRef: provider {teacher.provider} needs an API key; "
                 "reference the Secret that holds it (or install the operator with a default, "
                 "the chart's teacher.secretName)",
@@ -144,10 +147,13 @@ def check(
         data = lookup.config_map_data(ref.name)
         where = f"spec.database.{name}.configMapRef"
         if data is None:
-            return Problem("ConfigMapNotFound", f"{where}: ConfigMap {ref.name} does not exist")
+            return Problem(
+                InputProblem.CONFIG_MAP_NOT_FOUND, f"{where}: ConfigMap {ref.name} does not exist"
+            )
         if ref.key not in data:
             return Problem(
-                "ConfigMapKeyNotFound", f"{where}: ConfigMap {ref.name} has no key {ref.key}"
+                InputProblem.CONFIG_MAP_KEY_NOT_FOUND,
+                f"{where}: ConfigMap {ref.name} has no key {ref.key}",
             )
         resolved[name] = data[ref.key]
 
@@ -155,7 +161,7 @@ def check(
     if ddl is not None:  # a uri is read by the job, with the run's credentials
         invalid = schema_problem(ddl, spec.database.dialect)
         if invalid is not None:
-            return Problem("SchemaInvalid", f"spec.database.schema: {invalid}")
+            return Problem(InputProblem.SCHEMA_INVALID, f"spec.database.schema: {invalid}")
     sandbox: SandboxSql | None = None
     if needs_server(run):
         loaded = _sandbox_sql(run, sources, resolved)
@@ -196,21 +202,24 @@ def _sandbox_sql(
                 texts[name] = read_uri(str(source.uri)).decode("utf-8")
             except (StoreError, UnicodeDecodeError) as exc:
                 return Problem(
-                    "SqlUnreadable", f"spec.database.{name}.uri: cannot read {source.uri}: {exc}"
+                    InputProblem.SQL_UNREADABLE,
+                    f"spec.database.{name}.uri: cannot read {source.uri}: {exc}",
                 )
     ddl = texts["schema"]
     assert ddl is not None  # a run always has a schema source
     try:
         sandbox_config_map(run, ddl, texts["seedData"], {})
     except SandboxBuildError as exc:
-        return Problem("SandboxInvalid", str(exc))
+        return Problem(InputProblem.SANDBOX_INVALID, str(exc))
     return SandboxSql(ddl, texts["seedData"])
 
 
 def _secret(lookup: Lookup, ref: SecretKeyRef, where: str) -> Problem | None:
     keys = lookup.secret_keys(ref.name)
     if keys is None:
-        return Problem("SecretNotFound", f"{where}: Secret {ref.name} does not exist")
+        return Problem(InputProblem.SECRET_NOT_FOUND, f"{where}: Secret {ref.name} does not exist")
     if ref.key not in keys:
-        return Problem("SecretKeyNotFound", f"{where}: Secret {ref.name} has no key {ref.key}")
+        return Problem(
+            InputProblem.SECRET_KEY_NOT_FOUND, f"{where}: Secret {ref.name} has no key {ref.key}"
+        )
     return None

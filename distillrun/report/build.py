@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from distillrun.api.layout import REPORT_KEY
 from distillrun.report.page import render_page
 from distillrun.report.read import read_run
 from distillrun.sql.schema import SchemaInfo
 from distillrun.store import Store
-
-REPORT_KEY = "report.html"
 
 
 def build_report(store: Store, *, schema: SchemaInfo | None = None) -> str:

@@ -20,11 +20,12 @@ from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
+from distillrun.api import layout
+from distillrun.api.conditions import ConditionStatus, ConditionType
 from distillrun.api.resource import DistillRun
 from distillrun.api.spec import ComparisonMode
 from distillrun.api.status import STAGE_ORDER, DistillRunStatus, Phase
-from distillrun.jobs import evaluate, generate, validate
-from distillrun.jobs.training import layout
+from distillrun.api.transitions import condition_of
 from distillrun.report.coverage import coverage, query_facts
 from distillrun.report.model import (
     Accuracy,
@@ -54,8 +55,6 @@ from distillrun.teacher.base import ShardOutput
 from distillrun.teacher.factory import stand_in
 from distillrun.teacher.pricing import from_usd, to_usd
 
-SPEC_KEY = "spec.json"
-STATUS_KEY = "status.json"
 EXAMPLES_PER_REASON = 3
 WRONG_PREDICTIONS_SHOWN = 8
 
@@ -110,9 +109,9 @@ def _teacher(store: Store, run: DistillRun | None) -> str | None:
     if run is None:
         return None
     named = f"{run.spec.teacher.provider} {run.spec.teacher.model}"
-    if not store.exists(generate.MANIFEST_KEY):
+    if not store.exists(layout.MANIFEST_KEY):
         return named
-    used = _text(_mapping(store.get_json(generate.MANIFEST_KEY)), "teacher")
+    used = _text(_mapping(store.get_json(layout.MANIFEST_KEY)), "teacher")
     return (stand_in(used, run.spec.teacher) if used else None) or named
 
 
@@ -140,8 +139,8 @@ def _header(store: Store, run: DistillRun | None, status: DistillRunStatus | Non
     ends = [s.end for s in stages if s.end]
     failure = None
     if status is not None:
-        failed = next((c for c in status.conditions if c.type == "Failed"), None)
-        if failed is not None and failed.status == "True":
+        failed = condition_of(status, ConditionType.FAILED)
+        if failed is not None and failed.status == ConditionStatus.TRUE:
             failure = failed.message or failed.reason
     spec = run.spec if run is not None else None
     return Header(
@@ -214,13 +213,13 @@ def _shards(store: Store, run: DistillRun | None) -> tuple[list[ShardOutput], in
     plan (an earlier run with a different target) are left out. Before that, every committed
     shard counts, and the plan size is what the spec asks for."""
     planned: int | None = None
-    if store.exists(generate.MANIFEST_KEY):
-        plan = [str(key) for key in store.get_json(generate.MANIFEST_KEY)["plan"]]
-        keys = [generate.shard_object_key(key) for key in plan]
+    if store.exists(layout.MANIFEST_KEY):
+        plan = [str(key) for key in store.get_json(layout.MANIFEST_KEY)["plan"]]
+        keys = [layout.shard_object_key(key) for key in plan]
         keys = [key for key in keys if store.exists(key)]
         planned = len(plan)
     else:
-        keys = store.list_keys(generate.SHARDS_PREFIX)
+        keys = store.list_keys(layout.SHARDS_PREFIX)
         if run is not None:
             teacher = run.spec.teacher
             planned = math.ceil(teacher.target_examples / teacher.examples_per_shard)
@@ -287,12 +286,12 @@ def _data(
     *,
     with_coverage: bool,
 ) -> Data | None:
-    validated = store.exists(validate.DONE_KEY)
+    validated = store.exists(layout.VALIDATE_DONE_KEY)
     if not shards and not validated:
         return None
-    accepted_records = store.read_jsonl(validate.ACCEPTED_KEY) if validated else []
-    rejected_records = store.read_jsonl(validate.REJECTED_KEY) if validated else []
-    summary = _mapping(store.get_json(validate.DONE_KEY).get("summary")) if validated else {}
+    accepted_records = store.read_jsonl(layout.ACCEPTED_KEY) if validated else []
+    rejected_records = store.read_jsonl(layout.REJECTED_KEY) if validated else []
+    summary = _mapping(store.get_json(layout.VALIDATE_DONE_KEY).get("summary")) if validated else {}
 
     shard_of = {example.id: shard.key for shard in shards for example in shard.examples}
     accepted_by_shard = Counter(shard_of.get(_text(r, "id"), "") for r in accepted_records)
@@ -328,7 +327,8 @@ def _data(
 def _money(
     store: Store, run: DistillRun | None, shards: Sequence[ShardOutput], accepted: int | None
 ) -> Money | None:
-    paid = [*shards, *generate.unusable_replies(store)]  # replies with no example cost too
+    unusable = store.list_keys(layout.UNUSABLE_PREFIX)  # replies with no example cost too
+    paid = [*shards, *(ShardOutput.model_validate_json(store.get_bytes(k)) for k in unusable)]
     if not paid:
         return None
     running = Decimal(0)
@@ -347,8 +347,8 @@ def _money(
         usd=to_usd(running),
     )
     mode = None
-    if store.exists(generate.MANIFEST_KEY):
-        governor = _mapping(store.get_json(generate.MANIFEST_KEY).get("governor"))
+    if store.exists(layout.MANIFEST_KEY):
+        governor = _mapping(store.get_json(layout.MANIFEST_KEY).get("governor"))
         mode = _text(governor, "mode") or None
     return Money(
         by_stage=(spend,),
@@ -535,21 +535,21 @@ def _contender(name: str, scores: Any) -> Contender | None:
 
 
 def _quality(store: Store, run: DistillRun | None, schema: SchemaInfo | None) -> Quality | None:
-    if not store.exists(evaluate.METRICS_KEY):
+    if not store.exists(layout.METRICS_KEY):
         return None
-    metrics = _mapping(store.get_json(evaluate.METRICS_KEY))
+    metrics = _mapping(store.get_json(layout.METRICS_KEY))
     dialect = _dialect(run)
 
     def predictions(key: str) -> list[dict[str, Any]]:
         return store.read_jsonl(key) if store.exists(key) else []
 
-    holdout = _scores("holdout", metrics, predictions(evaluate.PREDICTIONS_KEY), dialect, schema)
+    holdout = _scores("holdout", metrics, predictions(layout.PREDICTIONS_KEY), dialect, schema)
     gold_metrics = metrics.get("gold_set")
     gold = (
         _scores(
             "gold set",
             gold_metrics,
-            predictions(evaluate.GOLD_PREDICTIONS_KEY),
+            predictions(layout.GOLD_PREDICTIONS_KEY),
             dialect,
             schema,
         )
@@ -590,24 +590,28 @@ def read_run(
     is resolved from spec.json (`resolve_schema`). `with_coverage=False` skips the schema
     coverage analysis, which parses every accepted query (`distillrun status` has no use for
     it). Raises RunNotFound when `store` is not a run's prefix."""
-    if not store.exists(SPEC_KEY) and not store.exists(STATUS_KEY):
+    if not store.exists(layout.SPEC_KEY) and not store.exists(layout.STATUS_KEY):
         raise RunNotFound(
             f"{store.url()}: no DistillRun artifacts here (no spec.json or status.json); give "
             "the run's own prefix, <store>/<namespace>/<run name>/<uid> ('local' for local runs)"
         )
     problems: list[str] = []
     run = (
-        _attempt(problems, SPEC_KEY, lambda: DistillRun.model_validate(store.get_json(SPEC_KEY)))
-        if store.exists(SPEC_KEY)
+        _attempt(
+            problems,
+            layout.SPEC_KEY,
+            lambda: DistillRun.model_validate(store.get_json(layout.SPEC_KEY)),
+        )
+        if store.exists(layout.SPEC_KEY)
         else None
     )
     status = (
         _attempt(
             problems,
-            STATUS_KEY,
-            lambda: DistillRunStatus.model_validate(store.get_json(STATUS_KEY)),
+            layout.STATUS_KEY,
+            lambda: DistillRunStatus.model_validate(store.get_json(layout.STATUS_KEY)),
         )
-        if store.exists(STATUS_KEY)
+        if store.exists(layout.STATUS_KEY)
         else None
     )
     note = None
@@ -626,6 +630,6 @@ def read_run(
         data=data,
         money=_attempt(problems, "generate", lambda: _money(store, run, shards, accepted)),
         training=_attempt(problems, layout.TRAIN_METRICS_KEY, lambda: _training(store)),
-        quality=_attempt(problems, evaluate.METRICS_KEY, lambda: _quality(store, run, schema)),
+        quality=_attempt(problems, layout.METRICS_KEY, lambda: _quality(store, run, schema)),
         problems=tuple(problems),
     )

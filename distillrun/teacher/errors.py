@@ -10,37 +10,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from distillrun.api.failures import FailureReason
+
 
 class TeacherStop(Exception):
     """The teacher cannot go on; the stage ends with `reason` and no retry loop."""
 
-    reason: ClassVar[str] = "TeacherFailed"
+    reason: ClassVar[str] = FailureReason.TEACHER_FAILED
 
 
 class BudgetExhausted(TeacherStop):
     """`teacher.budget.maxUSD` would be exceeded, or the provider's spend limit was reached."""
 
-    reason = "BudgetExhausted"
+    reason = FailureReason.BUDGET_EXHAUSTED
 
 
 class TeacherAuthFailed(TeacherStop):
     """The API key was refused (missing, wrong, revoked, or without permission)."""
 
-    reason = "TeacherAuthFailed"
+    reason = FailureReason.TEACHER_AUTH_FAILED
 
 
 class TeacherRequestInvalid(TeacherStop):
     """The provider rejected the request itself (unknown model, too large...): every shard
     would fail the same way."""
 
-    reason = "TeacherRequestInvalid"
+    reason = FailureReason.TEACHER_REQUEST_INVALID
 
 
 class TeacherFailed(TeacherStop):
     """Transient failures outlasted every retry (the SDK's and ours): the provider is down or
     unreachable. A rerun resumes from the committed shards."""
 
-    reason = "TeacherFailed"
+    reason = FailureReason.TEACHER_FAILED
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from distillrun.api.layout import PUBLISHED_DONE_KEY, SUMMARY_KEYS, failure_key
 from distillrun.api.resource import parse_run
 from distillrun.api.status import StageName
 from distillrun.operator.builders.common import run_selector
 from distillrun.operator.builders.config import run_store_uri
 from distillrun.operator.controller import rayjob_path, run_path
 from distillrun.operator.kube import Kube, core_path
-from distillrun.operator.outputs import PUBLISHED_DONE_KEY, SUMMARY_KEYS, failure_key
 from distillrun.store import Store, open_store
 from tests.integration.controlplane import wait_for
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from distillrun.jobs.training.profiles import GPU_PRODUCT_LABEL
+from distillrun.api.profiles import GPU_PRODUCT_LABEL
 from distillrun.operator.kube import ApiError, Kube, core_path
 from tests.integration.controlplane import ControlPlane, established, terminate, wait_for
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
+from distillrun.api.profiles import GPU_PRODUCT_LABEL
 from distillrun.api.status import StageName
-from distillrun.jobs.training.profiles import GPU_PRODUCT_LABEL
 from distillrun.operator.builders.common import KUEUE_QUEUE_LABEL
 from distillrun.operator.kube import Kube, load_api_client, namespaced_path
 from tests.integration.conftest import InProcessOperator, OperatorFactory, fast_settings

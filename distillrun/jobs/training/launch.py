@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from distillrun.api.failures import FailureReason
 from distillrun.api.status import StageName
 from distillrun.jobs.context import ProgressSink, StageFailed
 from distillrun.jobs.training.plan import TrainingPlan
@@ -102,7 +103,7 @@ def _check_cluster(plan: TrainingPlan) -> None:
         qlora = plan.method == "qlora"
         raise StageFailed(
             StageName.TRAIN,
-            "QLoRAUnavailable" if qlora else "InsufficientResources",
+            FailureReason.QLORA_UNAVAILABLE if qlora else FailureReason.INSUFFICIENT_RESOURCES,
             f"the plan needs {gpus_needed} GPU(s) ({plan.workers} workers x "
             f"{plan.gpus_per_worker} gpusPerWorker, profile {plan.profile}) and the Ray "
             f"cluster has {have_gpus}"
@@ -115,7 +116,7 @@ def _check_cluster(plan: TrainingPlan) -> None:
     if cpus_needed > have_cpus:
         raise StageFailed(
             StageName.TRAIN,
-            "InsufficientResources",
+            FailureReason.INSUFFICIENT_RESOURCES,
             f"the plan needs {cpus_needed} CPU(s) ({plan.world_size} workers x "
             f"{plan.cpus_per_process} from profile {plan.profile}) and the Ray cluster has "
             f"{have_cpus}",

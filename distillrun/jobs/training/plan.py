@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from distillrun.api.failures import FailureReason
+from distillrun.api.profiles import HardwareProfile
 from distillrun.api.spec import StudentSpec, TrainingMethod
 from distillrun.jobs.training import zero
 from distillrun.jobs.training.memory import (
@@ -28,7 +30,6 @@ from distillrun.jobs.training.memory import (
     budget_bytes,
     estimate,
 )
-from distillrun.jobs.training.profiles import HardwareProfile
 from distillrun.jobs.training.shapes import PACKED_POSITION_MODEL_TYPES, ModelShape
 
 MAX_SUGGESTED_GPUS = 64
@@ -243,18 +244,18 @@ def _suggestions(
 def _check_profile(student: StudentSpec, profile: HardwareProfile) -> None:
     if student.method == TrainingMethod.QLORA and not profile.uses_gpu:
         raise PlanRefused(
-            "QLoRAUnavailable",
+            FailureReason.QLORA_UNAVAILABLE,
             f"method qlora needs a CUDA GPU (4-bit weights through bitsandbytes) and hardware "
             f"profile {profile.name} has none; use method lora or full, or a GPU profile",
         )
     if profile.uses_gpu and student.gpus_per_worker == 0:
         raise PlanRefused(
-            "ProfileMismatch",
+            FailureReason.PROFILE_MISMATCH,
             f"hardware profile {profile.name} trains on GPUs; set gpusPerWorker to at least 1",
         )
     if not profile.uses_gpu and student.gpus_per_worker:
         raise PlanRefused(
-            "ProfileMismatch",
+            FailureReason.PROFILE_MISMATCH,
             f"hardware profile {profile.name} has no GPUs; set gpusPerWorker to 0",
         )
 
@@ -335,7 +336,7 @@ def make_plan(
             tried = "; ".join(changes) if changes else "no cheaper settings to try"
             instead = "; ".join(alternatives) if alternatives else "a GPU with more memory"
             raise PlanRefused(
-                "InsufficientGPUMemory",
+                FailureReason.INSUFFICIENT_GPU_MEMORY,
                 f"{method} training does not fit on {profile.name} with {world} GPU(s): it "
                 f"needs {first.describe()}; even after {tried} it needs {result.describe()}. "
                 f"What would fit: {instead}",

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distillrun.api.failures import FailureReason
+from distillrun.api.layout import CANDIDATE_DONE_KEY, CANDIDATE_PREFIX, TRAIN_METRICS_KEY
 from distillrun.api.spec import ComparisonSpec, SandboxSpec, StudentSpec, TrainingMethod
 from distillrun.api.status import StageName
 from distillrun.jobs import prompting
@@ -45,12 +47,7 @@ from distillrun.jobs.student import (
 )
 from distillrun.jobs.training import checkpoints, scoring
 from distillrun.jobs.training.card import CardFacts, render
-from distillrun.jobs.training.layout import (
-    CANDIDATE_DONE_KEY,
-    CANDIDATE_PREFIX,
-    SEED,
-    TRAIN_METRICS_KEY,
-)
+from distillrun.jobs.training.layout import SEED
 from distillrun.jobs.training.plan import TrainingPlan
 from distillrun.sql.schema import SchemaInfo
 from distillrun.store import Store, open_store
@@ -154,7 +151,11 @@ def _check_accelerator(plan: TrainingPlan) -> None:
     import torch
 
     if plan.accelerator == "cuda" and not torch.cuda.is_available():
-        reason = "QLoRAUnavailable" if plan.method == TrainingMethod.QLORA else "NoGPU"
+        reason = (
+            FailureReason.QLORA_UNAVAILABLE
+            if plan.method == TrainingMethod.QLORA
+            else FailureReason.NO_GPU
+        )
         raise TrainingRefused(
             reason,
             f"hardware profile {plan.profile} trains on CUDA GPUs but this worker sees none "
@@ -162,7 +163,7 @@ def _check_accelerator(plan: TrainingPlan) -> None:
         )
     if plan.method == TrainingMethod.QLORA and importlib.util.find_spec("bitsandbytes") is None:
         raise TrainingRefused(
-            "QLoRAUnavailable",
+            FailureReason.QLORA_UNAVAILABLE,
             "method qlora needs the bitsandbytes package, which this image does not have; "
             "use method lora, or install bitsandbytes in the training image",
         )
@@ -540,7 +541,7 @@ def train_worker(job: WorkerJob, progress: ProgressSink) -> None:
         truncated, dropped = count_cut(tokenizer, examples, plan.max_seq_length)
         if dropped == len(examples):  # trl would drop them all and the sampler crash on none
             raise TrainingRefused(
-                "ExamplesTooLong",
+                FailureReason.EXAMPLES_TOO_LONG,
                 f"all {len(examples)} examples have prompts (instructions, schema, question) "
                 f"of at least {plan.max_seq_length} tokens, the sequence limit, so no answer is "
                 "left to learn: raise spec.student.maxSeqLength (up to the student's context) "

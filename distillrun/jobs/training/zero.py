@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from distillrun.jobs.training.profiles import ProfileError, user_directory
+from distillrun.api.profiles import ProfileError, user_directory
 
 BUILTIN_CONFIGS = ("zero2", "zero2-offload", "zero3", "zero3-offload")
 

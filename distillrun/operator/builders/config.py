@@ -9,15 +9,14 @@ Secrets appear here only as references (names), never as values.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from distillrun.api.resource import DistillRun
+from distillrun.api.stage_config import CONFIG_KEY, StageConfig
 from distillrun.api.status import StageName
 from distillrun.operator.builders.common import child_metadata
 
-CONFIG_KEY = "run.json"
 CONFIG_MOUNT = "/etc/distillrun"
 CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_KEY}"
 
@@ -35,7 +34,7 @@ def stage_config(
     attempt: int,
     store_uri: str,
     resolved_sql: Mapping[str, str],
-) -> dict[str, Any]:
+) -> StageConfig:
     """The document a stage runs from. `resolved_sql` maps `schema`/`seedData` to SQL text the
     operator read from a ConfigMap (`configMapRef`), which the job could not read itself."""
     wire = run.to_wire()
@@ -50,14 +49,14 @@ def stage_config(
         "generation": meta.generation,
     }
     wire.pop("status", None)
-    return {"run": wire, "stage": str(stage), "attempt": attempt, "store": store_uri}
+    return StageConfig(run=wire, stage=stage, attempt=attempt, store=store_uri)
 
 
 def stage_config_map(
     run: DistillRun,
     stage: StageName,
     attempt: int,
-    config: Mapping[str, Any],
+    config: StageConfig,
     extra_labels: Mapping[str, str],
 ) -> dict[str, Any]:
     """The immutable ConfigMap holding `config` under `run.json`."""
@@ -66,5 +65,5 @@ def stage_config_map(
         "kind": "ConfigMap",
         "metadata": child_metadata(run, stage, attempt, extra_labels),
         "immutable": True,
-        "data": {CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True) + "\n"},
+        "data": {CONFIG_KEY: config.to_json()},
     }

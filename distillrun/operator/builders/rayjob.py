@@ -5,7 +5,7 @@ Shapes: generate and validate fan out over CPU workers (teacher calls, sandboxed
 driver on a head that takes no work; train runs Ray Train over `workers` pods of
 `gpusPerWorker` GPUs, and evaluate scores in a driver placed on one GPU
 (`entrypointNumGpus`), with the pods sized, placed and tuned by the hardware profile
-(`distillrun.jobs.training.profiles`, the data the training code plans with). Every Ray
+(`distillrun.api.profiles`, the data the training code plans with). Every Ray
 container's CPU and memory are both requested and limited, and Ray is told the same numbers
 (`num-cpus`, `num-gpus` in `rayStartParams`) instead of guessing them from the node; each pod has
 a memory-backed `/dev/shm` for Ray's object store. KubeRay's own retries are off (`backoffLimit:
@@ -56,10 +56,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from distillrun.api.profiles import HardwareProfile, WorkerResources, worker_resources
 from distillrun.api.resource import DistillRun
 from distillrun.api.spec import SecretKeyRef, TeacherProvider
 from distillrun.api.status import StageName
-from distillrun.jobs.training.profiles import HardwareProfile, WorkerResources, worker_resources
 from distillrun.operator.builders.common import (
     KUEUE_QUEUE_LABEL,
     LABEL_RUN,
@@ -97,7 +97,7 @@ def teacher_secret(run: DistillRun, settings: OperatorSettings) -> SecretKeyRef 
     spec's `apiKeySecretRef`, else the operator's default (`DISTILLRUN_TEACHER_SECRET_NAME`).
     None for the synthetic teacher, or when neither names one (the pre-flight checks refuse
     that for a provider that needs a key)."""
-    if TeacherProvider(run.spec.teacher.provider) not in API_KEY_ENV:
+    if run.spec.teacher.provider not in API_KEY_ENV:
         return None
     return run.spec.teacher.api_key_secret_ref or settings.default_teacher_secret
 
@@ -279,7 +279,7 @@ def _pod(
 
     api_key = teacher_secret(run, settings)
     if stage == StageName.GENERATE and api_key is not None:
-        env.append(_secret_env(API_KEY_ENV[TeacherProvider(run.spec.teacher.provider)], api_key))
+        env.append(_secret_env(API_KEY_ENV[run.spec.teacher.provider], api_key))
     if stage in SQL_STAGES and needs_server(run):
         env += sandbox_env(run)
 

@@ -102,7 +102,7 @@ class SandboxImages:
 
 def needs_server(run: DistillRun) -> bool:
     """Whether the run's dialect runs its queries on a sandbox server."""
-    return Dialect(run.spec.database.dialect) in DEFAULT_PORTS
+    return run.spec.database.dialect in DEFAULT_PORTS
 
 
 def sandbox_name(run: DistillRun) -> str:
@@ -138,11 +138,11 @@ def _metadata(run: DistillRun, extra_labels: Mapping[str, str]) -> dict[str, Any
 
 
 def _port(run: DistillRun) -> int:
-    return DEFAULT_PORTS[Dialect(run.spec.database.dialect)]
+    return DEFAULT_PORTS[run.spec.database.dialect]
 
 
 def _require_server(run: DistillRun) -> Dialect:
-    dialect = Dialect(run.spec.database.dialect)
+    dialect = run.spec.database.dialect
     if dialect not in DEFAULT_PORTS:
         raise SandboxBuildError(
             f"spec.database.dialect: {dialect} runs its sandbox in-process; it has no server"

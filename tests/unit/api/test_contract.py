@@ -53,6 +53,16 @@ def test_crd_schema_is_structural() -> None:
     assert build_crd()["spec"]["names"]["shortNames"] == ["drun"]
 
 
+def test_crd_conditions_are_a_list_map_keyed_by_type() -> None:
+    """So a server-side apply or a strategic merge replaces a condition of the same type
+    instead of appending a second one."""
+    status = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    conditions = status["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert "type" in conditions["items"]["required"]
+
+
 def test_crd_spec_uses_wire_names_and_keeps_cross_field_rules() -> None:
     spec = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     teacher = spec["properties"]["teacher"]

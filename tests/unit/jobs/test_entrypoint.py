@@ -3,7 +3,6 @@ ConfigMap, and ends in what the operator reads: outputs, or a failure record."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ def _config(tmp_path: Path, stage: StageName, attempt: int = 1) -> tuple[Path, s
     run = _run()
     store = run_store_uri(f"file://{tmp_path / 'store'}", run)
     path = tmp_path / "run.json"
-    path.write_text(json.dumps(stage_config(run, stage, attempt, store, {})))
+    path.write_text(stage_config(run, stage, attempt, store, {}).to_json())
     return path, store
 
 

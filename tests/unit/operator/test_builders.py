@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from distillrun.api.profiles import load_profiles
 from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.spec import SecretKeyRef
 from distillrun.api.status import StageName
-from distillrun.jobs.training.profiles import load_profiles
 from distillrun.operator.builders.common import RAYJOB_NAME_MAX, child_name
 from distillrun.operator.builders.config import run_store_uri, stage_config, stage_config_map
 from distillrun.operator.builders.rayjob import stage_rayjob, teacher_secret

@@ -1,7 +1,6 @@
 """The operator image stays small: `distillrun.operator` (every module, handlers included)
-imports none of the stages, the teacher SDKs, torch, transformers or ray. The one piece of
-`distillrun.jobs` it reads is the hardware-profile data (`jobs.training.profiles`, which imports
-neither torch nor ray), so pods are sized from the same numbers training plans with."""
+imports none of the stages, the teacher SDKs, torch, transformers or ray. It sizes pods from the
+hardware-profile data beside the contract (`api.profiles`), the numbers training plans with."""
 
 from __future__ import annotations
 
@@ -18,11 +17,8 @@ def test_operator_imports_nothing_heavy() -> None:
         "    if m.name != 'distillrun.operator.main':\n"
         "        importlib.import_module(m.name)\n"
         f"heavy = [m for m in {FORBIDDEN!r} if m in sys.modules]\n"
-        "allowed = {'distillrun.jobs', 'distillrun.jobs.training', "
-        "'distillrun.jobs.training.profiles'}\n"
         "ours = sorted(m for m in sys.modules if m.startswith(('distillrun.jobs', "
-        "'distillrun.teacher', 'distillrun.local', 'distillrun.sql.sandbox')) "
-        "and m not in allowed)\n"
+        "'distillrun.teacher', 'distillrun.local', 'distillrun.sql.sandbox')))\n"
         "print(heavy, ours)\n"
         "sys.exit(1 if heavy or ours else 0)\n"
     )

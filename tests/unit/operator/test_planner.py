@@ -216,7 +216,7 @@ def test_a_failed_job_is_retried_up_to_the_limit_then_fails_with_its_reason() ->
 
 def test_a_named_failure_is_final_at_once() -> None:
     status = _plan(_run()).status
-    budget = Failure("BudgetExhausted", "spent $25.00 of $25.00", retryable=False)
+    budget = Failure("BudgetExhausted", "spent $25.00 of $25.00")
     result = _plan(
         _run(status),
         [_job(StageName.GENERATE, 1, "Failed", "FAILED")],

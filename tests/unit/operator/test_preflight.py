@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from distillrun.api.profiles import load_profiles
 from distillrun.api.resource import parse_run
 from distillrun.api.spec import SecretKeyRef
-from distillrun.jobs.training.profiles import load_profiles
 from distillrun.operator.preflight import Inputs, Problem, SandboxSql, check, schema_problem
 from distillrun.operator.settings import OperatorSettings
 from tests.unit.operator.conftest import UID, cpu_manifest, gpu_manifest

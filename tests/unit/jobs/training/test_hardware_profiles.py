@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distillrun.api.resource import parse_run
-from distillrun.api.spec import StudentSpec
-from distillrun.jobs.training import zero
-from distillrun.jobs.training.profiles import (
+from distillrun.api.profiles import (
     BUILTIN_PROFILES,
     GpusExceedNode,
     ProfileError,
@@ -20,6 +17,9 @@ from distillrun.jobs.training.profiles import (
     load_profiles,
     worker_resources,
 )
+from distillrun.api.resource import parse_run
+from distillrun.api.spec import StudentSpec
+from distillrun.jobs.training import zero
 
 
 def test_every_builtin_profile_loads_with_a_precision_and_limits() -> None:
@@ -168,7 +168,7 @@ def test_the_operator_can_size_pods_without_torch_or_ray() -> None:
     probe = (
         "import sys\n"
         "from distillrun.api.spec import StudentSpec\n"
-        "from distillrun.jobs.training.profiles import worker_resources\n"
+        "from distillrun.api.profiles import worker_resources\n"
         "from distillrun.jobs.training.plan import make_plan\n"
         "worker_resources(StudentSpec())\n"
         "heavy = [m for m in ('torch', 'ray', 'transformers', 'deepspeed') if m in sys.modules]\n"

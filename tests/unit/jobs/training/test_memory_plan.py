@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from distillrun.api.profiles import load_profiles
 from distillrun.api.spec import StudentSpec
 from distillrun.jobs.training.memory import GIB, TrainingShape, estimate
 from distillrun.jobs.training.plan import PlanRefused, TrainingPlan, make_plan
-from distillrun.jobs.training.profiles import load_profiles
 from distillrun.jobs.training.shapes import KNOWN_SHAPES, ModelShape
 
 PROFILES = load_profiles()

@@ -13,12 +13,13 @@ Teams extend the set without a release: every `*.yaml` in the directory named by
 profile overrides only the fields it gives (say, `microBatchSize` for your A100s); a file named
 `custom-<something>` adds a profile, optionally starting from another with `extends`. The spec
 accepts the builtin names and any `custom-` name; whether that custom profile exists is checked
-when training is planned (and by the operator, which imports this module), because the contract
-cannot see a team's files. DeepSpeed configs can be added the same way under `deepspeed/` in
-that directory (`distillrun.jobs.training.zero`).
+when training is planned (and by the operator, which imports this module), because the spec's
+model cannot see a team's files. DeepSpeed configs can be added the same way under `deepspeed/`
+in that directory (`distillrun.jobs.training.zero`).
 
-This module imports neither torch nor ray: `worker_resources` is what the operator calls to
-size the training pods.
+The profiles sit beside the contract, not with the stages: the operator sizes the training
+pods with them (`worker_resources`) and the training code plans with the same data. This module
+imports neither torch nor ray.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def _merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any
 
 
 def _builtin_data() -> dict[str, dict[str, Any]]:
-    folder = resources.files("distillrun.jobs.training").joinpath("profiles")
+    folder = resources.files(__name__)
     data: dict[str, dict[str, Any]] = {}
     for name in BUILTIN_PROFILES:
         text = folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8")
