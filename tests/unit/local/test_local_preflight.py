@@ -112,7 +112,7 @@ REFUSALS: dict[str, Refusal] = {
             removing("spec.database.seedData")(d),
         ),
         "spec.database.schema",
-        "and the sequence limit is 160",
+        "and the sequence limit is 256",
     ),
 }
 

@@ -64,6 +64,7 @@ def quickstart_manifest(
     data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
+    data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}
     data["spec"]["teacher"].update(teacher or {})
     data["spec"]["student"].update({"model": "builtin:tiny-qwen3", **student})  # built in seconds
     # the tiny student learns nothing in a few steps: no gate, so the run finishes

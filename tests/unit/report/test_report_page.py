@@ -87,7 +87,6 @@ def test_every_section_with_data_is_present(finished_run: FinishedRun) -> None:
     assert page.sections == ["run", "data", "money", "training", "quality"]
     for heading in (
         "Stages",
-        "Why examples were rejected",
         "Coverage of the schema",
         "Tables never used",
         "Constructs never used",
@@ -102,7 +101,6 @@ def test_every_section_with_data_is_present(finished_run: FinishedRun) -> None:
         assert heading in html, heading
     for chart in (
         "Examples per shard",
-        "Rejected",
         "Loss and learning rate",
         "Sample accuracy during training",
         "Holdout predictions by outcome",
@@ -228,6 +226,29 @@ def test_the_console_check_sees_a_page_that_reaches_out(
         '<img src="https://example.invalid/x.png"></body></html>'
     )
     assert open_page(broken).console
+
+
+def test_rejected_examples_are_shown_with_their_reason_and_message(
+    run_copy: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The synthetic teacher's examples are all accepted now, so the session's run has no
+    rejects: two are added to its validate output and the page is rebuilt from it."""
+    rejected = [
+        {
+            "id": f"r{n}",
+            "question": f"Which orders are in the table odrers {n}?",
+            "sql": "SELECT * FROM odrers",
+            "verdict": {"ok": False, "reason": "unknown_table", "message": "no table odrers"},
+        }
+        for n in range(2)
+    ]
+    run_copy.put_jsonl(layout.REJECTED_KEY, rejected)
+    run_copy.delete(REPORT_KEY)
+    assert main(["report", run_copy.url()]) == 0
+    capsys.readouterr()
+    html, _ = page_of(run_copy)
+    assert "Why examples were rejected" in html and 'alt="Rejected"' in html
+    assert "unknown_table" in html and "no table odrers" in html
 
 
 def test_report_rebuilds_from_the_artifacts_and_status_prints_the_same_numbers(
