@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageStat
 
+from distillrun.api import layout
 from distillrun.cli import main
 from distillrun.local.summary import render_summary
 from distillrun.report.build import REPORT_KEY
