@@ -182,9 +182,10 @@ quickstart's builtin:sql-qwen3 is pretrained for minutes (tests that want it ask
 
 
 def make_run(spec_changes: dict[str, Any] | None = None) -> DistillRun:
-    """The quickstart manifest, its student the tiny one, with `spec_changes` merged into its
-    spec (camelCase keys)."""
+    """The quickstart manifest, its student the tiny one and without its gold set (a test that
+    wants one sets it), with `spec_changes` merged into its spec (camelCase keys)."""
     manifest = yaml.safe_load((SHOP.parent / "quickstart.yaml").read_text(encoding="utf-8"))
+    manifest["spec"]["evaluation"].pop("goldSet", None)
     manifest["spec"] = _merge(_merge(manifest["spec"], TINY_STUDENT), spec_changes or {})
     return parse_run(manifest)
 

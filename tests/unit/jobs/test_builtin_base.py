@@ -88,7 +88,7 @@ def test_lora_on_the_sql_base_learns_and_the_base_is_scored_beside_it(
         "student": {
             "model": "builtin:sql-qwen3",
             "schemaInPrompt": False,
-            "maxSteps": 12,
+            "maxSteps": 24,
             "microBatchSize": 8,
             "learningRate": 0.01,
         },
@@ -102,7 +102,7 @@ def test_lora_on_the_sql_base_learns_and_the_base_is_scored_beside_it(
     ctx.store.put_jsonl("dataset/train.jsonl", shop_records[:48])
     ctx.store.put_jsonl("dataset/holdout.jsonl", shop_records[48:54])
     trained = train.run(ctx)
-    assert trained.summary["steps"] == 12
+    assert trained.summary["steps"] == 24
     losses = [p["loss"] for p in ctx.store.get_json("train/metrics.json")["loss_history"]]
     assert statistics.mean(losses[-3:]) < 0.8 * statistics.mean(losses[:3])
     assert ctx.store.get_json("student/base/_done.json")["model"] == "builtin:sql-qwen3"
