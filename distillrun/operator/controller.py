@@ -301,7 +301,7 @@ class Controller:
         with self._locks_guard:
             childless = created and uid not in self._generations
         jobs = [] if childless else self._jobs(namespace, uid)
-        artifacts = run.spec.artifacts.uri or self.settings.default_artifacts_uri
+        artifacts = run.spec.artifacts.uri or self.settings.artifacts_uri
         outputs = StoreOutputs(run_store_uri(artifacts, run) if artifacts else None)
         lookup = _NamespaceLookup(self.kube, namespace)
         plan = planner.plan(
@@ -309,7 +309,7 @@ class Controller:
             jobs,
             outputs,
             lambda: preflight.check(run, self.settings, self.profiles, lookup),
-            max_attempts=self.settings.max_attempts,
+            max_attempts=self.settings.jobs_max_attempts,
             now=self.clock(),
         )
         if plan.start is not None:

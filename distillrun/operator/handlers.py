@@ -129,7 +129,8 @@ def register(
     `api_factory`, by default the pod's or kubeconfig's credentials with a connection for each
     thread that makes requests (the workers and the resync)."""
     running = _Running(
-        api_factory or functools.partial(load_api_client, connections=operator_settings.workers + 1)
+        api_factory
+        or functools.partial(load_api_client, connections=operator_settings.operator_workers + 1)
     )
 
     @kopf.on.login(registry=registry)
@@ -147,13 +148,13 @@ def register(
         # and watches Namespaces and CRDs cluster-wide, which a per-team install's namespaced
         # Role does not grant (kopf then retries for about a minute before serving anything).
         settings.scanning.disabled = True
-        settings.execution.max_workers = operator_settings.workers
+        settings.execution.max_workers = operator_settings.operator_workers
         metrics = Metrics()
         if operator_settings.metrics_port:
             metrics.serve(operator_settings.metrics_port)
         kube = Kube(running.client(), on_request=metrics.count_request)
         running.controller = Controller(kube, operator_settings, metrics)
-        running.resync = _Resync(running.controller, operator_settings.resync_interval_s)
+        running.resync = _Resync(running.controller, operator_settings.operator_resync_seconds)
         logger.info(f"distillrun operator started: {operator_settings}")
 
     @kopf.on.cleanup(registry=registry)

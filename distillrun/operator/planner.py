@@ -49,6 +49,7 @@ from distillrun.api.transitions import (
 )
 from distillrun.operator.builders.common import child_name
 from distillrun.operator.preflight import Inputs, Problem
+from distillrun.operator.settings import OperatorSettings
 
 FAILED_DEPLOYMENT = frozenset({"Failed", "ValidationFailed"})
 FAILED_JOB = frozenset({"FAILED", "STOPPED"})
@@ -57,12 +58,13 @@ NORMAL, WARNING = "Normal", "Warning"
 DEADLINES: dict[str, str] = {
     FailureReason.PRE_RUNNING_DEADLINE_EXCEEDED: (
         "its Ray cluster did not start within the operator's deadline "
-        "(DISTILLRUN_RAY_START_DEADLINE_SECONDS): its pods stayed Pending (no node has the CPU, "
-        "memory or GPUs they request: `kubectl describe pods` shows FailedScheduling) or could "
-        "not pull their image"
+        f"({OperatorSettings.env_name('jobs_ray_start_deadline_seconds')}): its pods stayed "
+        "Pending (no node has the CPU, memory or GPUs they request: `kubectl describe pods` "
+        "shows FailedScheduling) or could not pull their image"
     ),
     FailureReason.DEADLINE_EXCEEDED: (
-        "it ran longer than the operator's deadline (DISTILLRUN_RAY_JOB_DEADLINE_SECONDS)"
+        "it ran longer than the operator's deadline "
+        f"({OperatorSettings.env_name('jobs_ray_job_deadline_seconds')})"
     ),
 }
 """KubeRay's reasons for a RayJob it failed on a deadline the operator set, and what they

@@ -28,7 +28,7 @@ from distillrun.api.spec import Dialect, SecretKeyRef, SqlSource, TeacherProvide
 from distillrun.operator.builders.config import run_store_uri
 from distillrun.operator.builders.rayjob import teacher_secret
 from distillrun.operator.builders.sandbox import SandboxBuildError, needs_server, sandbox_config_map
-from distillrun.operator.settings import OperatorSettings
+from distillrun.operator.settings import OperatorSettings, helm_value
 from distillrun.sql.schema import SchemaError, parse_schema
 from distillrun.store import StoreError, read_uri
 
@@ -96,14 +96,14 @@ def check(
         return Problem(
             InputProblem.HARDWARE_PROFILE_UNAVAILABLE, f"spec.student.hardwareProfile: {exc}"
         )
-    artifacts = spec.artifacts.uri or settings.default_artifacts_uri
+    artifacts = spec.artifacts.uri or settings.artifacts_uri
     if artifacts is None:
         return Problem(
             InputProblem.ARTIFACTS_UNSET,
             "spec.artifacts.uri: no artifact store given and the operator has no default "
-            "(DISTILLRUN_ARTIFACTS_URI)",
+            f"({_setting('artifacts_uri')})",
         )
-    if artifacts.startswith("file://") and not settings.allow_file_store:
+    if artifacts.startswith("file://") and not settings.artifacts_allow_file_store:
         return Problem(
             InputProblem.ARTIFACTS_NOT_SHARED,
             f"spec.artifacts.uri: {artifacts} is a file:// store, which only one node can see, "
@@ -124,7 +124,7 @@ def check(
         field = (
             "spec.teacher.apiKeySecretRef"
             if teacher.api_key_secret_ref is not None
-            else "the operator's default teacher Secret (DISTILLRUN_TEACHER_SECRET_NAME)"
+            else f"the operator's default teacher Secret ({_setting('teacher_secret_name')})"
         )
         problem = _secret(lookup, api_key, field)
         if problem is not None:
@@ -223,3 +223,8 @@ def _secret(lookup: Lookup, ref: SecretKeyRef, where: str) -> Problem | None:
             InputProblem.SECRET_KEY_NOT_FOUND, f"{where}: Secret {ref.name} has no key {ref.key}"
         )
     return None
+
+
+def _setting(field: str) -> str:
+    """An operator setting as a run's message names it: the chart's value and the variable."""
+    return f"the chart's {helm_value(field)}, {OperatorSettings.env_name(field)}"

@@ -152,10 +152,10 @@ def fast_settings(tmp_path: Path, **changes: object) -> OperatorSettings:
     """Fast settings for tests: a 1 s resync, no metrics port, the test's own store (a
     `file://` one, allowed because the tests write the stages' outputs themselves)."""
     base = {
-        "resync_interval_s": 1.0,
+        "operator_resync_seconds": 1.0,
         "metrics_port": 0,
-        "default_artifacts_uri": f"file://{tmp_path / 'artifacts'}",
-        "allow_file_store": True,
+        "artifacts_uri": f"file://{tmp_path / 'artifacts'}",
+        "artifacts_allow_file_store": True,
         "jobs_image": "registry.example/distillrun-jobs:test",
     }
     return OperatorSettings(**{**base, **changes})  # type: ignore[arg-type]

@@ -180,8 +180,8 @@ def test_the_default_install_is_per_team(helm: Path) -> None:
     assert pod_security["runAsNonRoot"] is True
     assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
     settings = OperatorSettings.from_env(operator_env(list(manifests.values())))
-    assert settings.default_queue_name is None  # no queue and no teacher Secret unless asked
-    assert settings.default_teacher_secret is None
+    assert settings.scheduling_queue_name is None  # no queue and no teacher Secret unless asked
+    assert settings.teacher_secret is None
 
 
 def operator_env(manifests: list[dict[str, Any]]) -> dict[str, str]:
@@ -201,19 +201,23 @@ def test_the_operator_accepts_the_settings_every_values_file_renders(
 def test_the_queue_and_teacher_secret_values_reach_the_operator(helm: Path) -> None:
     custom = next(v for v in VALUES if v.stem == "custom")
     settings = OperatorSettings.from_env(operator_env(render(helm, "team-a", custom)))
-    assert settings.default_queue_name == "team-a.gpu-queue"
-    assert settings.default_teacher_secret == SecretKeyRef(
-        name="team-a-teacher", key="ANTHROPIC_API_KEY"
-    )
+    assert settings.scheduling_queue_name == "team-a.gpu-queue"
+    assert settings.teacher_secret == SecretKeyRef(name="team-a-teacher", key="ANTHROPIC_API_KEY")
 
 
-def test_the_ray_pod_values_reach_the_operator(helm: Path) -> None:
+def test_every_custom_value_reaches_the_operator(helm: Path) -> None:
     custom = next(v for v in VALUES if v.stem == "custom")
     settings = OperatorSettings.from_env(operator_env(render(helm, "team-a", custom)))
-    assert (settings.head_cpu, settings.head_memory) == ("0.5", "1536Mi")
-    assert (settings.cpu_worker_cpu, settings.cpu_worker_memory) == ("1500m", "3Gi")
-    assert (settings.ray_start_deadline_seconds, settings.ray_job_deadline_seconds) == (600, 86400)
-    assert settings.ray_token_auth is False and settings.allow_file_store is False
+    assert settings.hardware_profiles == frozenset({"a100-80gb", "rtx4090", "custom-l4"})
+    assert settings.extra_labels == {"team": "team-a", "example.com/cost-center": "ml-42"}
+    assert (settings.jobs_max_attempts, settings.jobs_ray_ttl_seconds) == (5, 60)
+    assert (settings.operator_resync_seconds, settings.operator_workers) == (10.0, 4)
+    assert settings.sandbox_mysql_image == "registry.example/mariadb:11"
+    assert (settings.jobs_head_cpu, settings.jobs_head_memory) == ("0.5", "1536Mi")
+    assert (settings.jobs_cpu_worker_cpu, settings.jobs_cpu_worker_memory) == ("1500m", "3Gi")
+    deadlines = (settings.jobs_ray_start_deadline_seconds, settings.jobs_ray_job_deadline_seconds)
+    assert deadlines == (600, 86400)
+    assert settings.jobs_ray_token_auth is False and settings.artifacts_allow_file_store is False
 
 
 def readme_install_commands() -> list[list[str]]:
@@ -248,7 +252,7 @@ def test_the_readme_install_renders_with_its_teacher_secret(
     name = create[create.index("generic") + 1]
     key = next(a for a in create if a.startswith("--from-literal=")).split("=")[1]
     settings = OperatorSettings.from_env(operator_env(manifests))
-    assert settings.default_teacher_secret == SecretKeyRef(name=name, key=key)
+    assert settings.teacher_secret == SecretKeyRef(name=name, key=key)
 
 
 def test_the_operator_pod_meets_pod_security_restricted(helm: Path, kube: Kube) -> None:
@@ -300,6 +304,7 @@ def test_the_crd_template_installs_the_committed_crd(helm: Path) -> None:
         ("bad-ray-size.yaml", "/jobs/headCpu"),
         ("bad-queue.yaml", "/scheduling/queueName"),
         ("bad-teacher-secret.yaml", "/teacher/secretName"),
+        ("bad-extra-label.yaml", "/extraLabels/team"),
     ],
 )
 def test_values_breaking_the_schema_are_refused(helm: Path, values: str, fragment: str) -> None:

@@ -180,7 +180,7 @@ def test_a_rayjob_that_finished_while_the_operator_was_down_is_caught_up(
 def test_a_rayjob_deleted_by_hand_is_a_new_attempt_then_a_named_failure(
     kube: Kube, namespace: str, start_operator: OperatorFactory, tmp_path: Path
 ) -> None:
-    start_operator(fast_settings(tmp_path, max_attempts=2))
+    start_operator(fast_settings(tmp_path, jobs_max_attempts=2))
     created = create_run(kube, namespace, run_manifest("handmade"))
     wait_rayjob(kube, namespace, "handmade-generate-1")
     # Deleted once the run's status shows it, as a user would: a RayJob deleted before the pass
@@ -222,7 +222,7 @@ def test_a_rayjob_deleted_by_hand_is_a_new_attempt_then_a_named_failure(
 def test_a_failing_rayjob_is_retried_up_to_the_limit_then_fails_with_its_reason(
     kube: Kube, namespace: str, start_operator: OperatorFactory, tmp_path: Path
 ) -> None:
-    start_operator(fast_settings(tmp_path, max_attempts=3))
+    start_operator(fast_settings(tmp_path, jobs_max_attempts=3))
     created = create_run(kube, namespace, run_manifest("flaky"))
     for attempt in (1, 2, 3):
         name = f"flaky-generate-{attempt}"

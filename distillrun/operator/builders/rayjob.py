@@ -88,8 +88,8 @@ log (the `ray` CLI, about 150 MB)."""
 
 def queue_name(run: DistillRun, settings: OperatorSettings) -> str | None:
     """The Kueue LocalQueue of the run's RayJobs: the spec's, else the operator's default
-    (`DISTILLRUN_QUEUE_NAME`); None: not queued."""
-    return run.spec.scheduling.queue_name or settings.default_queue_name
+    (`DISTILLRUN_SCHEDULING_QUEUE_NAME`); None: not queued."""
+    return run.spec.scheduling.queue_name or settings.scheduling_queue_name
 
 
 def teacher_secret(run: DistillRun, settings: OperatorSettings) -> SecretKeyRef | None:
@@ -99,7 +99,7 @@ def teacher_secret(run: DistillRun, settings: OperatorSettings) -> SecretKeyRef 
     that for a provider that needs a key)."""
     if run.spec.teacher.provider not in API_KEY_ENV:
         return None
-    return run.spec.teacher.api_key_secret_ref or settings.default_teacher_secret
+    return run.spec.teacher.api_key_secret_ref or settings.teacher_secret
 
 
 def stage_workers(
@@ -130,8 +130,8 @@ def stage_rayjob(
     if queue:
         metadata["labels"][KUEUE_QUEUE_LABEL] = queue
     workers = stage_workers(run, stage, profiles) if stage in GPU_STAGES else None
-    cluster: dict[str, Any] = {"rayVersion": settings.ray_version}
-    if settings.ray_token_auth:
+    cluster: dict[str, Any] = {"rayVersion": settings.jobs_ray_version}
+    if settings.jobs_ray_token_auth:
         cluster["authOptions"] = {"mode": "token"}
     cluster["headGroupSpec"] = {
         # The head runs the driver and takes no Ray task (its CPUs are 0 to Ray).
@@ -145,13 +145,13 @@ def stage_rayjob(
         "submitterPodTemplate": _submitter_pod(run, settings),
         "submitterConfig": {"backoffLimit": 0},
     }
-    if settings.ray_start_deadline_seconds:
-        spec["preRunningDeadlineSeconds"] = settings.ray_start_deadline_seconds
-    if settings.ray_job_deadline_seconds:
-        spec["activeDeadlineSeconds"] = settings.ray_job_deadline_seconds
+    if settings.jobs_ray_start_deadline_seconds:
+        spec["preRunningDeadlineSeconds"] = settings.jobs_ray_start_deadline_seconds
+    if settings.jobs_ray_job_deadline_seconds:
+        spec["activeDeadlineSeconds"] = settings.jobs_ray_job_deadline_seconds
     spec |= {
         "shutdownAfterJobFinishes": True,
-        "ttlSecondsAfterFinished": settings.ray_ttl_seconds,
+        "ttlSecondsAfterFinished": settings.jobs_ray_ttl_seconds,
         "backoffLimit": 0,
         "rayClusterSpec": cluster,
     }
@@ -170,7 +170,7 @@ def _worker_group(
     workers: WorkerResources | None,
 ) -> dict[str, Any]:
     if workers is None:
-        replicas, group = settings.cpu_workers, "cpu-workers"
+        replicas, group = settings.jobs_cpu_workers, "cpu-workers"
     else:
         replicas = workers.replicas
         group = "gpu-workers" if workers.gpus_per_replica else "cpu-workers"
@@ -207,9 +207,9 @@ def _resources(
     if workers is not None and not (head and workers.gpus_per_replica):
         return {"requests": dict(workers.requests), "limits": dict(workers.limits)}
     if head:
-        fixed = {"cpu": settings.head_cpu, "memory": settings.head_memory}
+        fixed = {"cpu": settings.jobs_head_cpu, "memory": settings.jobs_head_memory}
     else:
-        fixed = {"cpu": settings.cpu_worker_cpu, "memory": settings.cpu_worker_memory}
+        fixed = {"cpu": settings.jobs_cpu_worker_cpu, "memory": settings.jobs_cpu_worker_memory}
     return {"requests": dict(fixed), "limits": dict(fixed)}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,13 @@ from tests.unit.operator.conftest import UID, cpu_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 SETTINGS = OperatorSettings(jobs_image="registry.example/distillrun-jobs:1.0")
+
+
+def _settings(**changes: Any) -> OperatorSettings:
+    """SETTINGS with `changes`, checked as the operator checks them."""
+    return OperatorSettings(**{"jobs_image": SETTINGS.jobs_image, **changes})
+
+
 PROFILES = load_profiles()  # the builtin ones (DISTILLRUN_PROFILES_DIR is unset in tests)
 
 
@@ -124,7 +130,7 @@ def test_cpu_stages_use_cpu_workers_and_kueue_only_when_asked(
 def test_the_operator_default_queue_applies_when_the_spec_names_none(
     cpu_run: DistillRun, gpu_run: DistillRun
 ) -> None:
-    settings = replace(SETTINGS, default_queue_name="team-a-default")
+    settings = _settings(scheduling_queue_name="team-a-default")
     for stage in StageName:
         job = stage_rayjob(cpu_run, stage, 1, settings, PROFILES)
         assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-default"
@@ -150,7 +156,7 @@ def test_the_operator_default_teacher_secret_fills_a_missing_ref(
     data["spec"]["teacher"] = {"provider": provider, "model": "m", "baseUrl": "http://t:8000/v1"}
     run = parse_run(data)
     default = SecretKeyRef(name="team-a-teacher", key="api-key")
-    settings = replace(SETTINGS, default_teacher_secret=default)
+    settings = _settings(teacher_secret_name="team-a-teacher")
     assert teacher_secret(run, settings) == default
     env = _head_env(run, StageName.GENERATE, settings)
     assert env[env_name]["valueFrom"] == {
@@ -163,7 +169,7 @@ def test_the_operator_default_teacher_secret_fills_a_missing_ref(
 def test_the_spec_teacher_secret_wins_and_the_synthetic_teacher_gets_none(
     cpu_run: DistillRun, gpu_run: DistillRun
 ) -> None:
-    settings = replace(SETTINGS, default_teacher_secret=SecretKeyRef(name="other", key="k"))
+    settings = _settings(teacher_secret_name="other", teacher_secret_key="k")
     assert teacher_secret(gpu_run, settings) == SecretKeyRef(name="anthropic", key="api-key")
     env = _head_env(gpu_run, StageName.GENERATE, settings)
     assert env["ANTHROPIC_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "anthropic"
@@ -254,12 +260,11 @@ def test_the_operator_sizes_heads_and_cpu_workers_and_ray_is_told_the_same(
 ) -> None:
     """Requests equal limits, so a pod gets what Ray counts on; a fractional worker CPU is one
     Ray CPU (Ray counts whole ones), 1500m is two."""
-    sizes = replace(
-        SETTINGS,
-        head_cpu="500m",
-        head_memory="1Gi",
-        cpu_worker_cpu="1500m",
-        cpu_worker_memory="3Gi",
+    sizes = _settings(
+        jobs_head_cpu="500m",
+        jobs_head_memory="1Gi",
+        jobs_cpu_worker_cpu="1500m",
+        jobs_cpu_worker_memory="3Gi",
     )
     for stage in (StageName.GENERATE, StageName.VALIDATE):
         cluster = _cluster(cpu_run, stage, sizes)
@@ -273,7 +278,7 @@ def test_the_operator_sizes_heads_and_cpu_workers_and_ray_is_told_the_same(
         assert resources == {"requests": worker_size, "limits": worker_size}
         assert head["rayStartParams"]["num-cpus"] == "0"  # the driver's pod takes no task
         assert worker["rayStartParams"] == {"num-cpus": "2"}
-    small = replace(SETTINGS, cpu_worker_cpu="250m")
+    small = _settings(jobs_cpu_worker_cpu="250m")
     worker = _cluster(cpu_run, StageName.GENERATE, small)["workerGroupSpecs"][0]
     assert worker["rayStartParams"] == {"num-cpus": "1"}
 
@@ -339,8 +344,10 @@ def test_finished_clusters_go_at_once_and_deadlines_follow_the_settings(
     assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] == 0
     assert spec["preRunningDeadlineSeconds"] == 1200
     assert "activeDeadlineSeconds" not in spec
-    settings = replace(
-        SETTINGS, ray_ttl_seconds=60, ray_start_deadline_seconds=0, ray_job_deadline_seconds=7200
+    settings = _settings(
+        jobs_ray_ttl_seconds=60,
+        jobs_ray_start_deadline_seconds=0,
+        jobs_ray_job_deadline_seconds=7200,
     )
     spec = stage_rayjob(cpu_run, StageName.VALIDATE, 1, settings, PROFILES)["spec"]
     assert spec["ttlSecondsAfterFinished"] == 60
@@ -350,5 +357,5 @@ def test_finished_clusters_go_at_once_and_deadlines_follow_the_settings(
 
 def test_ray_token_auth_is_on_unless_the_operator_turns_it_off(cpu_run: DistillRun) -> None:
     assert _cluster(cpu_run, StageName.GENERATE, SETTINGS)["authOptions"] == {"mode": "token"}
-    off = replace(SETTINGS, ray_token_auth=False)
+    off = _settings(jobs_ray_token_auth=False)
     assert "authOptions" not in _cluster(cpu_run, StageName.GENERATE, off)

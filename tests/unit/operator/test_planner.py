@@ -230,8 +230,8 @@ def test_a_named_failure_is_final_at_once() -> None:
 @pytest.mark.parametrize(
     ("reason", "setting"),
     [
-        ("PreRunningDeadlineExceeded", "DISTILLRUN_RAY_START_DEADLINE_SECONDS"),
-        ("DeadlineExceeded", "DISTILLRUN_RAY_JOB_DEADLINE_SECONDS"),
+        ("PreRunningDeadlineExceeded", "DISTILLRUN_JOBS_RAY_START_DEADLINE_SECONDS"),
+        ("DeadlineExceeded", "DISTILLRUN_JOBS_RAY_JOB_DEADLINE_SECONDS"),
     ],
 )
 def test_a_kuberay_deadline_ends_the_run_with_its_reason(reason: str, setting: str) -> None:

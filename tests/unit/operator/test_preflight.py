@@ -9,7 +9,6 @@ import pytest
 
 from distillrun.api.profiles import load_profiles
 from distillrun.api.resource import parse_run
-from distillrun.api.spec import SecretKeyRef
 from distillrun.operator.preflight import Inputs, Problem, SandboxSql, check, schema_problem
 from distillrun.operator.settings import OperatorSettings
 from tests.unit.operator.conftest import UID, cpu_manifest, gpu_manifest
@@ -210,7 +209,7 @@ def test_the_schema_is_parsed_once_per_content() -> None:
 def test_the_operator_default_store_is_used_when_the_spec_has_none() -> None:
     data = cpu_manifest()
     del data["spec"]["artifacts"]
-    settings = OperatorSettings(default_artifacts_uri="s3://shared/x/")
+    settings = OperatorSettings(artifacts_uri="s3://shared/x/")
     result = check(parse_run(data), settings, PROFILES, FakeLookup())
     assert isinstance(result, Inputs)
     assert result.store_uri == f"s3://shared/x/team-a/shop/{UID}"
@@ -222,7 +221,7 @@ def test_a_file_store_is_accepted_where_the_operator_allows_it() -> None:
     refused = check(parse_run(data), OperatorSettings(), PROFILES, FakeLookup())
     assert isinstance(refused, Problem)
     assert "s3://" in refused.message and "file:///data/distill" in refused.message
-    allowed = OperatorSettings(allow_file_store=True)
+    allowed = OperatorSettings(artifacts_allow_file_store=True)
     result = check(parse_run(data), allowed, PROFILES, FakeLookup())
     assert isinstance(result, Inputs)
     assert result.store_uri == f"file:///data/distill/team-a/shop/{UID}"
@@ -230,12 +229,11 @@ def test_a_file_store_is_accepted_where_the_operator_allows_it() -> None:
 
 def test_the_operator_default_teacher_secret_stands_in_for_a_missing_ref() -> None:
     data = _mutated("spec.teacher.apiKeySecretRef", None)
-    default = SecretKeyRef(name="anthropic", key="api-key")
-    settings = OperatorSettings(default_teacher_secret=default)
+    settings = OperatorSettings(teacher_secret_name="anthropic")
     assert isinstance(check(parse_run(data), settings, PROFILES, GOOD), Inputs)
     absent = FakeLookup({"team-a-s3": frozenset({"credentials"})}, GOOD.config_maps)
     problem = check(parse_run(data), settings, PROFILES, absent)
     assert isinstance(problem, Problem)
     assert problem.reason == "SecretNotFound"
-    assert "DISTILLRUN_TEACHER_SECRET_NAME" in problem.message
+    assert "teacher.secretName, DISTILLRUN_TEACHER_SECRET_NAME" in problem.message
     assert "Secret anthropic does not exist" in problem.message
