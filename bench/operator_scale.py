@@ -225,9 +225,9 @@ def main() -> None:
                     **os.environ,
                     "KUBECONFIG": str(plane.kubeconfig),
                     "DISTILLRUN_ARTIFACTS_URI": store_root,
-                    "DISTILLRUN_ALLOW_FILE_STORE": "true",  # the bench writes the outputs
+                    "DISTILLRUN_ARTIFACTS_ALLOW_FILE_STORE": "true",  # the bench writes the outputs
                     "DISTILLRUN_METRICS_PORT": str(metrics_port),
-                    "DISTILLRUN_RESYNC_SECONDS": "30",
+                    "DISTILLRUN_OPERATOR_RESYNC_SECONDS": "30",
                 }
                 log = (workdir / "operator.log").open("wb")
                 operator = subprocess.Popen(

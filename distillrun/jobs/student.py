@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from distillrun.api.failures import FailureReason
 from distillrun.api.layout import BASE_DONE_KEY, BASE_PREFIX
+from distillrun.api.settings import CacheSettings
 from distillrun.api.spec import HardwareProfileName, StudentSpec
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageFailed
@@ -377,8 +378,8 @@ def student_model_id(
 
 def cache_root() -> Path:
     """Where students copied from a URI are kept between runs (`DISTILLRUN_CACHE_DIR`)."""
-    configured = os.environ.get("DISTILLRUN_CACHE_DIR")
-    return Path(configured) if configured else Path.home() / ".cache" / "distillrun"
+    configured = CacheSettings.from_env().cache_dir
+    return configured if configured is not None else Path.home() / ".cache" / "distillrun"
 
 
 def _from_uri(uri: str, stage: StageName) -> Student:

@@ -7,18 +7,18 @@ import it and stay small.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from distillrun.api.settings import SandboxSettings
 from distillrun.api.spec import Dialect
 
-ENV_HOST = "DISTILLRUN_SANDBOX_HOST"
-ENV_PORT = "DISTILLRUN_SANDBOX_PORT"
-ENV_USER = "DISTILLRUN_SANDBOX_USER"
-ENV_PASSWORD = "DISTILLRUN_SANDBOX_PASSWORD"
-"""The sandbox server of a run. On Kubernetes the operator sets them on the stage's pods (the
-password from a Secret); on one machine the user exports them."""
+ENV_HOST = SandboxSettings.env_name("sandbox_host")
+ENV_PORT = SandboxSettings.env_name("sandbox_port")
+ENV_USER = SandboxSettings.env_name("sandbox_user")
+ENV_PASSWORD = SandboxSettings.env_name("sandbox_password")
+"""The sandbox server of a run (`SandboxSettings`). On Kubernetes the operator sets them on the
+stage's pods (the password from a Secret); on one machine the user exports them."""
 
 DEFAULT_PORTS = {Dialect.POSTGRES: 5432, Dialect.MYSQL: 3306}
 DEFAULT_ADMINS = {Dialect.POSTGRES: "postgres", Dialect.MYSQL: "root"}
@@ -50,21 +50,17 @@ class ServerTarget:
     ) -> ServerTarget | None:
         """The target named by the `DISTILLRUN_SANDBOX_*` variables; None when no host is set.
 
-        Raises ValueError for a port that is not a number.
+        Raises SettingsError (a ValueError) for a port that is not a port number.
         """
-        env = os.environ if env is None else env
-        host = env.get(ENV_HOST, "").strip()
+        settings = SandboxSettings.from_env(env)
+        host = (settings.sandbox_host or "").strip()
         if not host:
             return None
-        raw_port = env.get(ENV_PORT, "").strip()
-        try:
-            port = int(raw_port) if raw_port else DEFAULT_PORTS[dialect]
-        except ValueError:
-            raise ValueError(f"{ENV_PORT}={raw_port!r} is not a port number") from None
+        password = settings.sandbox_password
         return cls(
             dialect=dialect,
             host=host,
-            port=port,
-            user=env.get(ENV_USER, "").strip() or DEFAULT_ADMINS[dialect],
-            password=env.get(ENV_PASSWORD, ""),
+            port=settings.sandbox_port or DEFAULT_PORTS[dialect],
+            user=(settings.sandbox_user or "").strip() or DEFAULT_ADMINS[dialect],
+            password=password.get_secret_value() if password is not None else "",
         )

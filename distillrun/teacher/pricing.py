@@ -13,17 +13,16 @@ only at the edge (`Usage.usd`), converted from the exact value.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
+from distillrun.api.settings import PriceSettings
 from distillrun.teacher.base import Usage
 
-PRICES_ENV = "DISTILLRUN_PRICES"
+PRICES_ENV = PriceSettings.env_name("prices")
 MILLION = Decimal(1_000_000)
 ZERO = Decimal(0)
 
@@ -127,12 +126,11 @@ class PriceTable:
 
 def load_prices(environ: Mapping[str, str] | None = None) -> PriceTable:
     """The built-in table with the `DISTILLRUN_PRICES` file (if set) laid over it."""
-    environ = os.environ if environ is None else environ
     builtin = resources.files("distillrun.teacher").joinpath("prices.json").read_text("utf-8")
     models = _parse_table(builtin, "distillrun/teacher/prices.json")
-    override = environ.get(PRICES_ENV)
-    if override:
-        path = Path(override).expanduser()
+    override = PriceSettings.from_env(environ).prices
+    if override is not None:
+        path = override.expanduser()
         try:
             text = path.read_text("utf-8")
         except OSError as exc:

@@ -24,7 +24,6 @@ imports neither torch nor ray.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -34,10 +33,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from distillrun.api.settings import ProfileSettings
 from distillrun.api.spec import CUSTOM_PROFILE_PREFIX, HardwareProfileName, StudentSpec
 from distillrun.api.text import NotUtf8, read_text
 
-PROFILES_ENV = "DISTILLRUN_PROFILES_DIR"
+PROFILES_ENV = ProfileSettings.env_name("profiles_dir")
 """A directory of user profile files (`*.yaml`) and DeepSpeed configs (`deepspeed/*.json`)."""
 
 BUILTIN_PROFILES = tuple(str(p) for p in HardwareProfileName)
@@ -174,8 +174,7 @@ def _builtin_data() -> dict[str, dict[str, Any]]:
 
 def user_directory() -> Path | None:
     """The directory of user profiles, from `DISTILLRUN_PROFILES_DIR` (None when unset)."""
-    configured = os.environ.get(PROFILES_ENV)
-    return Path(configured) if configured else None
+    return ProfileSettings.from_env().profiles_dir
 
 
 def load_profiles(directory: Path | None = None) -> dict[str, HardwareProfile]:
