@@ -22,7 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Self
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import NoDecode
 
 from distillrun.api.settings import Settings, SettingsError, refuse, whole_number
@@ -164,6 +171,21 @@ def _labels(raw: object) -> dict[str, str]:
     return dict(raw)
 
 
+def _dns_name(what: str, max_length: int) -> Callable[[str], str]:
+    """A validator of a DNS-1123 subdomain name, refused at start: a bad queue or Secret name
+    would only show as every RayJob refused."""
+
+    def validate(name: str) -> str:
+        if not _dns_subdomain(name, max_length):
+            raise refuse(
+                f"{name!r} cannot be {what} (a DNS-1123 subdomain: lowercase letters, digits, "
+                f"'-' and '.', at most {max_length})"
+            )
+        return name
+
+    return validate
+
+
 def _label_name(text: str) -> bool:
     return len(text) <= LABEL_NAME_MAX and re.fullmatch(LABEL_NAME_PATTERN, text) is not None
 
@@ -177,6 +199,8 @@ Memory = Annotated[str, BeforeValidator(_quantity(MEMORY))]
 Boolean = Annotated[bool, BeforeValidator(_boolean)]
 Seconds = Annotated[int, BeforeValidator(whole_number(0))]
 AtLeastOne = Annotated[int, BeforeValidator(whole_number(1))]
+QueueName = Annotated[str, AfterValidator(_dns_name("a Kueue queue name", QUEUE_NAME_MAX))]
+SecretName = Annotated[str, AfterValidator(_dns_name("a Secret name", SECRET_NAME_MAX))]
 
 
 class OperatorSettings(Settings):
@@ -242,11 +266,11 @@ class OperatorSettings(Settings):
     artifacts_uri: str | None = None
     """Store for runs whose spec names none (`spec.artifacts.uri` wins when set)."""
 
-    scheduling_queue_name: str | None = None
+    scheduling_queue_name: QueueName | None = None
     """Kueue LocalQueue of the RayJobs of runs whose spec names none
     (`spec.scheduling.queueName` wins when set); None: such runs are not queued."""
 
-    teacher_secret_name: str | None = None
+    teacher_secret_name: SecretName | None = None
     """Secret (in the run's namespace) of the teacher API key for anthropic and
     openai-compatible runs whose spec has no `teacher.apiKeySecretRef`, so a team stores its key
     once instead of naming it in every run; None: such runs must name one."""
@@ -323,27 +347,6 @@ class OperatorSettings(Settings):
                 "where the operator and every Ray pod share that path)"
             )
         return uri
-
-    @field_validator("scheduling_queue_name")
-    @classmethod
-    def _queue_name(cls, name: str | None) -> str | None:
-        """Checked here: a bad name would only show as every RayJob refused."""
-        if name is not None and not _dns_subdomain(name, QUEUE_NAME_MAX):
-            raise refuse(
-                f"{name!r} cannot be a Kueue queue name (a DNS-1123 subdomain: lowercase "
-                f"letters, digits, '-' and '.', at most {QUEUE_NAME_MAX})"
-            )
-        return name
-
-    @field_validator("teacher_secret_name")
-    @classmethod
-    def _secret_name(cls, name: str | None) -> str | None:
-        if name is not None and not _dns_subdomain(name, SECRET_NAME_MAX):
-            raise refuse(
-                f"{name!r} cannot be a Secret name (a DNS-1123 subdomain: lowercase letters, "
-                f"digits, '-' and '.', at most {SECRET_NAME_MAX})"
-            )
-        return name
 
     @field_validator("teacher_secret_key")
     @classmethod
