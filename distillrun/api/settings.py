@@ -176,3 +176,12 @@ class SandboxSettings(Settings):
 
     sandbox_password: SecretStr | None = None
     """That administrator's password."""
+
+
+RUNTIME_SETTINGS: tuple[type[Settings], ...] = (
+    ProfileSettings,
+    CacheSettings,
+    PriceSettings,
+    SandboxSettings,
+)
+"""The models of the variables the CLI and the stages read (the operator reads some too)."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Self
 
@@ -32,7 +33,14 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode
 
-from distillrun.api.settings import Settings, SettingsError, refuse, whole_number
+from distillrun.api.settings import (
+    ENV_PREFIX,
+    RUNTIME_SETTINGS,
+    Settings,
+    SettingsError,
+    refuse,
+    whole_number,
+)
 from distillrun.api.spec import HARDWARE_PROFILE_PATTERN, SecretKeyRef
 
 __all__ = ["OperatorSettings", "SettingsError", "cpu_millicores", "helm_value"]
@@ -186,6 +194,15 @@ def _dns_name(what: str, max_length: int) -> Callable[[str], str]:
     return validate
 
 
+def _unknown(name: str, known: set[str]) -> str:
+    """The warning about an unknown variable, with the settings whose name ends like it (an old
+    name is its new one without the Helm group)."""
+    suffix = "_" + name.removeprefix(ENV_PREFIX)
+    alike = sorted(k for k in known if k.endswith(suffix))
+    hint = f"; did you mean {' or '.join(alike)}?" if alike else ""
+    return f"{name}: not a distillrun setting, ignored{hint}"
+
+
 def _label_name(text: str) -> bool:
     return len(text) <= LABEL_NAME_MAX and re.fullmatch(LABEL_NAME_PATTERN, text) is not None
 
@@ -310,6 +327,18 @@ class OperatorSettings(Settings):
     @classmethod
     def describe(cls, field: str) -> str:
         return f"{cls.env_name(field)} (Helm value {helm_value(field)})"
+
+    @classmethod
+    def unknown_variables(cls, env: Mapping[str, str] | None = None) -> list[str]:
+        """A warning for each `DISTILLRUN_*` variable of `env` (default: the process's) that no
+        settings model defines: a typo, or a name from before the variables followed the Helm
+        values (`DISTILLRUN_HEAD_CPU` is now `DISTILLRUN_JOBS_HEAD_CPU`), whose value is
+        ignored. Warned about rather than refused, since test and build tools have `DISTILLRUN_`
+        variables of their own."""
+        env = os.environ if env is None else env
+        known = {m.env_name(f) for m in (cls, *RUNTIME_SETTINGS) for f in m.model_fields}
+        unknown = sorted(n for n in env if n.startswith(ENV_PREFIX) and n not in known)
+        return [_unknown(name, known) for name in unknown]
 
     @property
     def teacher_secret(self) -> SecretKeyRef | None:

@@ -261,3 +261,37 @@ def test_the_kopf_entry_module_names_a_bad_variable_without_a_traceback() -> Non
         result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_unknown_and_renamed_variables_are_named_with_their_new_names() -> None:
+    env = {
+        "DISTILLRUN_WORKERS": "8",
+        "DISTILLRUN_HEAD_CPU": "2",
+        "DISTILLRUN_TYPO": "x",
+        "DISTILLRUN_JOBS_HEAD_CPU": "2",
+        "DISTILLRUN_PROFILES_DIR": "/etc/distillrun/profiles",  # read by the profiles, not here
+        "HOME": "/root",
+    }
+    assert OperatorSettings.unknown_variables(env) == [
+        "DISTILLRUN_HEAD_CPU: not a distillrun setting, ignored; "
+        "did you mean DISTILLRUN_JOBS_HEAD_CPU?",
+        "DISTILLRUN_TYPO: not a distillrun setting, ignored",
+        "DISTILLRUN_WORKERS: not a distillrun setting, ignored; "
+        "did you mean DISTILLRUN_JOBS_CPU_WORKERS or DISTILLRUN_OPERATOR_WORKERS?",
+    ]
+    assert OperatorSettings.from_env(env).jobs_head_cpu == "2"
+
+
+def test_the_kopf_entry_module_warns_about_a_variable_it_ignores() -> None:
+    env = {**os.environ, "DISTILLRUN_RAY_TTL_SECONDS": "60"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import distillrun.operator.main"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "DISTILLRUN_RAY_TTL_SECONDS: not a distillrun setting, ignored; "
+        "did you mean DISTILLRUN_JOBS_RAY_TTL_SECONDS?"
+    ) in result.stderr
