@@ -332,7 +332,7 @@ class OperatorSettings(Settings):
     def unknown_variables(cls, env: Mapping[str, str] | None = None) -> list[str]:
         """A warning for each `DISTILLRUN_*` variable of `env` (default: the process's) that no
         settings model defines: a typo, or a name from before the variables followed the Helm
-        values (`DISTILLRUN_HEAD_CPU` is now `DISTILLRUN_JOBS_HEAD_CPU`), whose value is
+        values (`..._HEAD_CPU` is now `DISTILLRUN_JOBS_HEAD_CPU`), whose value is
         ignored. Warned about rather than refused, since test and build tools have `DISTILLRUN_`
         variables of their own."""
         env = os.environ if env is None else env
