@@ -248,14 +248,18 @@ def test_whole_numbers_as_helm_may_render_them() -> None:
     assert settings.jobs_max_attempts == 3
 
 
-def test_the_kopf_entry_module_names_a_bad_variable_without_a_traceback() -> None:
-    env = {**os.environ, "DISTILLRUN_JOBS_MAX_ATTEMPTS": "0"}
-    result = subprocess.run(
+def _import_the_kopf_entry_module(variable: str, value: str) -> subprocess.CompletedProcess[str]:
+    """`import distillrun.operator.main` as `kopf run -m` does, with one variable added."""
+    return subprocess.run(
         [sys.executable, "-c", "import distillrun.operator.main"],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, variable: value},
     )
+
+
+def test_the_kopf_entry_module_names_a_bad_variable_without_a_traceback() -> None:
+    result = _import_the_kopf_entry_module("DISTILLRUN_JOBS_MAX_ATTEMPTS", "0")
     assert result.returncode == 1
     assert "DISTILLRUN_JOBS_MAX_ATTEMPTS (Helm value jobs.maxAttempts): must be at least 1" in (
         result.stderr
@@ -283,13 +287,7 @@ def test_unknown_and_renamed_variables_are_named_with_their_new_names() -> None:
 
 
 def test_the_kopf_entry_module_warns_about_a_variable_it_ignores() -> None:
-    env = {**os.environ, "DISTILLRUN_RAY_TTL_SECONDS": "60"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import distillrun.operator.main"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    result = _import_the_kopf_entry_module("DISTILLRUN_RAY_TTL_SECONDS", "60")
     assert result.returncode == 0, result.stderr
     assert (
         "DISTILLRUN_RAY_TTL_SECONDS: not a distillrun setting, ignored; "
