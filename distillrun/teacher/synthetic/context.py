@@ -25,6 +25,7 @@ from distillrun.teacher.synthetic.naming import (
     DEFAULT_NUMBER_THRESHOLDS,
     TEXT_VALUES,
     THRESHOLDS,
+    Noun,
     Role,
     name_words,
     output_name,
@@ -61,6 +62,11 @@ class Condition:
 
 def phrase_of(condition: Condition | None) -> str:
     return condition.phrase if condition is not None else ""
+
+
+def filtered(query: exp.Select, condition: Condition | None) -> exp.Select:
+    """`query` with `condition` as its WHERE, or as it is without one."""
+    return query if condition is None else query.where(condition.expression)
 
 
 TOPICS = frozenset({"date_filter", "revenue"})
@@ -189,6 +195,17 @@ class Context:
         return self.pick(
             tuple(sorted({*_HAVING_COUNTS, *(n for n in self.hints.counts if n <= 10)}))
         )
+
+    def count_having(self, noun: Noun) -> tuple[exp.Binary, str, dict[str, str]]:
+        """`COUNT(*) > k` (or `>= k`) for groups with more than (at least) k rows of `noun`:
+        the condition, its phrasing variant ("more_than", "at_least") and the words `k` and
+        `noun` (singular in "more than one")."""
+        k = self.having_count()
+        at_least = self.chance(0.3)
+        op: type[exp.Binary] = exp.GTE if at_least else exp.GT
+        having = op(this=sqlkit.count_star(), expression=sqlkit.number(k))
+        words = {"k": self.spell(k), "noun": noun.one if k == 1 and not at_least else noun.many}
+        return having, "at_least" if at_least else "more_than", words
 
     def threshold(self, f: Field, above: bool) -> int:
         """A plausible threshold: from the lower two thirds of the role's range for "above"
