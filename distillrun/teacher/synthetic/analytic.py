@@ -23,12 +23,13 @@ from distillrun.teacher.synthetic.catalog import (
     measures,
     orderable,
 )
-from distillrun.teacher.synthetic.context import Builder, Context, Draft, phrase_of
+from distillrun.teacher.synthetic.context import Builder, Context, Draft, link_words, phrase_of
 from distillrun.teacher.synthetic.naming import (
     GENERIC_SUPERLATIVES,
     output_name,
     superlatives,
 )
+from distillrun.teacher.synthetic.phrasings import questions
 
 _RANKINGS: dict[str, type[exp.Expr]] = {
     "RANK": exp.Rank,
@@ -62,23 +63,7 @@ def rank_within_group(ctx: Context) -> Draft | None:
     ranked = sqlkit.window(_RANKINGS[name](), [sqlkit.column(g.name)], order)
     query = exp.select(*_shown(e, g, f), sqlkit.aliased(ranked, out)).from_(sqlkit.table(e.name))
     values = {"many": e.noun.many, "g": g.phrase, "col": f.phrase, "word": word}
-    templates = {
-        "RANK": (
-            "Rank the {many} within each {g} by {col}, {word} first, ties sharing a rank.",
-            "For each {g}, rank its {many} by {col} from the {word}; equal values get the same"
-            " rank.",
-        ),
-        "DENSE_RANK": (
-            "Rank the {many} by {col} within each {g}, {word} first, with ties sharing a rank"
-            " and no gaps in the ranks.",
-            "Give every {one} a dense rank by {col} inside its {g}, {word} first.",
-        ),
-        "ROW_NUMBER": (
-            "Number the {many} within each {g} in order of {col}, {word} first.",
-            "Within each {g}, give the {many} positions 1, 2, 3, ... by {col}, {word} first.",
-        ),
-    }[name]
-    question = ctx.say(templates, one=e.noun.one, **values)
+    question = ctx.say(questions("rank_within_group", name), one=e.noun.one, **values)
     direction = "DESC" if descending else "ASC"
     explanation = (
         f"{name}() OVER (PARTITION BY {g.name} ORDER BY {f.name} {direction}) restarts the"
@@ -116,25 +101,11 @@ def top_per_group(ctx: Context) -> Draft | None:
         .with_(sqlkit.identifier(cte), as_=inner)
     )
     values = {"one": e.noun.one, "many": e.noun.many, "g": g.phrase, "col": f.phrase}
-    generic = word in GENERIC_SUPERLATIVES
-    if n == 1:
-        templates: tuple[str, ...] = (
-            ("Which {one} has the {word} {col} in each {g}?",)
-            if generic
-            else (
-                "Which is the {word} {one} in each {g}?",
-                "For every {g}, what is its {word} {one}?",
-            )
-        )
-    else:
-        templates = (
-            ("Which {n} {many} in each {g} have the {word} {col}?",)
-            if generic
-            else ("What are the {n} {word} {many} in each {g}?",)
-        )
-        if descending:
-            templates += ("List the top {n} {many} by {col} for every {g}.",)
-    question = ctx.say(templates, n=ctx.spell(n), word=word, **values)
+    named = "by_column" if word in GENERIC_SUPERLATIVES else "named"
+    variants = [f"one_{named}" if n == 1 else f"many_{named}"]
+    if descending and n > 1:
+        variants.append("top")
+    question = ctx.say(questions("top_per_group", *variants), n=ctx.spell(n), word=word, **values)
     explanation = (
         f"The CTE {cte} numbers the {e.noun.many} of each {g.phrase} by {f.name}"
         f" {'DESC' if descending else 'ASC'} with ROW_NUMBER(); the outer query keeps positions"
@@ -160,29 +131,11 @@ def period_trend(ctx: Context) -> Draft | None:
     if kind == "running":
         trend: exp.Expr = sqlkit.window(exp.Sum(this=per.copy()), order_by=in_order)
         trend_name = output_name("running", amount)
-        templates: tuple[str, ...] = (
-            "For each {period} of {d}, give the {how} {what} and the running total so far.",
-            "Show the {how} {what} per {period} of {d} together with a cumulative total over time.",
-        )
         how_sql = f"SUM(...) OVER (ORDER BY the {period})"
     else:
         previous = sqlkit.window(exp.Lag(this=per.copy()), order_by=in_order)
         trend = previous if kind == "previous" else exp.Sub(this=per.copy(), expression=previous)
         trend_name = output_name("previous" if kind == "previous" else "change", amount)
-        templates = (
-            (
-                "For each {period} of {d}, what is the {how} {what}, next to the previous"
-                " {period} on record?",
-                "Show the {how} {what} per {period} of {d} and the figure for the {period}"
-                " before it on record.",
-            )
-            if kind == "previous"
-            else (
-                "How did the {how} {what} change from each {period} of {d} on record to the next?",
-                "Per {period} of {d}, by how much did the {how} {what} rise or fall against"
-                " the previous {period} on record?",
-            )
-        )
         how_sql = f"LAG(...) OVER (ORDER BY the {period}) reads the previous {period}'s value"
     query = (
         exp.select(
@@ -195,7 +148,9 @@ def period_trend(ctx: Context) -> Draft | None:
         .order_by(ctx.renderer.ordered(sqlkit.column(period_name)))
     )
     how = "number of" if m is None else "total"
-    question = ctx.say(templates, period=period, d=d.phrase, how=how, what=what)
+    question = ctx.say(
+        questions("period_trend", kind), period=period, d=d.phrase, how=how, what=what
+    )
     explanation = (
         f"It groups {e.name} by the {period} of {d.name}, computes {ctx.renderer.sql(per)} per"
         f" {period}, and {how_sql}."
@@ -224,22 +179,9 @@ def share_of_total(ctx: Context) -> Draft | None:
     )
     values = {"many": e.noun.many, "g": g.phrase}
     if m is None:
-        question = ctx.say(
-            (
-                "What percentage of all {many} does each {g} account for?",
-                "For each {g}, what share of the {many}, in percent, does it have?",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("share_of_total", "count"), **values)
     else:
-        question = ctx.say(
-            (
-                "What percentage of the total {m} of {many} comes from each {g}?",
-                "For each {g}, what share of all {m} across {many} does it hold, in percent?",
-            ),
-            m=m.phrase,
-            **values,
-        )
+        question = ctx.say(questions("share_of_total", "measure"), m=m.phrase, **values)
     explanation = (
         f"It groups {e.name} by {g.name}; {ctx.renderer.sql(per)} is each group's part and"
         f" SUM({ctx.renderer.sql(per)}) OVER () the total over all groups."
@@ -257,25 +199,12 @@ def beside_group_average(ctx: Context) -> Draft | None:
     values = {"one": e.noun.one, "many": e.noun.many, "g": g.phrase, "m": m.phrase}
     if ctx.chance(0.5):
         shown: exp.Expr = sqlkit.aliased(average, output_name("avg", m.name, "in", g.name))
-        question = ctx.say(
-            (
-                "Show each {one}'s {m} next to the average {m} of its {g}.",
-                "List the {many} with their {m} and the average {m} in their {g}.",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("beside_group_average", "beside"), **values)
         how = "next to each row"
     else:
         difference = exp.Sub(this=sqlkit.column(m.name), expression=average)
         shown = sqlkit.aliased(difference, output_name(m.name, "vs", g.name, "avg"))
-        question = ctx.say(
-            (
-                "How far is each {one}'s {m} above or below the average {m} of its {g}?",
-                "For every {one}, what is the difference between its {m} and its {g}'s"
-                " average {m}?",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("beside_group_average", "difference"), **values)
         how = f"subtracted from each {m.phrase}"
     query = exp.select(*_shown(e, g, m), shown).from_(sqlkit.table(e.name))
     explanation = (
@@ -312,15 +241,7 @@ def rank_parents(ctx: Context) -> Draft | None:
     query = _per_parent(link, count, count_name, link.on()).select(
         sqlkit.aliased(ranked, "rank_by_count")
     )
-    question = ctx.say(
-        (
-            "Rank all {pmany} by how many {cmany} they have, most first, ties sharing a rank.",
-            "Rank every {pone} by its number of {cmany}, from most to fewest.",
-        ),
-        pmany=p.noun.many,
-        pone=p.noun.one,
-        cmany=c.noun.many,
-    )
+    question = ctx.say(questions("rank_parents", "default"), **link_words(link))
     explanation = (
         f"A LEFT JOIN from {p.name} to {c.name} counts each {p.noun.one}'s {c.noun.many} (0 when"
         " none) and RANK() OVER (ORDER BY that count DESC) ranks the groups."
@@ -352,24 +273,7 @@ def children_per_parent(ctx: Context) -> Draft | None:
         .with_(sqlkit.identifier(cte), as_=_per_parent(link, count, count_name, on))
     )
     values = {"pone": p.noun.one, "pmany": p.noun.many, "cmany": f"{c.noun.many} {phrase_of(cond)}"}
-    question = ctx.say(
-        {
-            "AVG": (
-                "On average, how many {cmany} does a {pone} have, counting {pmany} with none as"
-                " zero?",
-                "What is the average number of {cmany} per {pone}, zeros included?",
-            ),
-            "MAX": (
-                "What is the largest number of {cmany} any single {pone} has?",
-                "At most, how many {cmany} does one {pone} have?",
-            ),
-            "MIN": (
-                "What is the smallest number of {cmany} a {pone} has, zero included?",
-                "What is the fewest {cmany} any {pone} has, counting {pmany} with none?",
-            ),
-        }[statistic],
-        **values,
-    )
+    question = ctx.say(questions("children_per_parent", statistic), **values)
     where = "" if cond is None else f" (only {c.noun.many} {cond.phrase}, a condition of the join)"
     explanation = (
         f"The CTE {cte} counts each {p.noun.one}'s {c.noun.many}{where} with a LEFT JOIN, so"
@@ -402,24 +306,11 @@ def parents_above_average(ctx: Context) -> Draft | None:
         .where(exp.GT(this=sqlkit.column(name), expression=average))
         .with_(sqlkit.identifier(cte), as_=_per_parent(link, value, name, link.on()))
     )
-    values = {"pmany": p.noun.many, "pone": p.noun.one, "cmany": c.noun.many}
     if m is None:
-        question = ctx.say(
-            (
-                "Which {pmany} have more {cmany} than the average {pone}?",
-                "List the {pmany} whose number of {cmany} is above the average per {pone}.",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("parents_above_average", "count"), **link_words(link))
     else:
         question = ctx.say(
-            (
-                "Which {pmany} have a total {m} of {cmany} above the average {pone}'s?",
-                "List the {pmany} whose {cmany} add up to more {m} than the average {pone}'s"
-                " {cmany} do.",
-            ),
-            m=m.phrase,
-            **values,
+            questions("parents_above_average", "measure"), m=m.phrase, **link_words(link)
         )
     explanation = (
         f"The CTE {cte} computes {ctx.renderer.sql(value)} per {p.noun.one} ({p.noun.many}"
@@ -448,10 +339,7 @@ def filtered_then_grouped(ctx: Context) -> Draft | None:
         .with_(sqlkit.identifier(cte), as_=inner)
     )
     question = ctx.say(
-        (
-            "Among the {many} {cond}, how many fall in each {g}, largest group first?",
-            "Take the {many} {cond} and count them per {g}, most first.",
-        ),
+        questions("filtered_then_grouped", "default"),
         many=e.noun.many,
         cond=cond.phrase,
         g=g.phrase,

@@ -64,6 +64,13 @@ def phrase_of(condition: Condition | None) -> str:
     return condition.phrase if condition is not None else ""
 
 
+def link_words(link: Link) -> dict[str, str]:
+    """The nouns of a question about a link: `cone`, `cmany` (the child table's rows) and
+    `pone`, `pmany` (the parent's)."""
+    child, parent = link.child.noun, link.parent.noun
+    return {"cone": child.one, "cmany": child.many, "pone": parent.one, "pmany": parent.many}
+
+
 def filtered(query: exp.Select, condition: Condition | None) -> exp.Select:
     """`query` with `condition` as its WHERE, or as it is without one."""
     return query if condition is None else query.where(condition.expression)

@@ -21,10 +21,12 @@ from distillrun.teacher.synthetic.context import (
     Context,
     Draft,
     article,
+    link_words,
     phrase_of,
     thresholds,
 )
 from distillrun.teacher.synthetic.naming import output_name
+from distillrun.teacher.synthetic.phrasings import questions
 
 
 def _keys(link: Link) -> list[exp.Expr]:
@@ -63,12 +65,7 @@ def value_bands(ctx: Context) -> Draft | None:
         .group_by(band.copy())
     )
     question = ctx.say(
-        (
-            "How many {many} have {a_col} under {low}, from {low} to under {high}, and {high} or"
-            " more?",
-            "Count the {many} in three {col} bands: under {low}, {low} up to {high}, and {high}"
-            " and above.",
-        ),
+        questions("value_bands", "default"),
         many=e.noun.many,
         a_col=article(m.phrase),
         col=m.phrase,
@@ -99,14 +96,7 @@ def high_low_label(ctx: Context) -> Draft | None:
         *(sqlkit.column(n) for n in names), sqlkit.aliased(label, output_name(m.name, "level"))
     ).from_(sqlkit.table(e.name))
     question = ctx.say(
-        (
-            "List each {one} with its {col}, marked 'high' when it is {v} or more and 'low'"
-            " otherwise.",
-            "Label every {one} 'high' if its {col} is at least {v}, else 'low'.",
-        ),
-        one=e.noun.one,
-        col=m.phrase,
-        v=str(value),
+        questions("high_low_label", "default"), one=e.noun.one, col=m.phrase, v=str(value)
     )
     explanation = (
         f"CASE WHEN {m.name} >= {value} THEN 'high' ELSE 'low' END labels each row of {e.name}."
@@ -138,13 +128,7 @@ def conditional_counts(ctx: Context) -> Draft | None:
         .group_by(sqlkit.column(g.name))
     )
     question = ctx.say(
-        (
-            "For each {g}, how many {many} are there in all, and how many of them {cond}?",
-            "Per {g}, count all {many} and, separately, the {many} {cond}.",
-        ),
-        g=g.phrase,
-        many=e.noun.many,
-        cond=cond.phrase,
+        questions("conditional_counts", "default"), g=g.phrase, many=e.noun.many, cond=cond.phrase
     )
     explanation = (
         f"Per {g.name}, COUNT(*) counts every {e.noun.one} and SUM(CASE WHEN"
@@ -173,13 +157,7 @@ def matching_children(ctx: Context) -> Draft | None:
         .group_by(*keys)
     )
     question = ctx.say(
-        (
-            "For each {pone}, how many {cmany} {cond} do they have, zero included?",
-            "Count, for every {pone}, their {cmany} {cond}, showing 0 where there are none.",
-        ),
-        pone=p.noun.one,
-        cmany=c.noun.many,
-        cond=cond.phrase,
+        questions("matching_children", "default"), cond=cond.phrase, **link_words(link)
     )
     explanation = (
         f"A LEFT JOIN keeps every {p.noun.one}; SUM(CASE WHEN ... THEN 1 ELSE 0 END) counts"
@@ -218,20 +196,7 @@ def parents_with_exists(ctx: Context) -> Draft | None:
         "pmany": f"{p.noun.many} {phrase_of(parent_cond)}",
         "cmany": f"{c.noun.many} {phrase_of(child_cond)}",
     }
-    question = ctx.say(
-        (
-            "Which {pmany} have no {cmany}?",
-            "List the {pmany} without any {cmany}.",
-            "Find the {pmany} for which no {cmany} exist.",
-        )
-        if negated
-        else (
-            "Which {pmany} have one or more {cmany}?",
-            "List the {pmany} for which some {cmany} exist.",
-            "Find the {pmany} that have any {cmany} at all.",
-        ),
-        **values,
-    )
+    question = ctx.say(questions("parents_with_exists", "without" if negated else "with"), **values)
     kind = "NOT EXISTS" if negated else "EXISTS"
     explanation = (
         f"{kind} with a correlated subquery on {ctx.renderer.sql(link.on())} tests, per"
@@ -282,26 +247,11 @@ def parents_by_set_operation(ctx: Context) -> Draft | None:
     first, second = conditions
     name = ctx.pick(tuple(_SET_OPERATIONS))
     query = _SET_OPERATIONS[name](_reached(link, first), _reached(link, second), distinct=True)
-    templates = {
-        "UNION": (
-            "Which {pmany} have {cmany} {first} or {cmany} {second}?",
-            "List the {pmany} with either {cmany} {first} or {cmany} {second}, each once.",
-        ),
-        "INTERSECT": (
-            "Which {pmany} have both {cmany} {first} and {cmany} {second}?",
-            "List the {pmany} that have {cmany} {first} as well as {cmany} {second}.",
-        ),
-        "EXCEPT": (
-            "Which {pmany} have {cmany} {first} but no {cmany} {second}?",
-            "List the {pmany} with {cmany} {first}, leaving out any that have {cmany} {second}.",
-        ),
-    }[name]
     question = ctx.say(
-        templates,
-        pmany=p.noun.many,
-        cmany=c.noun.many,
+        questions("parents_by_set_operation", name),
         first=first.phrase,
         second=second.phrase,
+        **link_words(link),
     )
     explanation = (
         f"Each side joins {p.name} to {c.name} and keeps the {p.noun.many} with a {c.noun.one}"
@@ -337,17 +287,7 @@ def totals_with_zero(ctx: Context) -> Draft | None:
     else:
         ordered = ""
     question = ctx.say(
-        (
-            "What is the total {m} of {cmany} for each {pone}, with 0 for {pmany} that have"
-            " none{ordered}?",
-            "For every {pone}, add up the {m} of their {cmany}, showing 0 when there are"
-            " none{ordered}.",
-        ),
-        m=m.phrase,
-        cmany=c.noun.many,
-        pone=p.noun.one,
-        pmany=p.noun.many,
-        ordered=ordered,
+        questions("totals_with_zero", "default"), m=m.phrase, ordered=ordered, **link_words(link)
     )
     explanation = (
         f"A LEFT JOIN keeps every {p.noun.one}; SUM({c.alias}.{m.name}) is NULL for those"
