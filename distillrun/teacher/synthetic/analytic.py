@@ -17,7 +17,6 @@ from distillrun.teacher.synthetic import sqlkit
 from distillrun.teacher.synthetic.catalog import (
     Entity,
     Field,
-    Link,
     categories,
     dates,
     measures,
@@ -30,6 +29,7 @@ from distillrun.teacher.synthetic.naming import (
     superlatives,
 )
 from distillrun.teacher.synthetic.phrasings import questions
+from distillrun.teacher.synthetic.shapes import per_parent
 
 _RANKINGS: dict[str, type[exp.Expr]] = {
     "RANK": exp.Rank,
@@ -214,21 +214,6 @@ def beside_group_average(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def _per_parent(link: Link, value: exp.Expr, name: str, on: exp.Expr) -> exp.Select:
-    """One row per parent (its key and label) with `value` over its children, parents without
-    children included (LEFT JOIN on `on`)."""
-    p, c = link.parent, link.child
-    keys = [
-        sqlkit.column(n, p.alias) for n in dict.fromkeys((link.parent_column.name, p.label.name))
-    ]
-    return (
-        exp.select(*keys, sqlkit.aliased(value, name))
-        .from_(sqlkit.table(p.name, p.alias))
-        .join(sqlkit.table(c.name, c.alias), on=on, join_type="left")
-        .group_by(*(k.copy() for k in keys))
-    )
-
-
 def rank_parents(ctx: Context) -> Draft | None:
     """Parents ranked by their number of children: a window over a grouped join."""
     link = ctx.link(ctx.catalog.links)
@@ -238,9 +223,7 @@ def rank_parents(ctx: Context) -> Draft | None:
     count = exp.Count(this=sqlkit.column(link.child_column.name, c.alias))
     count_name = output_name(c.noun.one, "count")
     ranked = sqlkit.window(exp.Rank(), order_by=ctx.renderer.ordered(count.copy(), descending=True))
-    query = _per_parent(link, count, count_name, link.on()).select(
-        sqlkit.aliased(ranked, "rank_by_count")
-    )
+    query = per_parent(link, count, count_name).select(sqlkit.aliased(ranked, "rank_by_count"))
     question = ctx.say(questions("rank_parents", "default"), **link_words(link))
     explanation = (
         f"A LEFT JOIN from {p.name} to {c.name} counts each {p.noun.one}'s {c.noun.many} (0 when"
@@ -270,7 +253,7 @@ def children_per_parent(ctx: Context) -> Draft | None:
             )
         )
         .from_(sqlkit.table(cte))
-        .with_(sqlkit.identifier(cte), as_=_per_parent(link, count, count_name, on))
+        .with_(sqlkit.identifier(cte), as_=per_parent(link, count, count_name, on=on))
     )
     values = {"pone": p.noun.one, "pmany": p.noun.many, "cmany": f"{c.noun.many} {phrase_of(cond)}"}
     question = ctx.say(questions("children_per_parent", statistic), **values)
@@ -304,7 +287,7 @@ def parents_above_average(ctx: Context) -> Draft | None:
         exp.select(sqlkit.column(p.label.name), sqlkit.column(name))
         .from_(sqlkit.table(cte))
         .where(exp.GT(this=sqlkit.column(name), expression=average))
-        .with_(sqlkit.identifier(cte), as_=_per_parent(link, value, name, link.on()))
+        .with_(sqlkit.identifier(cte), as_=per_parent(link, value, name))
     )
     if m is None:
         question = ctx.say(questions("parents_above_average", "count"), **link_words(link))

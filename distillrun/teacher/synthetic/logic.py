@@ -27,14 +27,7 @@ from distillrun.teacher.synthetic.context import (
 )
 from distillrun.teacher.synthetic.naming import output_name
 from distillrun.teacher.synthetic.phrasings import questions
-
-
-def _keys(link: Link) -> list[exp.Expr]:
-    """The parent's referenced column and label, each once, qualified by its alias."""
-    p = link.parent
-    return [
-        sqlkit.column(n, p.alias) for n in dict.fromkeys((link.parent_column.name, p.label.name))
-    ]
+from distillrun.teacher.synthetic.shapes import parent_keys, per_parent
 
 
 def value_bands(ctx: Context) -> Draft | None:
@@ -146,16 +139,8 @@ def matching_children(ctx: Context) -> Draft | None:
     cond = ctx.condition(c, c.alias, avoid=link.child_column)
     if cond is None:
         return None
-    keys = _keys(link)
-    query = (
-        exp.select(
-            keys[-1].copy(),
-            sqlkit.aliased(_matching_count(cond), output_name("matching", c.noun.many)),
-        )
-        .from_(sqlkit.table(p.name, p.alias))
-        .join(sqlkit.table(c.name, c.alias), on=link.on(), join_type="left")
-        .group_by(*keys)
-    )
+    matching = output_name("matching", c.noun.many)
+    query = per_parent(link, _matching_count(cond), matching, show_key=False)
     question = ctx.say(
         questions("matching_children", "default"), cond=cond.phrase, **link_words(link)
     )
@@ -210,7 +195,7 @@ def _reached(link: Link, cond: Condition) -> exp.Select:
     """The parents (key and label) that have a child meeting `cond`."""
     c, p = link.child, link.parent
     return (
-        exp.select(*_keys(link))
+        exp.select(*parent_keys(link))
         .from_(sqlkit.table(p.name, p.alias))
         .join(sqlkit.table(c.name, c.alias), on=link.on())
         .where(cond.expression)
@@ -274,13 +259,7 @@ def totals_with_zero(ctx: Context) -> Draft | None:
     total = exp.Coalesce(
         this=exp.Sum(this=sqlkit.column(m.name, c.alias)), expressions=[sqlkit.number(0)]
     )
-    keys = _keys(link)
-    query = (
-        exp.select(keys[-1].copy(), sqlkit.aliased(total, total_name))
-        .from_(sqlkit.table(p.name, p.alias))
-        .join(sqlkit.table(c.name, c.alias), on=link.on(), join_type="left")
-        .group_by(*keys)
-    )
+    query = per_parent(link, total, total_name, show_key=False)
     if ctx.chance(0.4):
         query = query.order_by(ctx.renderer.ordered(sqlkit.column(total_name), descending=True))
         ordered = ", largest first"
