@@ -33,9 +33,9 @@ from distillrun.teacher.errors import (
     BudgetExhausted,
     TeacherAuthFailed,
     TeacherFailed,
-    TeacherRequestInvalid,
     TeacherStop,
     Transient,
+    by_status,
 )
 from distillrun.teacher.estimate import worst_case_usd
 from distillrun.teacher.governor import (
@@ -146,9 +146,12 @@ def classify(exc: Exception, key_variable: str, *, key_set: bool = True) -> Teac
         return TeacherAuthFailed(f"the server refused the key in {key_variable} ({exc})")
     if exc.status == 402 or (exc.status == 429 and "insufficient_quota" in exc.body):
         return BudgetExhausted(f"the account has no quota left ({exc})")
-    if exc.status in (408, 409, 429) or exc.status >= 500:
-        return Transient(str(exc), retry_after_s(exc.headers))
-    return TeacherRequestInvalid(f"the server rejected the request ({exc})")
+    return by_status(
+        exc.status,
+        str(exc),
+        retry_after_s(exc.headers),
+        f"the server rejected the request ({exc})",
+    )
 
 
 def chat_body(prompt: Prompt, model: str, temperature: float) -> dict[str, Any]:
