@@ -17,7 +17,8 @@ _Catalogue = dict[str, dict[str, tuple[str, ...]]]
 
 
 @cache
-def _catalogue() -> _Catalogue:
+def catalogue() -> _Catalogue:
+    """Every builder's phrasings, by builder name and variant."""
     text = resources.files(__package__).joinpath("questions.yaml").read_text(encoding="utf-8")
     return TypeAdapter(_Catalogue).validate_python(yaml.safe_load(text))
 
@@ -25,5 +26,5 @@ def _catalogue() -> _Catalogue:
 def questions(builder: str, *variants: str) -> tuple[str, ...]:
     """The phrasings of `builder`'s question in each of `variants`, one variant's after the
     other's, in file order (a shard draws by position)."""
-    entry = _catalogue()[builder]
+    entry = catalogue()[builder]
     return tuple(phrasing for variant in variants for phrasing in entry[variant])
