@@ -17,12 +17,22 @@ from distillrun.teacher.synthetic import sqlkit
 from distillrun.teacher.synthetic.catalog import (
     Entity,
     Field,
+    Link,
     categories,
     dates,
+    every_link,
     measures,
     orderable,
 )
-from distillrun.teacher.synthetic.context import Builder, Context, Draft, link_words, phrase_of
+from distillrun.teacher.synthetic.context import (
+    Builder,
+    Context,
+    Draft,
+    link_words,
+    over_link,
+    over_table,
+    phrase_of,
+)
 from distillrun.teacher.synthetic.naming import (
     GENERIC_SUPERLATIVES,
     output_name,
@@ -52,11 +62,8 @@ def _shown(e: Entity, *fields: Field) -> list[exp.Expr]:
     return [sqlkit.column(n) for n in names]
 
 
-def rank_within_group(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(categories, orderable)
-    if chosen is None:
-        return None
-    e, (g, f) = chosen
+@over_table(categories, orderable)
+def rank_within_group(ctx: Context, e: Entity, g: Field, f: Field) -> Draft | None:
     descending, word, order = _direction(ctx, f)
     name = ctx.pick(tuple(_RANKINGS))
     out = output_name(f.name, "rank" if name != "ROW_NUMBER" else "position")
@@ -72,12 +79,9 @@ def rank_within_group(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def top_per_group(ctx: Context) -> Draft | None:
+@over_table(categories, orderable)
+def top_per_group(ctx: Context, e: Entity, g: Field, f: Field) -> Draft | None:
     """The top N rows of every group: ROW_NUMBER in a CTE, filtered outside it."""
-    chosen = ctx.table_with(categories, orderable)
-    if chosen is None:
-        return None
-    e, (g, f) = chosen
     descending, word, order = _direction(ctx, f)
     n = ctx.pick((1, 1, 2, 3))
     position = output_name(f.name, "position")
@@ -114,13 +118,10 @@ def top_per_group(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def period_trend(ctx: Context) -> Draft | None:
+@over_table(dates)
+def period_trend(ctx: Context, e: Entity, d: Field) -> Draft | None:
     """Per period counts or totals with a running total (SUM OVER) or the previous period's
     value (LAG)."""
-    chosen = ctx.table_with(dates)
-    if chosen is None:
-        return None
-    e, (d,) = chosen
     period, period_expr, period_name = ctx.period(d)
     m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
     per: exp.Expr = sqlkit.count_star() if m is None else exp.Sum(this=sqlkit.column(m.name))
@@ -158,12 +159,9 @@ def period_trend(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def share_of_total(ctx: Context) -> Draft | None:
+@over_table(categories)
+def share_of_total(ctx: Context, e: Entity, g: Field) -> Draft | None:
     """Each group's share of all rows (or of a measure's total), in percent: SUM(...) OVER ()."""
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
     m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
     per: exp.Expr = sqlkit.count_star() if m is None else exp.Sum(this=sqlkit.column(m.name))
     share = exp.Div(
@@ -189,12 +187,9 @@ def share_of_total(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def beside_group_average(ctx: Context) -> Draft | None:
+@over_table(categories, measures)
+def beside_group_average(ctx: Context, e: Entity, g: Field, m: Field) -> Draft | None:
     """Each row's measure next to (or against) its group's average: AVG OVER (PARTITION BY)."""
-    chosen = ctx.table_with(categories, measures)
-    if chosen is None:
-        return None
-    e, (g, m) = chosen
     average = sqlkit.window(exp.Avg(this=sqlkit.column(m.name)), [sqlkit.column(g.name)])
     values = {"one": e.noun.one, "many": e.noun.many, "g": g.phrase, "m": m.phrase}
     if ctx.chance(0.5):
@@ -214,11 +209,9 @@ def beside_group_average(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def rank_parents(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def rank_parents(ctx: Context, link: Link) -> Draft | None:
     """Parents ranked by their number of children: a window over a grouped join."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     count = exp.Count(this=sqlkit.column(link.child_column.name, c.alias))
     count_name = output_name(c.noun.one, "count")
@@ -232,12 +225,10 @@ def rank_parents(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def children_per_parent(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def children_per_parent(ctx: Context, link: Link) -> Draft | None:
     """The average, largest or smallest number of (matching) children per parent: the
     per-parent counts in a CTE, aggregated outside it."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(c, c.alias, avoid=link.child_column) if ctx.chance(0.5) else None
     on: exp.Expr = link.on() if cond is None else exp.and_(link.on(), cond.expression)
@@ -265,12 +256,10 @@ def children_per_parent(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parents_above_average(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def parents_above_average(ctx: Context, link: Link) -> Draft | None:
     """Parents whose count (or total of a child measure) beats the average parent's: the
     per-parent figures in a CTE, read twice."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     m = ctx.field(c, c.measures) if ctx.chance(0.4) else None
     if m is None:
@@ -302,12 +291,9 @@ def parents_above_average(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def filtered_then_grouped(ctx: Context) -> Draft | None:
+@over_table(categories)
+def filtered_then_grouped(ctx: Context, e: Entity, g: Field) -> Draft | None:
     """A filter in a CTE, a count per group outside it."""
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
     cond = ctx.condition(e, avoid=g)
     if cond is None:
         return None

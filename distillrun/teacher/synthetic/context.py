@@ -4,11 +4,13 @@ Every random choice an example makes goes through `Context`, so a shard is a pur
 its (seed, index) and the schema. Choices are weighted toward what the seed questions name,
 and toward the one seed question in focus when there is one. `Context.condition` writes the
 WHERE conditions all constructs share (numeric thresholds, text values, date ranges, flags,
-missing values), each with the words for the question.
+missing values), each with the words for the question. `over_table` and `over_link` declare
+what a builder is built over; the context picks it, and nothing is built where there is none.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -417,3 +419,43 @@ class Context:
             exp.and_(exp.GTE(this=col, expression=start), exp.LT(this=col, expression=end)),
             self.pick((f"with {a_col} in {year}", f"whose {f.phrase} falls in {year}")),
         )
+
+
+BuildOver = Callable[..., Draft | None]
+"""A builder's body, called with the context and what it is built over."""
+
+
+def over_table(
+    *kinds: Callable[[Entity], Sequence[Field]],
+) -> Callable[[BuildOver], Callable[[Context], Draft | None]]:
+    """A builder over one table with a column of each of `kinds`: its body gets the table and
+    one column of each kind (chosen by `Context.table_with`) after the context, and nothing is
+    built where no table has them."""
+
+    def over(build: BuildOver) -> Callable[[Context], Draft | None]:
+        @functools.wraps(build)
+        def chosen_then_built(ctx: Context) -> Draft | None:
+            chosen = ctx.table_with(*kinds)
+            return None if chosen is None else build(ctx, chosen[0], *chosen[1])
+
+        return chosen_then_built
+
+    return over
+
+
+def over_link(
+    candidates: Callable[[Catalog], Sequence[Link]],
+) -> Callable[[BuildOver], Callable[[Context], Draft | None]]:
+    """A builder over one of the links `candidates` picks from the catalog: its body gets the
+    link (chosen by `Context.link`) after the context, and nothing is built where there is
+    none."""
+
+    def over(build: BuildOver) -> Callable[[Context], Draft | None]:
+        @functools.wraps(build)
+        def chosen_then_built(ctx: Context) -> Draft | None:
+            link = ctx.link(candidates(ctx.catalog))
+            return None if link is None else build(ctx, link)
+
+        return chosen_then_built
+
+    return over

@@ -12,7 +12,15 @@ from __future__ import annotations
 from sqlglot import exp
 
 from distillrun.teacher.synthetic import sqlkit
-from distillrun.teacher.synthetic.catalog import Entity, Field, Link, Path
+from distillrun.teacher.synthetic.catalog import (
+    Entity,
+    Field,
+    Link,
+    Path,
+    every_link,
+    links_to_parents_with_categories,
+    single_column_links,
+)
 from distillrun.teacher.synthetic.context import (
     Builder,
     Condition,
@@ -20,6 +28,7 @@ from distillrun.teacher.synthetic.context import (
     Draft,
     filtered,
     link_words,
+    over_link,
     phrase_of,
 )
 from distillrun.teacher.synthetic.naming import Role, output_name, plural_phrase
@@ -65,10 +74,8 @@ def _shown(entity: Entity) -> list[Field]:
     return [entity.label]
 
 
-def join_list(ctx: Context) -> Draft | None:
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
+@over_link(every_link)
+def join_list(ctx: Context, link: Link) -> Draft | None:
     c, p = link.child, link.parent
     shown = [_col(c, f) for f in _shown(c)]
     query = exp.select(*shown).from_(_from(c))
@@ -88,10 +95,8 @@ def join_list(ctx: Context) -> Draft | None:
     return Draft(question, query.where(cond.expression), explanation)
 
 
-def count_per_parent(ctx: Context) -> Draft | None:
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
+@over_link(every_link)
+def count_per_parent(ctx: Context, link: Link) -> Draft | None:
     c, p = link.child, link.parent
     count_name = output_name(c.noun.one, "count")
     query = exp.select(*_parent_keys(link)[-1:]).from_(_from(p))
@@ -130,10 +135,8 @@ def count_per_parent(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parents_having(ctx: Context) -> Draft | None:
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
+@over_link(every_link)
+def parents_having(ctx: Context, link: Link) -> Draft | None:
     c, p = link.child, link.parent
     query = exp.select(_col(p, p.label)).from_(_from(p))
     query = _join(query, link, c).group_by(*_parent_keys(link))
@@ -154,10 +157,8 @@ def parents_having(ctx: Context) -> Draft | None:
     return Draft(question, query.having(having), explanation)
 
 
-def by_parent_field(ctx: Context) -> Draft | None:
-    link = ctx.link([k for k in ctx.catalog.links if k.parent.categories])
-    if link is None:
-        return None
+@over_link(links_to_parents_with_categories)
+def by_parent_field(ctx: Context, link: Link) -> Draft | None:
     c, p = link.child, link.parent
     g = ctx.field(p, p.categories)
     if g is None:
@@ -374,11 +375,9 @@ def path_count_distinct(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parents_in(ctx: Context) -> Draft | None:
+@over_link(single_column_links)
+def parents_in(ctx: Context, link: Link) -> Draft | None:
     """Parents with at least one (matching) child, as an IN subquery."""
-    link = ctx.link(ctx.catalog.single_links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(c) if ctx.chance(0.75) else None
     inner = exp.select(sqlkit.column(link.child_column.name)).from_(sqlkit.table(c.name))
@@ -393,11 +392,9 @@ def parents_in(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def children_in(ctx: Context) -> Draft | None:
+@over_link(single_column_links)
+def children_in(ctx: Context, link: Link) -> Draft | None:
     """Children whose parent matches a condition, as an IN subquery."""
-    link = ctx.link(ctx.catalog.single_links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(p)
     if cond is None:
@@ -415,11 +412,9 @@ def children_in(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parents_without(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def parents_without(ctx: Context, link: Link) -> Draft | None:
     """Parents with no child, as a LEFT JOIN ... IS NULL anti-join."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     missing = exp.Is(this=_col(c, link.child_column), expression=exp.Null())
     query = _join(exp.select(_col(p, p.label)).from_(_from(p)), link, c, "left").where(missing)
@@ -432,11 +427,9 @@ def parents_without(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def distinct_references(ctx: Context) -> Draft | None:
+@over_link(single_column_links)
+def distinct_references(ctx: Context, link: Link) -> Draft | None:
     """How many different parents the (matching) children point at."""
-    link = ctx.link(ctx.catalog.single_links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(c, avoid=link.child_column) if ctx.chance(0.6) else None
     query = exp.select(sqlkit.count_distinct(sqlkit.column(link.child_column.name))).from_(
@@ -454,11 +447,9 @@ def distinct_references(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parent_values_of_children(ctx: Context) -> Draft | None:
+@over_link(links_to_parents_with_categories)
+def parent_values_of_children(ctx: Context, link: Link) -> Draft | None:
     """The distinct values of a parent column among the (matching) children's parents."""
-    link = ctx.link([k for k in ctx.catalog.links if k.parent.categories])
-    if link is None:
-        return None
     c, p = link.child, link.parent
     g = ctx.field(p, p.categories)
     if g is None:

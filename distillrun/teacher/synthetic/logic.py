@@ -14,7 +14,15 @@ from __future__ import annotations
 from sqlglot import exp
 
 from distillrun.teacher.synthetic import sqlkit
-from distillrun.teacher.synthetic.catalog import Entity, Link, categories, measures
+from distillrun.teacher.synthetic.catalog import (
+    Entity,
+    Field,
+    Link,
+    categories,
+    every_link,
+    links_from_children_with_measures,
+    measures,
+)
 from distillrun.teacher.synthetic.context import (
     Builder,
     Condition,
@@ -22,6 +30,8 @@ from distillrun.teacher.synthetic.context import (
     Draft,
     article,
     link_words,
+    over_link,
+    over_table,
     phrase_of,
     thresholds,
 )
@@ -30,12 +40,9 @@ from distillrun.teacher.synthetic.phrasings import questions
 from distillrun.teacher.synthetic.shapes import parent_keys, per_parent
 
 
-def value_bands(ctx: Context) -> Draft | None:
+@over_table(measures)
+def value_bands(ctx: Context, e: Entity, m: Field) -> Draft | None:
     """Rows counted per band of a measure: CASE WHEN m < a ... WHEN m < b ... ELSE ... END."""
-    chosen = ctx.table_with(measures)
-    if chosen is None:
-        return None
-    e, (m,) = chosen
     low, high = sorted(ctx.rng.sample(thresholds(m), 2))
     col = sqlkit.column(m.name)
     band = sqlkit.case(
@@ -72,12 +79,9 @@ def value_bands(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def high_low_label(ctx: Context) -> Draft | None:
+@over_table(measures)
+def high_low_label(ctx: Context, e: Entity, m: Field) -> Draft | None:
     """Every row labelled by a threshold on a measure: CASE WHEN m >= v THEN 'high' ..."""
-    chosen = ctx.table_with(measures)
-    if chosen is None:
-        return None
-    e, (m,) = chosen
     value = ctx.threshold(m, above=True)
     col = sqlkit.column(m.name)
     label = sqlkit.case(
@@ -102,12 +106,9 @@ def _matching_count(cond: Condition) -> exp.Sum:
     return exp.Sum(this=sqlkit.case([(cond.expression, sqlkit.number(1))], sqlkit.number(0)))
 
 
-def conditional_counts(ctx: Context) -> Draft | None:
+@over_table(categories)
+def conditional_counts(ctx: Context, e: Entity, g: Field) -> Draft | None:
     """Per group, all rows and the rows meeting a condition, side by side."""
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
     cond = ctx.condition(e, avoid=g)
     if cond is None:
         return None
@@ -130,11 +131,9 @@ def conditional_counts(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def matching_children(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def matching_children(ctx: Context, link: Link) -> Draft | None:
     """Per parent, how many of its children meet a condition, zero included."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(c, c.alias, avoid=link.child_column)
     if cond is None:
@@ -159,11 +158,9 @@ def _exists(link: Link, cond: Condition | None) -> exp.Exists:
     return exp.Exists(this=inner)
 
 
-def parents_with_exists(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def parents_with_exists(ctx: Context, link: Link) -> Draft | None:
     """Parents (meeting a condition or not) that have, or have no, matching children."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     child_cond = ctx.condition(c, c.alias, avoid=link.child_column) if ctx.chance(0.8) else None
     parent_cond = ctx.condition(p, p.alias) if ctx.chance(0.35) else None
@@ -219,12 +216,10 @@ def _two_conditions(ctx: Context, entity: Entity, link: Link) -> tuple[Condition
 _SET_OPERATIONS = {"UNION": exp.union, "INTERSECT": exp.intersect, "EXCEPT": exp.except_}
 
 
-def parents_by_set_operation(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def parents_by_set_operation(ctx: Context, link: Link) -> Draft | None:
     """Parents with children meeting one condition UNION / INTERSECT / EXCEPT those with
     children meeting another."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     conditions = _two_conditions(ctx, c, link)
     if conditions is None:
@@ -246,11 +241,9 @@ def parents_by_set_operation(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def totals_with_zero(ctx: Context) -> Draft | None:
+@over_link(links_from_children_with_measures)
+def totals_with_zero(ctx: Context, link: Link) -> Draft | None:
     """Per parent, the total of a child measure, 0 (COALESCE) for parents without children."""
-    link = ctx.link([k for k in ctx.catalog.links if k.child.measures])
-    if link is None:
-        return None
     c, p = link.child, link.parent
     m = ctx.field(c, c.measures)
     if m is None:

@@ -1,10 +1,11 @@
 """Examples over one table: counts, filters, aggregates, groups, top-N, distinct values, dates
 and subqueries against the same table (above-average rows, the most common value).
 
-Each builder picks its table and columns through the context (so seed questions steer them),
-returns None when the table offers nothing suitable, and writes the question from one of
-several phrasings, the SQL as a sqlglot tree and a one- or two-sentence explanation of how the
-SQL answers the question.
+Each builder is declared over the table it needs (`context.over_table`: one with columns of the
+kinds it asks for), which the context picks with its columns (so seed questions steer them);
+it returns None when the table offers nothing else it needs, and writes the question from one
+of several phrasings (`questions.yaml`), the SQL as a sqlglot tree and a one- or two-sentence
+explanation of how the SQL answers the question.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from distillrun.teacher.synthetic.context import (
     Draft,
     article,
     filtered,
+    over_table,
     phrase_of,
 )
 from distillrun.teacher.synthetic.naming import (
@@ -66,10 +68,8 @@ def _shown(entity: Entity, f: Field) -> list[exp.Expr]:
     return [_col(entity.label)] if f.name == entity.label.name else [_col(entity.label), _col(f)]
 
 
-def count_rows(ctx: Context) -> Draft | None:
-    e = ctx.entity(ctx.catalog.entities)
-    if e is None:
-        return None
+@over_table()
+def count_rows(ctx: Context, e: Entity) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.6)
     query = _select(e, sqlkit.count_star())
     if cond is None:
@@ -80,10 +80,8 @@ def count_rows(ctx: Context) -> Draft | None:
     return Draft(question, query.where(cond.expression), explanation)
 
 
-def list_matching(ctx: Context) -> Draft | None:
-    e = ctx.entity(ctx.catalog.entities)
-    if e is None:
-        return None
+@over_table()
+def list_matching(ctx: Context, e: Entity) -> Draft | None:
     cond = ctx.condition(e, avoid=e.label)
     if cond is None:
         return None
@@ -103,11 +101,8 @@ def list_matching(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def aggregate_value(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(orderable)
-    if chosen is None:
-        return None
-    e, (f,) = chosen
+@over_table(orderable)
+def aggregate_value(ctx: Context, e: Entity, f: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.35, avoid=f)
     values = {"col": f.phrase, "many": e.noun.many, "cond": phrase_of(cond)}
     if not f.is_date and ctx.chance(0.15):
@@ -133,11 +128,8 @@ def aggregate_value(ctx: Context) -> Draft | None:
     return Draft(question, filtered(query, cond), explanation)
 
 
-def group_count(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
+@over_table(categories)
+def group_count(ctx: Context, e: Entity, g: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.25, avoid=g)
     count_name = output_name(e.noun.one, "count")
     query = _select(e, _col(g), sqlkit.aliased(sqlkit.count_star(), count_name)).group_by(_col(g))
@@ -157,11 +149,8 @@ def group_count(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def group_measure(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(categories, measures)
-    if chosen is None:
-        return None
-    e, (g, m) = chosen
+@over_table(categories, measures)
+def group_measure(ctx: Context, e: Entity, g: Field, m: Field) -> Draft | None:
     name = ctx.pick(tuple(_AGGREGATES))
     function, word, prefix = _AGGREGATES[name]
     out = output_name(prefix, m.name)
@@ -185,11 +174,8 @@ def group_measure(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def group_having(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
+@over_table(categories)
+def group_having(ctx: Context, e: Entity, g: Field) -> Draft | None:
     query = _select(e, _col(g)).group_by(_col(g))
     gs = plural_phrase(g.phrase)
     m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
@@ -219,11 +205,8 @@ def group_having(ctx: Context) -> Draft | None:
     return Draft(question, query.having(having), explanation)
 
 
-def top_n(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(orderable)
-    if chosen is None:
-        return None
-    e, (f,) = chosen
+@over_table(orderable)
+def top_n(ctx: Context, e: Entity, f: Field) -> Draft | None:
     descending = ctx.chance(0.7)
     high, low = superlatives(f.name, f.role, f.is_date)
     word = high if descending else low
@@ -255,11 +238,8 @@ def top_n(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def top_group(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
+@over_table(categories)
+def top_group(ctx: Context, e: Entity, g: Field) -> Draft | None:
     most = ctx.chance(0.75)
     query = _select(e, _col(g)).group_by(_col(g))
     cond = _maybe_condition(ctx, e, 0.25, avoid=g)
@@ -280,11 +260,8 @@ def top_group(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def distinct_values(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
+@over_table(categories)
+def distinct_values(ctx: Context, e: Entity, g: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.4, avoid=g)
     query = filtered(_select(e, _col(g)).distinct(), cond)
     if ctx.chance(0.5):
@@ -297,11 +274,8 @@ def distinct_values(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def count_distinct(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
+@over_table(categories)
+def count_distinct(ctx: Context, e: Entity, g: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.4, avoid=g)
     query = filtered(_select(e, sqlkit.count_distinct(_col(g))), cond)
     question = ctx.say(questions("count_distinct", "default"), **_group_words(e, g, cond))
@@ -322,11 +296,8 @@ def _group_words(e: Entity, g: Field, cond: Condition | None) -> dict[str, str]:
     }
 
 
-def above_average(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(measures)
-    if chosen is None:
-        return None
-    e, (f,) = chosen
+@over_table(measures)
+def above_average(ctx: Context, e: Entity, f: Field) -> Draft | None:
     above = ctx.chance(0.7)
     average = _select(e, exp.Avg(this=_col(f))).subquery()
     op: type[exp.Binary] = exp.GT if above else exp.LT
@@ -347,11 +318,8 @@ def above_average(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def extreme_rows(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(orderable)
-    if chosen is None:
-        return None
-    e, (f,) = chosen
+@over_table(orderable)
+def extreme_rows(ctx: Context, e: Entity, f: Field) -> Draft | None:
     highest = ctx.chance(0.6)
     function: type[exp.AggFunc] = exp.Max if highest else exp.Min
     word = superlatives(f.name, f.role, f.is_date)[0 if highest else 1]
@@ -373,12 +341,9 @@ def extreme_rows(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def most_common_value(ctx: Context) -> Draft | None:
+@over_table(categories)
+def most_common_value(ctx: Context, e: Entity, g: Field) -> Draft | None:
     """A text-equality filter that needs no literal: the value is the table's most common one."""
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
     mode = (
         _select(e, _col(g))
         .group_by(_col(g))
@@ -428,11 +393,8 @@ def lookup_by_key(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def per_period(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(dates)
-    if chosen is None:
-        return None
-    e, (d,) = chosen
+@over_table(dates)
+def per_period(ctx: Context, e: Entity, d: Field) -> Draft | None:
     period, period_expr, period_name = ctx.period(d)
     m = ctx.field(e, e.measures) if ctx.chance(0.35) else None
     values = {"period": period, "d": d.phrase, "many": e.noun.many}
