@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from distillrun.api.constants import API_VERSION, KIND, NAME_MAX_LENGTH, NAME_PATTERN
 from distillrun.api.errors import FieldProblem, ManifestError, problems_from
@@ -53,18 +53,13 @@ class DistillRun(WireModel):
         DistillRunStatus | None, Field(default=None, description="What the run has done.")
     ] = None
 
-    @field_validator("api_version")
+    @field_validator("api_version", "kind")
     @classmethod
-    def _api_version(cls, value: str) -> str:
-        if value != API_VERSION:
-            raise ValueError(f"must be {API_VERSION} (got {value!r})")
-        return value
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value: str) -> str:
-        if value != KIND:
-            raise ValueError(f"must be {KIND} (got {value!r})")
+    def _fixed(cls, value: str, info: ValidationInfo) -> str:
+        """apiVersion and kind each have one allowed value."""
+        allowed = {"api_version": API_VERSION, "kind": KIND}[info.field_name or ""]
+        if value != allowed:
+            raise ValueError(f"must be {allowed} (got {value!r})")
         return value
 
     def to_wire(self) -> dict[str, Any]:

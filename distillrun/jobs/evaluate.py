@@ -62,7 +62,7 @@ from distillrun.jobs.student import (
 from distillrun.jobs.training import scoring
 from distillrun.jobs.training.card import CardFacts, render
 from distillrun.jobs.training.layout import SEED
-from distillrun.store import StoreError, read_uri
+from distillrun.store import StoreError, jsonl_values, read_uri
 
 EVAL_FORMAT = 3
 """Bump when scoring changes: stored metrics are then recomputed."""
@@ -93,13 +93,7 @@ def _read_gold_set(ctx: StageContext) -> tuple[bytes, list[dict[str, Any]]] | No
             f"spec.evaluation.goldSet.uri: {exc}",
         ) from None
     records: list[dict[str, Any]] = []
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            record = exc
+    for number, record in jsonl_values(data):
         if not isinstance(record, dict) or not record.get("question") or not record.get("sql"):
             raise StageFailed(
                 StageName.EVALUATE,

@@ -10,8 +10,10 @@ in progress): the renderings then leave the section out rather than show empty n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 
 def seconds_between(start: str | None, end: str | None) -> float | None:
@@ -168,6 +170,35 @@ class StageSpend:
     cache_write_tokens: int
     usd: float
 
+    @classmethod
+    def summed(cls, stage: str, parts: Sequence[TokenCounts], usd: float) -> StageSpend:
+        """`stage`'s spend: the requests and tokens of `parts` added up, and `usd` (summed by
+        the caller, which knows whether its parts' dollars add up exactly)."""
+        return cls(
+            stage=stage,
+            requests=sum(p.requests for p in parts),
+            input_tokens=sum(p.input_tokens for p in parts),
+            output_tokens=sum(p.output_tokens for p in parts),
+            cache_read_tokens=sum(p.cache_read_tokens for p in parts),
+            cache_write_tokens=sum(p.cache_write_tokens for p in parts),
+            usd=usd,
+        )
+
+
+class TokenCounts(Protocol):
+    """What a spend is added up from: a call's usage or a stage's spend."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cache_read_tokens(self) -> int: ...
+    @property
+    def cache_write_tokens(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class Money:
@@ -183,16 +214,7 @@ class Money:
 
     @property
     def total(self) -> StageSpend:
-        rows = self.by_stage
-        return StageSpend(
-            stage="total",
-            requests=sum(r.requests for r in rows),
-            input_tokens=sum(r.input_tokens for r in rows),
-            output_tokens=sum(r.output_tokens for r in rows),
-            cache_read_tokens=sum(r.cache_read_tokens for r in rows),
-            cache_write_tokens=sum(r.cache_write_tokens for r in rows),
-            usd=sum(r.usd for r in rows),
-        )
+        return StageSpend.summed("total", self.by_stage, sum(r.usd for r in self.by_stage))
 
     @property
     def usd_per_accepted(self) -> float | None:

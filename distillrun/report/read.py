@@ -20,6 +20,8 @@ from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from distillrun.api import layout
 from distillrun.api.conditions import ConditionStatus, ConditionType
 from distillrun.api.resource import DistillRun
@@ -59,6 +61,7 @@ EXAMPLES_PER_REASON = 3
 WRONG_PREDICTIONS_SHOWN = 8
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class RunNotFound(StoreError):
@@ -72,6 +75,14 @@ def _attempt(problems: list[str], what: str, read: Callable[[], T]) -> T | None:
     except (StoreError, KeyError, TypeError, ValueError, AttributeError) as exc:
         problems.append(f"{what}: {exc}")
         return None
+
+
+def _stored_model(store: Store, key: str, model: type[M], problems: list[str]) -> M | None:
+    """The `model` stored as JSON at `key`; None when there is none, or (noted in `problems`)
+    when it is unreadable or malformed."""
+    if not store.exists(key):
+        return None
+    return _attempt(problems, key, lambda: model.model_validate(store.get_json(key)))
 
 
 def _text(record: Mapping[str, Any], key: str) -> str:
@@ -336,16 +347,7 @@ def _money(
     for reply in paid:
         running += from_usd(reply.usage.usd)
         cumulative.append(to_usd(running))
-    usages = [reply.usage for reply in paid]
-    spend = StageSpend(
-        stage="generate",
-        requests=sum(u.requests for u in usages),
-        input_tokens=sum(u.input_tokens for u in usages),
-        output_tokens=sum(u.output_tokens for u in usages),
-        cache_read_tokens=sum(u.cache_read_tokens for u in usages),
-        cache_write_tokens=sum(u.cache_write_tokens for u in usages),
-        usd=to_usd(running),
-    )
+    spend = StageSpend.summed("generate", [reply.usage for reply in paid], to_usd(running))
     mode = None
     if store.exists(layout.MANIFEST_KEY):
         governor = _mapping(store.get_json(layout.MANIFEST_KEY).get("governor"))
@@ -596,24 +598,8 @@ def read_run(
             "the run's own prefix, <store>/<namespace>/<run name>/<uid> ('local' for local runs)"
         )
     problems: list[str] = []
-    run = (
-        _attempt(
-            problems,
-            layout.SPEC_KEY,
-            lambda: DistillRun.model_validate(store.get_json(layout.SPEC_KEY)),
-        )
-        if store.exists(layout.SPEC_KEY)
-        else None
-    )
-    status = (
-        _attempt(
-            problems,
-            layout.STATUS_KEY,
-            lambda: DistillRunStatus.model_validate(store.get_json(layout.STATUS_KEY)),
-        )
-        if store.exists(layout.STATUS_KEY)
-        else None
-    )
+    run = _stored_model(store, layout.SPEC_KEY, DistillRun, problems)
+    status = _stored_model(store, layout.STATUS_KEY, DistillRunStatus, problems)
     note = None
     if schema is None and with_coverage:
         schema, note = resolve_schema(run)

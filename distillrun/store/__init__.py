@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from distillrun.store.base import Store, key_problem, parse_jsonl
+from distillrun.store.base import Store, jsonl_values, key_problem, parse_jsonl
 from distillrun.store.errors import ChecksumMismatch, ObjectNotFound, StoreError
 from distillrun.store.file import FileStore
 from distillrun.store.s3 import S3Store
@@ -19,6 +19,7 @@ __all__ = [
     "ObjectNotFound",
     "Store",
     "StoreError",
+    "jsonl_values",
     "open_store",
     "parse_jsonl",
     "read_uri",

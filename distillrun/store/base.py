@@ -109,17 +109,26 @@ def _file_sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def parse_jsonl(data: bytes, where: str) -> list[dict[str, Any]]:
-    """The JSON objects of JSONL `data`, blank lines skipped; StoreError naming `where` and the
-    line for anything else."""
-    records: list[dict[str, Any]] = []
+def jsonl_values(data: bytes) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of JSONL `data`: its number (from 1) and its JSON value, or, for a
+    line that is not JSON, the ValueError saying why (no JSON value is one, so a caller tells
+    them apart with `isinstance` and words the failure its own way)."""
     for number, line in enumerate(data.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield number, json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise StoreError(f"{where}: line {number} is not valid JSON: {e}") from e
+            yield number, e
+
+
+def parse_jsonl(data: bytes, where: str) -> list[dict[str, Any]]:
+    """The JSON objects of JSONL `data`, blank lines skipped; StoreError naming `where` and the
+    line for anything else."""
+    records: list[dict[str, Any]] = []
+    for number, record in jsonl_values(data):
+        if isinstance(record, ValueError):
+            raise StoreError(f"{where}: line {number} is not valid JSON: {record}") from record
         if not isinstance(record, dict):
             raise StoreError(f"{where}: line {number} is not a JSON object")
         records.append(record)

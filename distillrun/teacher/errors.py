@@ -54,6 +54,18 @@ class Transient:
     retry_after_s: float | None = None
 
 
+def by_status(
+    status: int, description: str, retry_after_s: float | None, rejected: str
+) -> Transient | TeacherRequestInvalid:
+    """What an HTTP error status means once a provider's error map has taken out its own cases
+    (a refused key, no money): the same rule for every provider. Rate limits (429), timeouts
+    (408), conflicts (409) and server errors are retried, honouring the server's hint; any
+    other status is a request the server will never accept (`rejected` says so)."""
+    if status in (408, 409, 429) or status >= 500:
+        return Transient(description, retry_after_s)
+    return TeacherRequestInvalid(rejected)
+
+
 STOPS: dict[str, type[TeacherStop]] = {
     cls.reason: cls
     for cls in (BudgetExhausted, TeacherAuthFailed, TeacherRequestInvalid, TeacherFailed)

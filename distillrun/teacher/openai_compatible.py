@@ -21,35 +21,34 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 
-from distillrun.api.spec import RateLimits
 from distillrun.teacher.base import ShardOutput, ShardRequest, Usage
-from distillrun.teacher.calls import RetryPolicy, paid_call
+from distillrun.teacher.calls import paid_call
 from distillrun.teacher.errors import (
     BudgetExhausted,
     TeacherAuthFailed,
     TeacherFailed,
-    TeacherRequestInvalid,
     TeacherStop,
     Transient,
+    by_status,
 )
-from distillrun.teacher.estimate import CostEstimate, estimate, worst_case_usd
+from distillrun.teacher.estimate import worst_case_usd
 from distillrun.teacher.governor import (
-    GovernorClient,
     ObservedLimits,
     Room,
     header_number,
     plain_number,
     retry_after_s,
 )
+from distillrun.teacher.model_api import ModelApiTeacher
 from distillrun.teacher.parsing import Completion
 from distillrun.teacher.pricing import FREE, ModelPrice, to_usd
-from distillrun.teacher.prompt import TEMPLATE_VERSION, TOOL_NAME, Prompt, build_prompt
+from distillrun.teacher.prompt import TOOL_NAME, Prompt, build_prompt
 from distillrun.teacher.review import shard_from_reply
 
 TEACHER_NAME = "openai-compatible"
@@ -147,9 +146,12 @@ def classify(exc: Exception, key_variable: str, *, key_set: bool = True) -> Teac
         return TeacherAuthFailed(f"the server refused the key in {key_variable} ({exc})")
     if exc.status == 402 or (exc.status == 429 and "insufficient_quota" in exc.body):
         return BudgetExhausted(f"the account has no quota left ({exc})")
-    if exc.status in (408, 409, 429) or exc.status >= 500:
-        return Transient(str(exc), retry_after_s(exc.headers))
-    return TeacherRequestInvalid(f"the server rejected the request ({exc})")
+    return by_status(
+        exc.status,
+        str(exc),
+        retry_after_s(exc.headers),
+        f"the server rejected the request ({exc})",
+    )
 
 
 def chat_body(prompt: Prompt, model: str, temperature: float) -> dict[str, Any]:
@@ -208,52 +210,25 @@ def _reply_parts(data: Mapping[str, Any]) -> tuple[list[Any], list[str], Complet
     return tool_inputs, texts, completion, finish
 
 
-@dataclass(frozen=True)
-class OpenAICompatibleTeacher:
-    """A model behind a chat-completions endpoint; see the module docstring."""
+@dataclass(frozen=True, kw_only=True)
+class OpenAICompatibleTeacher(ModelApiTeacher):
+    """A model behind a chat-completions endpoint; see the module docstring. No batch API and
+    no billed prompt caching (the `ModelApiTeacher` defaults)."""
 
-    model: str
+    provider = TEACHER_NAME
+
     base_url: str
     price: ModelPrice = FREE
     temperature: float = 1.0
-    reasoning: bool = True
     api_key_variable: str = API_KEY_VARIABLE
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    governor: GovernorClient | None = None
-
-    @property
-    def name(self) -> str:
-        return TEACHER_NAME
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """Part of the shard key: what decides a shard's content (not the endpoint or limits)."""
-        return {
-            "model": self.model,
-            "temperature": self.temperature,
-            "reasoning": self.reasoning,
-            "prompt": TEMPLATE_VERSION,
-        }
-
-    @property
-    def label(self) -> str:
-        return f"{TEACHER_NAME}:{self.model}"
-
-    def with_governor(self, governor: GovernorClient) -> OpenAICompatibleTeacher:
-        return replace(self, governor=governor)
-
-    def estimate(
-        self, requests: Sequence[ShardRequest], limits: RateLimits, *, batch: bool
-    ) -> CostEstimate:
-        """The expected cost of `requests` (no batch API, no billed prompt caching here)."""
-        prompts = [build_prompt(r) for r in requests]
-        return estimate(prompts, self.price, limits, batch=False, caching=False)
+        return {**super().parameters, "temperature": self.temperature}
 
     def write_shard(self, request: ShardRequest) -> ShardOutput:
         """One shard through one chat-completions call, paced and paid for like any teacher."""
-        if self.governor is None:
-            raise RuntimeError("OpenAICompatibleTeacher needs a governor: use with_governor()")
-        governor = self.governor
+        governor = self.paced_by()
         prompt = build_prompt(request)
         body = chat_body(prompt, self.model, self.temperature)
         reserved = (math.ceil(len(json.dumps(body)) / RATE_CHARS_PER_TOKEN), prompt.max_tokens)

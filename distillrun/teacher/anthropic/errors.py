@@ -20,9 +20,9 @@ from distillrun.teacher.errors import (
     BudgetExhausted,
     TeacherAuthFailed,
     TeacherFailed,
-    TeacherRequestInvalid,
     TeacherStop,
     Transient,
+    by_status,
 )
 from distillrun.teacher.governor import retry_after_s
 
@@ -64,18 +64,18 @@ def classify(exc: BaseException, key_variable: str) -> TeacherStop | Transient:
     if not isinstance(exc, anthropic.APIStatusError):
         return TeacherFailed(f"unexpected {type(exc).__name__} from the Anthropic SDK: {exc}")
     description = _describe(exc)
-    headers = exc.response.headers
-    if isinstance(exc, anthropic.RateLimitError):
-        code = spend_limit_code(exc.body)
-        if code is not None:
-            return spend_limit_stop(code, exc.api_message)
-        return Transient(description, retry_after_s(headers))
+    code = spend_limit_code(exc.body) if isinstance(exc, anthropic.RateLimitError) else None
+    if code is not None:
+        return spend_limit_stop(code, exc.api_message)
     if isinstance(exc, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
         return TeacherAuthFailed(
             f"the API key in {key_variable} was refused ({description}); set a valid key"
         )
     if isinstance(exc, anthropic.PaymentRequiredError):
         return BudgetExhausted(f"the Anthropic account cannot be billed ({description})")
-    if exc.status_code in (408, 409) or exc.status_code >= 500:
-        return Transient(description, retry_after_s(headers))
-    return TeacherRequestInvalid(f"the Anthropic API rejected the request ({description})")
+    return by_status(
+        exc.status_code,
+        description,
+        retry_after_s(exc.response.headers),
+        f"the Anthropic API rejected the request ({description})",
+    )

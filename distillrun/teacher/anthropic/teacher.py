@@ -17,74 +17,46 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 import anthropic
 
-from distillrun.api.spec import RateLimits, TeacherMode
+from distillrun.api.spec import TeacherMode
 from distillrun.teacher.anthropic import batch
 from distillrun.teacher.anthropic.batch import BatchResults
 from distillrun.teacher.anthropic.errors import classify
 from distillrun.teacher.anthropic.middleware import GovernorMiddleware
 from distillrun.teacher.anthropic.replies import message_params, message_usage, shard_output
 from distillrun.teacher.base import ShardOutput, ShardRequest
-from distillrun.teacher.calls import RetryPolicy, paid_call
+from distillrun.teacher.calls import paid_call
 from distillrun.teacher.errors import TeacherAuthFailed
-from distillrun.teacher.estimate import CostEstimate, estimate, worst_case_usd
-from distillrun.teacher.governor import GovernorClient
-from distillrun.teacher.pricing import ModelPrice
-from distillrun.teacher.prompt import TEMPLATE_VERSION, build_prompt
+from distillrun.teacher.estimate import worst_case_usd
+from distillrun.teacher.model_api import ModelApiTeacher
+from distillrun.teacher.prompt import build_prompt
 
 TEACHER_NAME = "anthropic"
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
 
 
-@dataclass(frozen=True)
-class AnthropicTeacher:
-    """A Claude model as the teacher; see the module docstring."""
+@dataclass(frozen=True, kw_only=True)
+class AnthropicTeacher(ModelApiTeacher):
+    """A Claude model as the teacher; see the module docstring. Its shard-key parameters are
+    the common ones (`ModelApiTeacher.parameters`): the Messages API of SDK 2.12 takes no
+    sampling parameters."""
 
-    model: str
-    price: ModelPrice
-    reasoning: bool = True
+    provider = TEACHER_NAME
+    batch_api = True
+
     base_url: str | None = None
     mode: TeacherMode = TeacherMode.AUTO
     api_key_variable: str = API_KEY_VARIABLE
     prompt_caching: bool = True
     """Mark the system prompt for caching (turned off only to measure what caching saves)."""
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    governor: GovernorClient | None = None
 
     @property
-    def name(self) -> str:
-        return TEACHER_NAME
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        """What decides a shard's content besides the schema and seed (mode, limits, budget and
-        endpoint do not): part of the shard key. No temperature: the Messages API of SDK 2.12
-        takes no sampling parameters."""
-        return {
-            "model": self.model,
-            "reasoning": self.reasoning,
-            "prompt": TEMPLATE_VERSION,
-        }
-
-    @property
-    def label(self) -> str:
-        """What each example records as its teacher."""
-        return f"{TEACHER_NAME}:{self.model}"
-
-    def with_governor(self, governor: GovernorClient) -> AnthropicTeacher:
-        return replace(self, governor=governor)
-
-    def estimate(
-        self, requests: Sequence[ShardRequest], limits: RateLimits, *, batch: bool
-    ) -> CostEstimate:
-        """The expected cost of `requests`."""
-        prompts = [build_prompt(r) for r in requests]
-        return estimate(prompts, self.price, limits, batch=batch, caching=self.prompt_caching)
+    def billed_caching(self) -> bool:
+        return self.prompt_caching
 
     # -- Message Batches (see `batch`) ------------------------------------------------------
 
@@ -98,11 +70,6 @@ class AnthropicTeacher:
         self, batch_id: str, requests: Mapping[str, ShardRequest], poll_interval_s: float
     ) -> BatchResults:
         return batch.wait_and_collect(self, batch_id, requests, poll_interval_s=poll_interval_s)
-
-    def _governor(self) -> GovernorClient:
-        if self.governor is None:
-            raise RuntimeError("AnthropicTeacher needs a governor: use teacher.with_governor()")
-        return self.governor
 
     @contextmanager
     def client(self) -> Iterator[anthropic.Anthropic]:
@@ -123,7 +90,7 @@ class AnthropicTeacher:
 
     def write_shard(self, request: ShardRequest) -> ShardOutput:
         """One shard through the Messages API (see the module docstring)."""
-        governor = self._governor()
+        governor = self.paced_by()
         prompt = build_prompt(request)
         params = message_params(prompt, self.model, caching=self.prompt_caching)
         worst = worst_case_usd(prompt, self.price, batch=False)

@@ -20,15 +20,26 @@ from distillrun.teacher.synthetic.catalog import (
     Link,
     categories,
     dates,
+    every_link,
     measures,
     orderable,
 )
-from distillrun.teacher.synthetic.context import Builder, Context, Draft, phrase_of
+from distillrun.teacher.synthetic.context import (
+    Builder,
+    Context,
+    Draft,
+    link_words,
+    over_link,
+    over_table,
+    phrase_of,
+)
 from distillrun.teacher.synthetic.naming import (
     GENERIC_SUPERLATIVES,
     output_name,
     superlatives,
 )
+from distillrun.teacher.synthetic.phrasings import questions
+from distillrun.teacher.synthetic.shapes import per_parent
 
 _RANKINGS: dict[str, type[exp.Expr]] = {
     "RANK": exp.Rank,
@@ -51,34 +62,15 @@ def _shown(e: Entity, *fields: Field) -> list[exp.Expr]:
     return [sqlkit.column(n) for n in names]
 
 
-def rank_within_group(ctx: Context) -> Draft | None:
-    chosen = ctx.table_with(categories, orderable)
-    if chosen is None:
-        return None
-    e, (g, f) = chosen
+@over_table(categories, orderable)
+def rank_within_group(ctx: Context, e: Entity, g: Field, f: Field) -> Draft | None:
     descending, word, order = _direction(ctx, f)
     name = ctx.pick(tuple(_RANKINGS))
     out = output_name(f.name, "rank" if name != "ROW_NUMBER" else "position")
     ranked = sqlkit.window(_RANKINGS[name](), [sqlkit.column(g.name)], order)
     query = exp.select(*_shown(e, g, f), sqlkit.aliased(ranked, out)).from_(sqlkit.table(e.name))
     values = {"many": e.noun.many, "g": g.phrase, "col": f.phrase, "word": word}
-    templates = {
-        "RANK": (
-            "Rank the {many} within each {g} by {col}, {word} first, ties sharing a rank.",
-            "For each {g}, rank its {many} by {col} from the {word}; equal values get the same"
-            " rank.",
-        ),
-        "DENSE_RANK": (
-            "Rank the {many} by {col} within each {g}, {word} first, with ties sharing a rank"
-            " and no gaps in the ranks.",
-            "Give every {one} a dense rank by {col} inside its {g}, {word} first.",
-        ),
-        "ROW_NUMBER": (
-            "Number the {many} within each {g} in order of {col}, {word} first.",
-            "Within each {g}, give the {many} positions 1, 2, 3, ... by {col}, {word} first.",
-        ),
-    }[name]
-    question = ctx.say(templates, one=e.noun.one, **values)
+    question = ctx.say(questions("rank_within_group", name), one=e.noun.one, **values)
     direction = "DESC" if descending else "ASC"
     explanation = (
         f"{name}() OVER (PARTITION BY {g.name} ORDER BY {f.name} {direction}) restarts the"
@@ -87,12 +79,9 @@ def rank_within_group(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def top_per_group(ctx: Context) -> Draft | None:
+@over_table(categories, orderable)
+def top_per_group(ctx: Context, e: Entity, g: Field, f: Field) -> Draft | None:
     """The top N rows of every group: ROW_NUMBER in a CTE, filtered outside it."""
-    chosen = ctx.table_with(categories, orderable)
-    if chosen is None:
-        return None
-    e, (g, f) = chosen
     descending, word, order = _direction(ctx, f)
     n = ctx.pick((1, 1, 2, 3))
     position = output_name(f.name, "position")
@@ -116,25 +105,11 @@ def top_per_group(ctx: Context) -> Draft | None:
         .with_(sqlkit.identifier(cte), as_=inner)
     )
     values = {"one": e.noun.one, "many": e.noun.many, "g": g.phrase, "col": f.phrase}
-    generic = word in GENERIC_SUPERLATIVES
-    if n == 1:
-        templates: tuple[str, ...] = (
-            ("Which {one} has the {word} {col} in each {g}?",)
-            if generic
-            else (
-                "Which is the {word} {one} in each {g}?",
-                "For every {g}, what is its {word} {one}?",
-            )
-        )
-    else:
-        templates = (
-            ("Which {n} {many} in each {g} have the {word} {col}?",)
-            if generic
-            else ("What are the {n} {word} {many} in each {g}?",)
-        )
-        if descending:
-            templates += ("List the top {n} {many} by {col} for every {g}.",)
-    question = ctx.say(templates, n=ctx.spell(n), word=word, **values)
+    named = "by_column" if word in GENERIC_SUPERLATIVES else "named"
+    variants = [f"one_{named}" if n == 1 else f"many_{named}"]
+    if descending and n > 1:
+        variants.append("top")
+    question = ctx.say(questions("top_per_group", *variants), n=ctx.spell(n), word=word, **values)
     explanation = (
         f"The CTE {cte} numbers the {e.noun.many} of each {g.phrase} by {f.name}"
         f" {'DESC' if descending else 'ASC'} with ROW_NUMBER(); the outer query keeps positions"
@@ -143,13 +118,10 @@ def top_per_group(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def period_trend(ctx: Context) -> Draft | None:
+@over_table(dates)
+def period_trend(ctx: Context, e: Entity, d: Field) -> Draft | None:
     """Per period counts or totals with a running total (SUM OVER) or the previous period's
     value (LAG)."""
-    chosen = ctx.table_with(dates)
-    if chosen is None:
-        return None
-    e, (d,) = chosen
     period, period_expr, period_name = ctx.period(d)
     m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
     per: exp.Expr = sqlkit.count_star() if m is None else exp.Sum(this=sqlkit.column(m.name))
@@ -160,29 +132,11 @@ def period_trend(ctx: Context) -> Draft | None:
     if kind == "running":
         trend: exp.Expr = sqlkit.window(exp.Sum(this=per.copy()), order_by=in_order)
         trend_name = output_name("running", amount)
-        templates: tuple[str, ...] = (
-            "For each {period} of {d}, give the {how} {what} and the running total so far.",
-            "Show the {how} {what} per {period} of {d} together with a cumulative total over time.",
-        )
         how_sql = f"SUM(...) OVER (ORDER BY the {period})"
     else:
         previous = sqlkit.window(exp.Lag(this=per.copy()), order_by=in_order)
         trend = previous if kind == "previous" else exp.Sub(this=per.copy(), expression=previous)
         trend_name = output_name("previous" if kind == "previous" else "change", amount)
-        templates = (
-            (
-                "For each {period} of {d}, what is the {how} {what}, next to the previous"
-                " {period} on record?",
-                "Show the {how} {what} per {period} of {d} and the figure for the {period}"
-                " before it on record.",
-            )
-            if kind == "previous"
-            else (
-                "How did the {how} {what} change from each {period} of {d} on record to the next?",
-                "Per {period} of {d}, by how much did the {how} {what} rise or fall against"
-                " the previous {period} on record?",
-            )
-        )
         how_sql = f"LAG(...) OVER (ORDER BY the {period}) reads the previous {period}'s value"
     query = (
         exp.select(
@@ -195,7 +149,9 @@ def period_trend(ctx: Context) -> Draft | None:
         .order_by(ctx.renderer.ordered(sqlkit.column(period_name)))
     )
     how = "number of" if m is None else "total"
-    question = ctx.say(templates, period=period, d=d.phrase, how=how, what=what)
+    question = ctx.say(
+        questions("period_trend", kind), period=period, d=d.phrase, how=how, what=what
+    )
     explanation = (
         f"It groups {e.name} by the {period} of {d.name}, computes {ctx.renderer.sql(per)} per"
         f" {period}, and {how_sql}."
@@ -203,12 +159,9 @@ def period_trend(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def share_of_total(ctx: Context) -> Draft | None:
+@over_table(categories)
+def share_of_total(ctx: Context, e: Entity, g: Field) -> Draft | None:
     """Each group's share of all rows (or of a measure's total), in percent: SUM(...) OVER ()."""
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
     m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
     per: exp.Expr = sqlkit.count_star() if m is None else exp.Sum(this=sqlkit.column(m.name))
     share = exp.Div(
@@ -224,22 +177,9 @@ def share_of_total(ctx: Context) -> Draft | None:
     )
     values = {"many": e.noun.many, "g": g.phrase}
     if m is None:
-        question = ctx.say(
-            (
-                "What percentage of all {many} does each {g} account for?",
-                "For each {g}, what share of the {many}, in percent, does it have?",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("share_of_total", "count"), **values)
     else:
-        question = ctx.say(
-            (
-                "What percentage of the total {m} of {many} comes from each {g}?",
-                "For each {g}, what share of all {m} across {many} does it hold, in percent?",
-            ),
-            m=m.phrase,
-            **values,
-        )
+        question = ctx.say(questions("share_of_total", "measure"), m=m.phrase, **values)
     explanation = (
         f"It groups {e.name} by {g.name}; {ctx.renderer.sql(per)} is each group's part and"
         f" SUM({ctx.renderer.sql(per)}) OVER () the total over all groups."
@@ -247,35 +187,19 @@ def share_of_total(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def beside_group_average(ctx: Context) -> Draft | None:
+@over_table(categories, measures)
+def beside_group_average(ctx: Context, e: Entity, g: Field, m: Field) -> Draft | None:
     """Each row's measure next to (or against) its group's average: AVG OVER (PARTITION BY)."""
-    chosen = ctx.table_with(categories, measures)
-    if chosen is None:
-        return None
-    e, (g, m) = chosen
     average = sqlkit.window(exp.Avg(this=sqlkit.column(m.name)), [sqlkit.column(g.name)])
     values = {"one": e.noun.one, "many": e.noun.many, "g": g.phrase, "m": m.phrase}
     if ctx.chance(0.5):
         shown: exp.Expr = sqlkit.aliased(average, output_name("avg", m.name, "in", g.name))
-        question = ctx.say(
-            (
-                "Show each {one}'s {m} next to the average {m} of its {g}.",
-                "List the {many} with their {m} and the average {m} in their {g}.",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("beside_group_average", "beside"), **values)
         how = "next to each row"
     else:
         difference = exp.Sub(this=sqlkit.column(m.name), expression=average)
         shown = sqlkit.aliased(difference, output_name(m.name, "vs", g.name, "avg"))
-        question = ctx.say(
-            (
-                "How far is each {one}'s {m} above or below the average {m} of its {g}?",
-                "For every {one}, what is the difference between its {m} and its {g}'s"
-                " average {m}?",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("beside_group_average", "difference"), **values)
         how = f"subtracted from each {m.phrase}"
     query = exp.select(*_shown(e, g, m), shown).from_(sqlkit.table(e.name))
     explanation = (
@@ -285,42 +209,15 @@ def beside_group_average(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def _per_parent(link: Link, value: exp.Expr, name: str, on: exp.Expr) -> exp.Select:
-    """One row per parent (its key and label) with `value` over its children, parents without
-    children included (LEFT JOIN on `on`)."""
-    p, c = link.parent, link.child
-    keys = [
-        sqlkit.column(n, p.alias) for n in dict.fromkeys((link.parent_column.name, p.label.name))
-    ]
-    return (
-        exp.select(*keys, sqlkit.aliased(value, name))
-        .from_(sqlkit.table(p.name, p.alias))
-        .join(sqlkit.table(c.name, c.alias), on=on, join_type="left")
-        .group_by(*(k.copy() for k in keys))
-    )
-
-
-def rank_parents(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def rank_parents(ctx: Context, link: Link) -> Draft | None:
     """Parents ranked by their number of children: a window over a grouped join."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     count = exp.Count(this=sqlkit.column(link.child_column.name, c.alias))
     count_name = output_name(c.noun.one, "count")
     ranked = sqlkit.window(exp.Rank(), order_by=ctx.renderer.ordered(count.copy(), descending=True))
-    query = _per_parent(link, count, count_name, link.on()).select(
-        sqlkit.aliased(ranked, "rank_by_count")
-    )
-    question = ctx.say(
-        (
-            "Rank all {pmany} by how many {cmany} they have, most first, ties sharing a rank.",
-            "Rank every {pone} by its number of {cmany}, from most to fewest.",
-        ),
-        pmany=p.noun.many,
-        pone=p.noun.one,
-        cmany=c.noun.many,
-    )
+    query = per_parent(link, count, count_name).select(sqlkit.aliased(ranked, "rank_by_count"))
+    question = ctx.say(questions("rank_parents", "default"), **link_words(link))
     explanation = (
         f"A LEFT JOIN from {p.name} to {c.name} counts each {p.noun.one}'s {c.noun.many} (0 when"
         " none) and RANK() OVER (ORDER BY that count DESC) ranks the groups."
@@ -328,12 +225,10 @@ def rank_parents(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def children_per_parent(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def children_per_parent(ctx: Context, link: Link) -> Draft | None:
     """The average, largest or smallest number of (matching) children per parent: the
     per-parent counts in a CTE, aggregated outside it."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(c, c.alias, avoid=link.child_column) if ctx.chance(0.5) else None
     on: exp.Expr = link.on() if cond is None else exp.and_(link.on(), cond.expression)
@@ -349,27 +244,10 @@ def children_per_parent(ctx: Context) -> Draft | None:
             )
         )
         .from_(sqlkit.table(cte))
-        .with_(sqlkit.identifier(cte), as_=_per_parent(link, count, count_name, on))
+        .with_(sqlkit.identifier(cte), as_=per_parent(link, count, count_name, on=on))
     )
     values = {"pone": p.noun.one, "pmany": p.noun.many, "cmany": f"{c.noun.many} {phrase_of(cond)}"}
-    question = ctx.say(
-        {
-            "AVG": (
-                "On average, how many {cmany} does a {pone} have, counting {pmany} with none as"
-                " zero?",
-                "What is the average number of {cmany} per {pone}, zeros included?",
-            ),
-            "MAX": (
-                "What is the largest number of {cmany} any single {pone} has?",
-                "At most, how many {cmany} does one {pone} have?",
-            ),
-            "MIN": (
-                "What is the smallest number of {cmany} a {pone} has, zero included?",
-                "What is the fewest {cmany} any {pone} has, counting {pmany} with none?",
-            ),
-        }[statistic],
-        **values,
-    )
+    question = ctx.say(questions("children_per_parent", statistic), **values)
     where = "" if cond is None else f" (only {c.noun.many} {cond.phrase}, a condition of the join)"
     explanation = (
         f"The CTE {cte} counts each {p.noun.one}'s {c.noun.many}{where} with a LEFT JOIN, so"
@@ -378,12 +256,10 @@ def children_per_parent(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parents_above_average(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def parents_above_average(ctx: Context, link: Link) -> Draft | None:
     """Parents whose count (or total of a child measure) beats the average parent's: the
     per-parent figures in a CTE, read twice."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     m = ctx.field(c, c.measures) if ctx.chance(0.4) else None
     if m is None:
@@ -400,26 +276,13 @@ def parents_above_average(ctx: Context) -> Draft | None:
         exp.select(sqlkit.column(p.label.name), sqlkit.column(name))
         .from_(sqlkit.table(cte))
         .where(exp.GT(this=sqlkit.column(name), expression=average))
-        .with_(sqlkit.identifier(cte), as_=_per_parent(link, value, name, link.on()))
+        .with_(sqlkit.identifier(cte), as_=per_parent(link, value, name))
     )
-    values = {"pmany": p.noun.many, "pone": p.noun.one, "cmany": c.noun.many}
     if m is None:
-        question = ctx.say(
-            (
-                "Which {pmany} have more {cmany} than the average {pone}?",
-                "List the {pmany} whose number of {cmany} is above the average per {pone}.",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("parents_above_average", "count"), **link_words(link))
     else:
         question = ctx.say(
-            (
-                "Which {pmany} have a total {m} of {cmany} above the average {pone}'s?",
-                "List the {pmany} whose {cmany} add up to more {m} than the average {pone}'s"
-                " {cmany} do.",
-            ),
-            m=m.phrase,
-            **values,
+            questions("parents_above_average", "measure"), m=m.phrase, **link_words(link)
         )
     explanation = (
         f"The CTE {cte} computes {ctx.renderer.sql(value)} per {p.noun.one} ({p.noun.many}"
@@ -428,12 +291,9 @@ def parents_above_average(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def filtered_then_grouped(ctx: Context) -> Draft | None:
+@over_table(categories)
+def filtered_then_grouped(ctx: Context, e: Entity, g: Field) -> Draft | None:
     """A filter in a CTE, a count per group outside it."""
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
     cond = ctx.condition(e, avoid=g)
     if cond is None:
         return None
@@ -448,10 +308,7 @@ def filtered_then_grouped(ctx: Context) -> Draft | None:
         .with_(sqlkit.identifier(cte), as_=inner)
     )
     question = ctx.say(
-        (
-            "Among the {many} {cond}, how many fall in each {g}, largest group first?",
-            "Take the {many} {cond} and count them per {g}, most first.",
-        ),
+        questions("filtered_then_grouped", "default"),
         many=e.noun.many,
         cond=cond.phrase,
         g=g.phrase,

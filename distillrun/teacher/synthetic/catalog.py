@@ -205,6 +205,22 @@ def _entity(table: Table, alias: str, references: set[str]) -> Entity:
     )
 
 
+def every_link(catalog: Catalog) -> tuple[Link, ...]:
+    return catalog.links
+
+
+def single_column_links(catalog: Catalog) -> tuple[Link, ...]:
+    return catalog.single_links
+
+
+def links_to_parents_with_categories(catalog: Catalog) -> list[Link]:
+    return [k for k in catalog.links if k.parent.categories]
+
+
+def links_from_children_with_measures(catalog: Catalog) -> list[Link]:
+    return [k for k in catalog.links if k.child.measures]
+
+
 class Catalog:
     """Entities, links (foreign keys, self-references left out) and three-table paths."""
 

@@ -4,11 +4,13 @@ Every random choice an example makes goes through `Context`, so a shard is a pur
 its (seed, index) and the schema. Choices are weighted toward what the seed questions name,
 and toward the one seed question in focus when there is one. `Context.condition` writes the
 WHERE conditions all constructs share (numeric thresholds, text values, date ranges, flags,
-missing values), each with the words for the question.
+missing values), each with the words for the question. `over_table` and `over_link` declare
+what a builder is built over; the context picks it, and nothing is built where there is none.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -25,6 +27,7 @@ from distillrun.teacher.synthetic.naming import (
     DEFAULT_NUMBER_THRESHOLDS,
     TEXT_VALUES,
     THRESHOLDS,
+    Noun,
     Role,
     name_words,
     output_name,
@@ -61,6 +64,18 @@ class Condition:
 
 def phrase_of(condition: Condition | None) -> str:
     return condition.phrase if condition is not None else ""
+
+
+def link_words(link: Link) -> dict[str, str]:
+    """The nouns of a question about a link: `cone`, `cmany` (the child table's rows) and
+    `pone`, `pmany` (the parent's)."""
+    child, parent = link.child.noun, link.parent.noun
+    return {"cone": child.one, "cmany": child.many, "pone": parent.one, "pmany": parent.many}
+
+
+def filtered(query: exp.Select, condition: Condition | None) -> exp.Select:
+    """`query` with `condition` as its WHERE, or as it is without one."""
+    return query if condition is None else query.where(condition.expression)
 
 
 TOPICS = frozenset({"date_filter", "revenue"})
@@ -189,6 +204,17 @@ class Context:
         return self.pick(
             tuple(sorted({*_HAVING_COUNTS, *(n for n in self.hints.counts if n <= 10)}))
         )
+
+    def count_having(self, noun: Noun) -> tuple[exp.Binary, str, dict[str, str]]:
+        """`COUNT(*) > k` (or `>= k`) for groups with more than (at least) k rows of `noun`:
+        the condition, its phrasing variant ("more_than", "at_least") and the words `k` and
+        `noun` (singular in "more than one")."""
+        k = self.having_count()
+        at_least = self.chance(0.3)
+        op: type[exp.Binary] = exp.GTE if at_least else exp.GT
+        having = op(this=sqlkit.count_star(), expression=sqlkit.number(k))
+        words = {"k": self.spell(k), "noun": noun.one if k == 1 and not at_least else noun.many}
+        return having, "at_least" if at_least else "more_than", words
 
     def threshold(self, f: Field, above: bool) -> int:
         """A plausible threshold: from the lower two thirds of the role's range for "above"
@@ -393,3 +419,43 @@ class Context:
             exp.and_(exp.GTE(this=col, expression=start), exp.LT(this=col, expression=end)),
             self.pick((f"with {a_col} in {year}", f"whose {f.phrase} falls in {year}")),
         )
+
+
+BuildOver = Callable[..., Draft | None]
+"""A builder's body, called with the context and what it is built over."""
+
+
+def over_table(
+    *kinds: Callable[[Entity], Sequence[Field]],
+) -> Callable[[BuildOver], Callable[[Context], Draft | None]]:
+    """A builder over one table with a column of each of `kinds`: its body gets the table and
+    one column of each kind (chosen by `Context.table_with`) after the context, and nothing is
+    built where no table has them."""
+
+    def over(build: BuildOver) -> Callable[[Context], Draft | None]:
+        @functools.wraps(build)
+        def chosen_then_built(ctx: Context) -> Draft | None:
+            chosen = ctx.table_with(*kinds)
+            return None if chosen is None else build(ctx, chosen[0], *chosen[1])
+
+        return chosen_then_built
+
+    return over
+
+
+def over_link(
+    candidates: Callable[[Catalog], Sequence[Link]],
+) -> Callable[[BuildOver], Callable[[Context], Draft | None]]:
+    """A builder over one of the links `candidates` picks from the catalog: its body gets the
+    link (chosen by `Context.link`) after the context, and nothing is built where there is
+    none."""
+
+    def over(build: BuildOver) -> Callable[[Context], Draft | None]:
+        @functools.wraps(build)
+        def chosen_then_built(ctx: Context) -> Draft | None:
+            link = ctx.link(candidates(ctx.catalog))
+            return None if link is None else build(ctx, link)
+
+        return chosen_then_built
+
+    return over

@@ -12,15 +12,27 @@ from __future__ import annotations
 from sqlglot import exp
 
 from distillrun.teacher.synthetic import sqlkit
-from distillrun.teacher.synthetic.catalog import Entity, Field, Link, Path
+from distillrun.teacher.synthetic.catalog import (
+    Entity,
+    Field,
+    Link,
+    Path,
+    every_link,
+    links_to_parents_with_categories,
+    single_column_links,
+)
 from distillrun.teacher.synthetic.context import (
     Builder,
     Condition,
     Context,
     Draft,
+    filtered,
+    link_words,
+    over_link,
     phrase_of,
 )
 from distillrun.teacher.synthetic.naming import Role, output_name, plural_phrase
+from distillrun.teacher.synthetic.phrasings import questions
 
 _SUMS: dict[str, tuple[type[exp.AggFunc], str, str]] = {
     "SUM": (exp.Sum, "total", "total"),
@@ -62,39 +74,20 @@ def _shown(entity: Entity) -> list[Field]:
     return [entity.label]
 
 
-def join_list(ctx: Context) -> Draft | None:
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
+@over_link(every_link)
+def join_list(ctx: Context, link: Link) -> Draft | None:
     c, p = link.child, link.parent
     shown = [_col(c, f) for f in _shown(c)]
     query = exp.select(*shown).from_(_from(c))
     query = _join(query, link, p)
     cond = ctx.condition(p, p.alias) if ctx.chance(0.6) else None
-    values = {"cone": c.noun.one, "cmany": c.noun.many, "pone": p.noun.one, "pmany": p.noun.many}
     join_note = f"It joins {c.name} to {p.name} on {_on(ctx, link)}"
     if cond is None:
         query = query.select(_col(p, p.label))
-        question = ctx.say(
-            (
-                "List each {cone} with the {plabel} of its {pone}.",
-                "Show every {cone} together with its {pone}'s {plabel}.",
-                "For each {cone}, what is the {plabel} of the {pone} it belongs to?",
-            ),
-            plabel=p.label.phrase,
-            **values,
-        )
+        question = ctx.say(questions("join_list", "all"), plabel=p.label.phrase, **link_words(link))
         explanation = f"{join_note} and shows the {p.noun.one}'s {p.label.phrase} next to it."
         return Draft(question, query, explanation)
-    question = ctx.say(
-        (
-            "List the {cmany} of {pmany} {cond}.",
-            "Which {cmany} belong to {pmany} {cond}?",
-            "Show the {cmany} that come from {pmany} {cond}.",
-        ),
-        cond=cond.phrase,
-        **values,
-    )
+    question = ctx.say(questions("join_list", "filtered"), cond=cond.phrase, **link_words(link))
     explanation = (
         f"{join_note}; WHERE {_where(ctx, cond)} keeps the {c.noun.many} of {p.noun.many}"
         f" {cond.phrase}."
@@ -102,13 +95,10 @@ def join_list(ctx: Context) -> Draft | None:
     return Draft(question, query.where(cond.expression), explanation)
 
 
-def count_per_parent(ctx: Context) -> Draft | None:
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
+@over_link(every_link)
+def count_per_parent(ctx: Context, link: Link) -> Draft | None:
     c, p = link.child, link.parent
     count_name = output_name(c.noun.one, "count")
-    values = {"cmany": c.noun.many, "pone": p.noun.one, "pmany": p.noun.many}
     query = exp.select(*_parent_keys(link)[-1:]).from_(_from(p))
     if ctx.chance(0.4):
         n = ctx.top_count() if ctx.chance(0.6) else 1
@@ -121,17 +111,9 @@ def count_per_parent(ctx: Context) -> Draft | None:
             .limit(n)
         )
         question = ctx.say(
-            (
-                "Which {pone} has the most {cmany}?",
-                "Which {pone} has the largest number of {cmany}?",
-            )
-            if n == 1
-            else (
-                "Which {n} {pmany} have the most {cmany}?",
-                "List the top {n} {pmany} by number of {cmany}.",
-            ),
+            questions("count_per_parent", "top_one" if n == 1 else "top_n"),
             n=ctx.spell(n),
-            **values,
+            **link_words(link),
         )
         explanation = (
             f"It joins {p.name} to {c.name} on {_on(ctx, link)}, counts the {c.noun.many} per"
@@ -144,14 +126,7 @@ def count_per_parent(ctx: Context) -> Draft | None:
         .select(sqlkit.aliased(counted, count_name))
         .group_by(*_parent_keys(link))
     )
-    question = ctx.say(
-        (
-            "How many {cmany} does each {pone} have?",
-            "For every {pone}, count their {cmany}.",
-            "List each {pone} with its number of {cmany}.",
-        ),
-        **values,
-    )
+    question = ctx.say(questions("count_per_parent", "each"), **link_words(link))
     explanation = (
         f"A LEFT JOIN from {p.name} to {c.name} on {_on(ctx, link)} keeps {p.noun.many} without"
         f" {c.noun.many}; COUNT({c.alias}.{link.child_column.name}) per {p.noun.one} then gives 0"
@@ -160,44 +135,20 @@ def count_per_parent(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parents_having(ctx: Context) -> Draft | None:
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
+@over_link(every_link)
+def parents_having(ctx: Context, link: Link) -> Draft | None:
     c, p = link.child, link.parent
     query = exp.select(_col(p, p.label)).from_(_from(p))
     query = _join(query, link, c).group_by(*_parent_keys(link))
     m = ctx.field(c, c.measures) if ctx.chance(0.35) else None
     if m is None:
-        k = ctx.having_count()
-        at_least = ctx.chance(0.3)
-        op: type[exp.Binary] = exp.GTE if at_least else exp.GT
-        having = op(this=sqlkit.count_star(), expression=sqlkit.number(k))
-        noun = c.noun.one if k == 1 and not at_least else c.noun.many
-        question = ctx.say(
-            ("Which {pmany} have at least {k} {noun}?", "List the {pmany} with {k} or more {noun}.")
-            if at_least
-            else (
-                "Which {pmany} have more than {k} {noun}?",
-                "List the {pmany} with over {k} {noun}.",
-                "Find the {pmany} that have more than {k} {noun}.",
-            ),
-            pmany=p.noun.many,
-            k=ctx.spell(k),
-            noun=noun,
-        )
+        having, variant, values = ctx.count_having(c.noun)
+        question = ctx.say(questions("parents_having", variant), pmany=p.noun.many, **values)
     else:
         value = ctx.threshold(m, above=True) * 5
         having = exp.GT(this=exp.Sum(this=_col(c, m)), expression=sqlkit.number(value))
         question = ctx.say(
-            (
-                "Which {pmany} have {cmany} with a total {m} above {v}?",
-                "List the {pmany} whose {cmany} add up to more than {v} in {m}.",
-            ),
-            pmany=p.noun.many,
-            cmany=c.noun.many,
-            m=m.phrase,
-            v=str(value),
+            questions("parents_having", "measure"), m=m.phrase, v=str(value), **link_words(link)
         )
     explanation = (
         f"It joins {p.name} to {c.name} on {_on(ctx, link)}, groups by {p.noun.one}, and HAVING"
@@ -206,10 +157,8 @@ def parents_having(ctx: Context) -> Draft | None:
     return Draft(question, query.having(having), explanation)
 
 
-def by_parent_field(ctx: Context) -> Draft | None:
-    link = ctx.link([k for k in ctx.catalog.links if k.parent.categories])
-    if link is None:
-        return None
+@over_link(links_to_parents_with_categories)
+def by_parent_field(ctx: Context, link: Link) -> Draft | None:
     c, p = link.child, link.parent
     g = ctx.field(p, p.categories)
     if g is None:
@@ -220,33 +169,16 @@ def by_parent_field(ctx: Context) -> Draft | None:
     values = {"cmany": f"{c.noun.many} {phrase_of(cond)}", "pone": p.noun.one, "g": g.phrase}
     if m is None:
         value: exp.Expr = sqlkit.aliased(sqlkit.count_star(), output_name(c.noun.one, "count"))
-        question = ctx.say(
-            (
-                "How many {cmany} are there per {pone} {g}?",
-                "Count the {cmany} for each {g} of their {pone}.",
-                "Break down the number of {cmany} by {pone} {g}.",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("by_parent_field", "count"), **values)
         what = f"COUNT(*) counts the {c.noun.many}"
     else:
         name = ctx.pick(tuple(_SUMS))
         function, word, prefix = _SUMS[name]
         value = sqlkit.aliased(function(this=_col(c, m)), output_name(prefix, m.name))
-        question = ctx.say(
-            (
-                "What is the {word} {m} of {cmany} per {pone} {g}?",
-                "For each {pone} {g}, what is the {word} {m} of the {cmany}?",
-            ),
-            word=word,
-            m=m.phrase,
-            **values,
-        )
+        question = ctx.say(questions("by_parent_field", "measure"), word=word, m=m.phrase, **values)
         what = f"{name}({c.alias}.{m.name}) aggregates the {m.phrase}"
     query = exp.select(group, value).from_(_from(c))
-    query = _join(query, link, p).group_by(group.copy())
-    if cond is not None:
-        query = query.where(cond.expression)
+    query = filtered(_join(query, link, p).group_by(group.copy()), cond)
     explanation = (
         f"It joins {c.name} to {p.name} on {_on(ctx, link)}, groups by {p.alias}.{g.name}, and"
         f" {what} in each group.{ctx.where_note(cond, c.noun.many)}"
@@ -279,20 +211,12 @@ def revenue(ctx: Context) -> Draft | None:
     ]
     shape = ctx.pick(("total", "parent", "parent_field", "other_field"))
     formula = f"{c.alias}.{q.name} * {p.alias}.{price.name}"
-    values = {"cmany": c.noun.many, "pone": p.noun.one, "pmany": p.noun.many}
     if shape == "parent_field" and p.categories:
         g = ctx.field(p, p.categories)
         if g is None:
             return None
         group: list[exp.Expr] = [_col(p, g)]
-        question = ctx.say(
-            (
-                "What is the total revenue per {pone} {g}?",
-                "How much revenue does each {pone} {g} bring in?",
-            ),
-            g=g.phrase,
-            **values,
-        )
+        question = ctx.say(questions("revenue", "parent_field"), g=g.phrase, **link_words(link))
     elif shape == "other_field" and others:
         other = ctx.pick(others)
         g = ctx.field(other.parent, (*other.parent.categories, other.parent.label))
@@ -301,12 +225,7 @@ def revenue(ctx: Context) -> Draft | None:
         query = _join(query, other, other.parent)
         group = [_col(other.parent, g)]
         question = ctx.say(
-            (
-                "What is the total revenue per {oone} {g}?",
-                "How much revenue comes from each {oone} {g}?",
-            ),
-            oone=other.parent.noun.one,
-            g=g.phrase,
+            questions("revenue", "other_field"), oone=other.parent.noun.one, g=g.phrase
         )
     elif shape == "parent":
         n = ctx.top_count()
@@ -314,14 +233,7 @@ def revenue(ctx: Context) -> Draft | None:
             ctx.renderer.ordered(sqlkit.column("revenue"), descending=True)
         )
         query = query.select(_col(p, p.label), sqlkit.aliased(total, "revenue")).limit(n)
-        question = ctx.say(
-            (
-                "Which {n} {pmany} bring in the most revenue?",
-                "List the top {n} {pmany} by revenue.",
-            ),
-            n=ctx.spell(n),
-            **values,
-        )
+        question = ctx.say(questions("revenue", "parent"), n=ctx.spell(n), **link_words(link))
         explanation = (
             f"Revenue is {formula}: it joins {c.name} to {p.name} on {_on(ctx, link)}, sums"
             f" that per {p.noun.one} and keeps the top {n}."
@@ -329,13 +241,7 @@ def revenue(ctx: Context) -> Draft | None:
         return Draft(question, query, explanation)
     else:
         group = []
-        question = ctx.say(
-            (
-                "What is the total revenue across all {cmany}?",
-                "How much revenue do all {cmany} bring in?",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("revenue", "total"), **link_words(link))
     query = query.select(*group, sqlkit.aliased(total, "revenue"))
     if group:
         query = query.group_by(*(g.copy() for g in group))
@@ -377,14 +283,7 @@ def path_group(ctx: Context) -> Draft | None:
     if m is not None:
         value: exp.Expr = exp.Sum(this=_col(first, m))
         out = output_name("total", m.name)
-        question = ctx.say(
-            (
-                "What is the total {m} of {fmany} per {lone} {g}?",
-                "For each {lone} {g}, how much {m} do the {fmany} add up to?",
-            ),
-            m=m.phrase,
-            **values,
-        )
+        question = ctx.say(questions("path_group", "measure"), m=m.phrase, **values)
     else:
         # Off a chain, one row of `first` meets many rows of `last`: count it once per group.
         if path.is_chain or first.key is None:
@@ -392,18 +291,10 @@ def path_group(ctx: Context) -> Draft | None:
         else:
             value = sqlkit.count_distinct(_col(first, first.key))
         out = output_name(first.noun.one, "count")
-        question = ctx.say(
-            (
-                "How many {fmany} are there per {lone} {g}?",
-                "Count the {fmany} for each {lone} {g}.",
-                "Break down the number of {fmany} by {lone} {g}.",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("path_group", "count"), **values)
     group = _col(last, g)
     query = _path_query(path).select(group, sqlkit.aliased(value, out)).group_by(group.copy())
-    if cond is not None:
-        query = query.where(cond.expression)
+    query = filtered(query, cond)
     explanation = (
         f"{_path_note(ctx, path)}, then groups by {last.alias}.{g.name} and computes"
         f" {ctx.renderer.sql(value)} per group.{ctx.where_note(cond, first.noun.many)}"
@@ -431,22 +322,8 @@ def path_filter(ctx: Context) -> Draft | None:
         "mmany": path.middle.noun.many,
         "cond": cond.phrase,
     }
-    if path.is_chain:
-        templates = (
-            "List the {fmany} of {lmany} {cond}.",
-            "Which {fmany} belong to {lmany} {cond}?",
-        )
-    elif path.is_bridge:
-        templates = (
-            "Which {fmany} include {lmany} {cond}?",
-            "List the {fmany} that contain {lmany} {cond}.",
-        )
-    else:
-        templates = (
-            "Which {fmany} have {lmany} {cond}?",
-            "List the {fmany} linked through {mmany} to {lmany} {cond}.",
-        )
-    question = ctx.say(templates, **values)
+    shape = "chain" if path.is_chain else "bridge" if path.is_bridge else "other"
+    question = ctx.say(questions("path_filter", shape), **values)
     distinct = "" if path.is_chain else " DISTINCT lists each one once."
     explanation = (
         f"{_path_note(ctx, path)}; WHERE {_where(ctx, cond)} keeps the {last.noun.many}"
@@ -486,10 +363,7 @@ def path_count_distinct(ctx: Context) -> Draft | None:
         .group_by(*group)
     )
     question = ctx.say(
-        (
-            "How many different {omany} appear in the {lmany} of each {fone}?",
-            "For each {fone}, count the distinct {omany} in their {lmany}.",
-        ),
+        questions("path_count_distinct", "default"),
         omany=other.parent.noun.many,
         lmany=last.noun.many,
         fone=first.noun.one,
@@ -501,29 +375,15 @@ def path_count_distinct(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parents_in(ctx: Context) -> Draft | None:
+@over_link(single_column_links)
+def parents_in(ctx: Context, link: Link) -> Draft | None:
     """Parents with at least one (matching) child, as an IN subquery."""
-    link = ctx.link(ctx.catalog.single_links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(c) if ctx.chance(0.75) else None
     inner = exp.select(sqlkit.column(link.child_column.name)).from_(sqlkit.table(c.name))
-    if cond is not None:
-        inner = inner.where(cond.expression)
-    outer = sqlkit.column(link.parent_column.name).isin(query=inner)
+    outer = sqlkit.column(link.parent_column.name).isin(query=filtered(inner, cond))
     query = exp.select(sqlkit.column(p.label.name)).from_(sqlkit.table(p.name)).where(outer)
-    question = ctx.say(
-        (
-            "Which {pmany} have at least one {cone} {cond}?",
-            "List the {pmany} that have {cmany} {cond}.",
-            "Find the {pmany} with any {cmany} {cond}.",
-        ),
-        pmany=p.noun.many,
-        cone=c.noun.one,
-        cmany=c.noun.many,
-        cond=phrase_of(cond),
-    )
+    question = ctx.say(questions("parents_in", "default"), cond=phrase_of(cond), **link_words(link))
     scope = f" {cond.phrase}" if cond is not None else ""
     explanation = (
         f"The subquery lists {link.child_column.name} of the {c.noun.many}{scope}; the outer"
@@ -532,11 +392,9 @@ def parents_in(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def children_in(ctx: Context) -> Draft | None:
+@over_link(single_column_links)
+def children_in(ctx: Context, link: Link) -> Draft | None:
     """Children whose parent matches a condition, as an IN subquery."""
-    link = ctx.link(ctx.catalog.single_links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(p)
     if cond is None:
@@ -546,17 +404,7 @@ def children_in(ctx: Context) -> Draft | None:
     shown = [sqlkit.column(f.name) for f in _shown(c)]
     outer = sqlkit.column(link.child_column.name).isin(query=inner)
     query = exp.select(*shown).from_(sqlkit.table(c.name)).where(outer)
-    question = ctx.say(
-        (
-            "Which {cmany} belong to {pmany} {cond}?",
-            "List the {cmany} of {pmany} {cond}.",
-            "Show the {cmany} whose {pone} is one of the {pmany} {cond}.",
-        ),
-        cmany=c.noun.many,
-        pmany=p.noun.many,
-        pone=p.noun.one,
-        cond=cond.phrase,
-    )
+    question = ctx.say(questions("children_in", "default"), cond=cond.phrase, **link_words(link))
     explanation = (
         f"The subquery finds the {p.noun.many} {cond.phrase}; the outer query keeps the"
         f" {c.noun.many} whose {link.child_column.name} is IN that set."
@@ -564,24 +412,13 @@ def children_in(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parents_without(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def parents_without(ctx: Context, link: Link) -> Draft | None:
     """Parents with no child, as a LEFT JOIN ... IS NULL anti-join."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     missing = exp.Is(this=_col(c, link.child_column), expression=exp.Null())
     query = _join(exp.select(_col(p, p.label)).from_(_from(p)), link, c, "left").where(missing)
-    question = ctx.say(
-        (
-            "Which {pmany} have no {cmany}?",
-            "List the {pmany} without any {cone}.",
-            "Find the {pmany} that never appear in {cmany}.",
-        ),
-        pmany=p.noun.many,
-        cmany=c.noun.many,
-        cone=c.noun.one,
-    )
+    question = ctx.say(questions("parents_without", "default"), **link_words(link))
     explanation = (
         f"A LEFT JOIN from {p.name} to {c.name} on {_on(ctx, link)} leaves"
         f" {c.alias}.{link.child_column.name} NULL where no {c.noun.one} matches; WHERE ... IS"
@@ -590,26 +427,17 @@ def parents_without(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def distinct_references(ctx: Context) -> Draft | None:
+@over_link(single_column_links)
+def distinct_references(ctx: Context, link: Link) -> Draft | None:
     """How many different parents the (matching) children point at."""
-    link = ctx.link(ctx.catalog.single_links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(c, avoid=link.child_column) if ctx.chance(0.6) else None
     query = exp.select(sqlkit.count_distinct(sqlkit.column(link.child_column.name))).from_(
         sqlkit.table(c.name)
     )
-    if cond is not None:
-        query = query.where(cond.expression)
+    query = filtered(query, cond)
     question = ctx.say(
-        (
-            "How many different {pmany} have {cmany} {cond}?",
-            "How many distinct {pmany} appear among the {cmany} {cond}?",
-        ),
-        pmany=p.noun.many,
-        cmany=c.noun.many,
-        cond=phrase_of(cond),
+        questions("distinct_references", "default"), cond=phrase_of(cond), **link_words(link)
     )
     where = ctx.where_note(cond, c.noun.many)
     explanation = (
@@ -619,29 +447,20 @@ def distinct_references(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def parent_values_of_children(ctx: Context) -> Draft | None:
+@over_link(links_to_parents_with_categories)
+def parent_values_of_children(ctx: Context, link: Link) -> Draft | None:
     """The distinct values of a parent column among the (matching) children's parents."""
-    link = ctx.link([k for k in ctx.catalog.links if k.parent.categories])
-    if link is None:
-        return None
     c, p = link.child, link.parent
     g = ctx.field(p, p.categories)
     if g is None:
         return None
     cond = ctx.condition(c, c.alias) if ctx.chance(0.6) else None
-    query = _join(exp.select(_col(p, g)).from_(_from(c)), link, p).distinct()
-    if cond is not None:
-        query = query.where(cond.expression)
+    query = filtered(_join(exp.select(_col(p, g)).from_(_from(c)), link, p).distinct(), cond)
     question = ctx.say(
-        (
-            "Which {pone} {gs} appear among the {cmany} {cond}?",
-            "List the distinct {gs} of the {pmany} behind the {cmany} {cond}.",
-        ),
-        pone=p.noun.one,
-        pmany=p.noun.many,
+        questions("parent_values", "default"),
         gs=plural_phrase(g.phrase),
-        cmany=c.noun.many,
         cond=phrase_of(cond),
+        **link_words(link),
     )
     where = ctx.where_note(cond, c.noun.many)
     explanation = (

@@ -14,33 +14,35 @@ from __future__ import annotations
 from sqlglot import exp
 
 from distillrun.teacher.synthetic import sqlkit
-from distillrun.teacher.synthetic.catalog import Entity, Link, categories, measures
+from distillrun.teacher.synthetic.catalog import (
+    Entity,
+    Field,
+    Link,
+    categories,
+    every_link,
+    links_from_children_with_measures,
+    measures,
+)
 from distillrun.teacher.synthetic.context import (
     Builder,
     Condition,
     Context,
     Draft,
     article,
+    link_words,
+    over_link,
+    over_table,
     phrase_of,
     thresholds,
 )
 from distillrun.teacher.synthetic.naming import output_name
+from distillrun.teacher.synthetic.phrasings import questions
+from distillrun.teacher.synthetic.shapes import parent_keys, per_parent
 
 
-def _keys(link: Link) -> list[exp.Expr]:
-    """The parent's referenced column and label, each once, qualified by its alias."""
-    p = link.parent
-    return [
-        sqlkit.column(n, p.alias) for n in dict.fromkeys((link.parent_column.name, p.label.name))
-    ]
-
-
-def value_bands(ctx: Context) -> Draft | None:
+@over_table(measures)
+def value_bands(ctx: Context, e: Entity, m: Field) -> Draft | None:
     """Rows counted per band of a measure: CASE WHEN m < a ... WHEN m < b ... ELSE ... END."""
-    chosen = ctx.table_with(measures)
-    if chosen is None:
-        return None
-    e, (m,) = chosen
     low, high = sorted(ctx.rng.sample(thresholds(m), 2))
     col = sqlkit.column(m.name)
     band = sqlkit.case(
@@ -63,12 +65,7 @@ def value_bands(ctx: Context) -> Draft | None:
         .group_by(band.copy())
     )
     question = ctx.say(
-        (
-            "How many {many} have {a_col} under {low}, from {low} to under {high}, and {high} or"
-            " more?",
-            "Count the {many} in three {col} bands: under {low}, {low} up to {high}, and {high}"
-            " and above.",
-        ),
+        questions("value_bands", "default"),
         many=e.noun.many,
         a_col=article(m.phrase),
         col=m.phrase,
@@ -82,12 +79,9 @@ def value_bands(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def high_low_label(ctx: Context) -> Draft | None:
+@over_table(measures)
+def high_low_label(ctx: Context, e: Entity, m: Field) -> Draft | None:
     """Every row labelled by a threshold on a measure: CASE WHEN m >= v THEN 'high' ..."""
-    chosen = ctx.table_with(measures)
-    if chosen is None:
-        return None
-    e, (m,) = chosen
     value = ctx.threshold(m, above=True)
     col = sqlkit.column(m.name)
     label = sqlkit.case(
@@ -99,14 +93,7 @@ def high_low_label(ctx: Context) -> Draft | None:
         *(sqlkit.column(n) for n in names), sqlkit.aliased(label, output_name(m.name, "level"))
     ).from_(sqlkit.table(e.name))
     question = ctx.say(
-        (
-            "List each {one} with its {col}, marked 'high' when it is {v} or more and 'low'"
-            " otherwise.",
-            "Label every {one} 'high' if its {col} is at least {v}, else 'low'.",
-        ),
-        one=e.noun.one,
-        col=m.phrase,
-        v=str(value),
+        questions("high_low_label", "default"), one=e.noun.one, col=m.phrase, v=str(value)
     )
     explanation = (
         f"CASE WHEN {m.name} >= {value} THEN 'high' ELSE 'low' END labels each row of {e.name}."
@@ -119,12 +106,9 @@ def _matching_count(cond: Condition) -> exp.Sum:
     return exp.Sum(this=sqlkit.case([(cond.expression, sqlkit.number(1))], sqlkit.number(0)))
 
 
-def conditional_counts(ctx: Context) -> Draft | None:
+@over_table(categories)
+def conditional_counts(ctx: Context, e: Entity, g: Field) -> Draft | None:
     """Per group, all rows and the rows meeting a condition, side by side."""
-    chosen = ctx.table_with(categories)
-    if chosen is None:
-        return None
-    e, (g,) = chosen
     cond = ctx.condition(e, avoid=g)
     if cond is None:
         return None
@@ -138,13 +122,7 @@ def conditional_counts(ctx: Context) -> Draft | None:
         .group_by(sqlkit.column(g.name))
     )
     question = ctx.say(
-        (
-            "For each {g}, how many {many} are there in all, and how many of them {cond}?",
-            "Per {g}, count all {many} and, separately, the {many} {cond}.",
-        ),
-        g=g.phrase,
-        many=e.noun.many,
-        cond=cond.phrase,
+        questions("conditional_counts", "default"), g=g.phrase, many=e.noun.many, cond=cond.phrase
     )
     explanation = (
         f"Per {g.name}, COUNT(*) counts every {e.noun.one} and SUM(CASE WHEN"
@@ -153,33 +131,17 @@ def conditional_counts(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def matching_children(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def matching_children(ctx: Context, link: Link) -> Draft | None:
     """Per parent, how many of its children meet a condition, zero included."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     cond = ctx.condition(c, c.alias, avoid=link.child_column)
     if cond is None:
         return None
-    keys = _keys(link)
-    query = (
-        exp.select(
-            keys[-1].copy(),
-            sqlkit.aliased(_matching_count(cond), output_name("matching", c.noun.many)),
-        )
-        .from_(sqlkit.table(p.name, p.alias))
-        .join(sqlkit.table(c.name, c.alias), on=link.on(), join_type="left")
-        .group_by(*keys)
-    )
+    matching = output_name("matching", c.noun.many)
+    query = per_parent(link, _matching_count(cond), matching, show_key=False)
     question = ctx.say(
-        (
-            "For each {pone}, how many {cmany} {cond} do they have, zero included?",
-            "Count, for every {pone}, their {cmany} {cond}, showing 0 where there are none.",
-        ),
-        pone=p.noun.one,
-        cmany=c.noun.many,
-        cond=cond.phrase,
+        questions("matching_children", "default"), cond=cond.phrase, **link_words(link)
     )
     explanation = (
         f"A LEFT JOIN keeps every {p.noun.one}; SUM(CASE WHEN ... THEN 1 ELSE 0 END) counts"
@@ -196,11 +158,9 @@ def _exists(link: Link, cond: Condition | None) -> exp.Exists:
     return exp.Exists(this=inner)
 
 
-def parents_with_exists(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def parents_with_exists(ctx: Context, link: Link) -> Draft | None:
     """Parents (meeting a condition or not) that have, or have no, matching children."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     child_cond = ctx.condition(c, c.alias, avoid=link.child_column) if ctx.chance(0.8) else None
     parent_cond = ctx.condition(p, p.alias) if ctx.chance(0.35) else None
@@ -218,20 +178,7 @@ def parents_with_exists(ctx: Context) -> Draft | None:
         "pmany": f"{p.noun.many} {phrase_of(parent_cond)}",
         "cmany": f"{c.noun.many} {phrase_of(child_cond)}",
     }
-    question = ctx.say(
-        (
-            "Which {pmany} have no {cmany}?",
-            "List the {pmany} without any {cmany}.",
-            "Find the {pmany} for which no {cmany} exist.",
-        )
-        if negated
-        else (
-            "Which {pmany} have one or more {cmany}?",
-            "List the {pmany} for which some {cmany} exist.",
-            "Find the {pmany} that have any {cmany} at all.",
-        ),
-        **values,
-    )
+    question = ctx.say(questions("parents_with_exists", "without" if negated else "with"), **values)
     kind = "NOT EXISTS" if negated else "EXISTS"
     explanation = (
         f"{kind} with a correlated subquery on {ctx.renderer.sql(link.on())} tests, per"
@@ -245,7 +192,7 @@ def _reached(link: Link, cond: Condition) -> exp.Select:
     """The parents (key and label) that have a child meeting `cond`."""
     c, p = link.child, link.parent
     return (
-        exp.select(*_keys(link))
+        exp.select(*parent_keys(link))
         .from_(sqlkit.table(p.name, p.alias))
         .join(sqlkit.table(c.name, c.alias), on=link.on())
         .where(cond.expression)
@@ -269,12 +216,10 @@ def _two_conditions(ctx: Context, entity: Entity, link: Link) -> tuple[Condition
 _SET_OPERATIONS = {"UNION": exp.union, "INTERSECT": exp.intersect, "EXCEPT": exp.except_}
 
 
-def parents_by_set_operation(ctx: Context) -> Draft | None:
+@over_link(every_link)
+def parents_by_set_operation(ctx: Context, link: Link) -> Draft | None:
     """Parents with children meeting one condition UNION / INTERSECT / EXCEPT those with
     children meeting another."""
-    link = ctx.link(ctx.catalog.links)
-    if link is None:
-        return None
     c, p = link.child, link.parent
     conditions = _two_conditions(ctx, c, link)
     if conditions is None:
@@ -282,26 +227,11 @@ def parents_by_set_operation(ctx: Context) -> Draft | None:
     first, second = conditions
     name = ctx.pick(tuple(_SET_OPERATIONS))
     query = _SET_OPERATIONS[name](_reached(link, first), _reached(link, second), distinct=True)
-    templates = {
-        "UNION": (
-            "Which {pmany} have {cmany} {first} or {cmany} {second}?",
-            "List the {pmany} with either {cmany} {first} or {cmany} {second}, each once.",
-        ),
-        "INTERSECT": (
-            "Which {pmany} have both {cmany} {first} and {cmany} {second}?",
-            "List the {pmany} that have {cmany} {first} as well as {cmany} {second}.",
-        ),
-        "EXCEPT": (
-            "Which {pmany} have {cmany} {first} but no {cmany} {second}?",
-            "List the {pmany} with {cmany} {first}, leaving out any that have {cmany} {second}.",
-        ),
-    }[name]
     question = ctx.say(
-        templates,
-        pmany=p.noun.many,
-        cmany=c.noun.many,
+        questions("parents_by_set_operation", name),
         first=first.phrase,
         second=second.phrase,
+        **link_words(link),
     )
     explanation = (
         f"Each side joins {p.name} to {c.name} and keeps the {p.noun.many} with a {c.noun.one}"
@@ -311,11 +241,9 @@ def parents_by_set_operation(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def totals_with_zero(ctx: Context) -> Draft | None:
+@over_link(links_from_children_with_measures)
+def totals_with_zero(ctx: Context, link: Link) -> Draft | None:
     """Per parent, the total of a child measure, 0 (COALESCE) for parents without children."""
-    link = ctx.link([k for k in ctx.catalog.links if k.child.measures])
-    if link is None:
-        return None
     c, p = link.child, link.parent
     m = ctx.field(c, c.measures)
     if m is None:
@@ -324,30 +252,14 @@ def totals_with_zero(ctx: Context) -> Draft | None:
     total = exp.Coalesce(
         this=exp.Sum(this=sqlkit.column(m.name, c.alias)), expressions=[sqlkit.number(0)]
     )
-    keys = _keys(link)
-    query = (
-        exp.select(keys[-1].copy(), sqlkit.aliased(total, total_name))
-        .from_(sqlkit.table(p.name, p.alias))
-        .join(sqlkit.table(c.name, c.alias), on=link.on(), join_type="left")
-        .group_by(*keys)
-    )
+    query = per_parent(link, total, total_name, show_key=False)
     if ctx.chance(0.4):
         query = query.order_by(ctx.renderer.ordered(sqlkit.column(total_name), descending=True))
         ordered = ", largest first"
     else:
         ordered = ""
     question = ctx.say(
-        (
-            "What is the total {m} of {cmany} for each {pone}, with 0 for {pmany} that have"
-            " none{ordered}?",
-            "For every {pone}, add up the {m} of their {cmany}, showing 0 when there are"
-            " none{ordered}.",
-        ),
-        m=m.phrase,
-        cmany=c.noun.many,
-        pone=p.noun.one,
-        pmany=p.noun.many,
-        ordered=ordered,
+        questions("totals_with_zero", "default"), m=m.phrase, ordered=ordered, **link_words(link)
     )
     explanation = (
         f"A LEFT JOIN keeps every {p.noun.one}; SUM({c.alias}.{m.name}) is NULL for those"

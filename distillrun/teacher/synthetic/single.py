@@ -1,10 +1,11 @@
 """Examples over one table: counts, filters, aggregates, groups, top-N, distinct values, dates
 and subqueries against the same table (above-average rows, the most common value).
 
-Each builder picks its table and columns through the context (so seed questions steer them),
-returns None when the table offers nothing suitable, and writes the question from one of
-several phrasings, the SQL as a sqlglot tree and a one- or two-sentence explanation of how the
-SQL answers the question.
+Each builder is declared over the table it needs (`context.over_table`: one with columns of the
+kinds it asks for), which the context picks with its columns (so seed questions steer them);
+it returns None when the table offers nothing else it needs, and writes the question from one
+of several phrasings (`questions.yaml`), the SQL as a sqlglot tree and a one- or two-sentence
+explanation of how the SQL answers the question.
 """
 
 from __future__ import annotations
@@ -13,13 +14,22 @@ from sqlglot import exp
 
 from distillrun.sql.schema import ColumnKind
 from distillrun.teacher.synthetic import sqlkit
-from distillrun.teacher.synthetic.catalog import Entity, Field
+from distillrun.teacher.synthetic.catalog import (
+    Entity,
+    Field,
+    categories,
+    dates,
+    measures,
+    orderable,
+)
 from distillrun.teacher.synthetic.context import (
     Builder,
     Condition,
     Context,
     Draft,
     article,
+    filtered,
+    over_table,
     phrase_of,
 )
 from distillrun.teacher.synthetic.naming import (
@@ -28,6 +38,7 @@ from distillrun.teacher.synthetic.naming import (
     plural_phrase,
     superlatives,
 )
+from distillrun.teacher.synthetic.phrasings import questions
 
 _AGGREGATES: dict[str, tuple[type[exp.AggFunc], str, str]] = {
     # name: (function, words in a question, output name prefix)
@@ -57,41 +68,20 @@ def _shown(entity: Entity, f: Field) -> list[exp.Expr]:
     return [_col(entity.label)] if f.name == entity.label.name else [_col(entity.label), _col(f)]
 
 
-def count_rows(ctx: Context) -> Draft | None:
-    e = ctx.entity(ctx.catalog.entities)
-    if e is None:
-        return None
+@over_table()
+def count_rows(ctx: Context, e: Entity) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.6)
     query = _select(e, sqlkit.count_star())
     if cond is None:
-        question = ctx.say(
-            (
-                "How many {many} are there?",
-                "What is the total number of {many}?",
-                "Count the {many}.",
-                "How many {many} does the database hold?",
-            ),
-            many=e.noun.many,
-        )
+        question = ctx.say(questions("count_rows", "all"), many=e.noun.many)
         return Draft(question, query, f"COUNT(*) counts every row of {e.name}.")
-    question = ctx.say(
-        (
-            "How many {many} are there {cond}?",
-            "Count the {many} {cond}.",
-            "What is the number of {many} {cond}?",
-            "How many {many} {cond} exist?",
-        ),
-        many=e.noun.many,
-        cond=cond.phrase,
-    )
+    question = ctx.say(questions("count_rows", "filtered"), many=e.noun.many, cond=cond.phrase)
     explanation = f"COUNT(*) counts the rows of {e.name}.{ctx.where_note(cond, e.noun.many)}"
     return Draft(question, query.where(cond.expression), explanation)
 
 
-def list_matching(ctx: Context) -> Draft | None:
-    e = ctx.entity(ctx.catalog.entities)
-    if e is None:
-        return None
+@over_table()
+def list_matching(ctx: Context, e: Entity) -> Draft | None:
     cond = ctx.condition(e, avoid=e.label)
     if cond is None:
         return None
@@ -99,12 +89,7 @@ def list_matching(ctx: Context) -> Draft | None:
     if ctx.chance(0.3):
         query = query.order_by(ctx.renderer.ordered(_col(e.label)))
     question = ctx.say(
-        (
-            "List the {many} {cond}.",
-            "Show all {many} {cond}.",
-            "Find the {many} {cond}.",
-            "What are the {labels} of the {many} {cond}?",
-        ),
+        questions("list_matching", "default"),
         many=e.noun.many,
         cond=cond.phrase,
         labels=plural_phrase(e.label.phrase),
@@ -116,13 +101,8 @@ def list_matching(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def aggregate_value(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.measures or e.dates])
-    if e is None:
-        return None
-    f = ctx.field(e, (*e.measures, *e.dates))
-    if f is None:
-        return None
+@over_table(orderable)
+def aggregate_value(ctx: Context, e: Entity, f: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.35, avoid=f)
     values = {"col": f.phrase, "many": e.noun.many, "cond": phrase_of(cond)}
     if not f.is_date and ctx.chance(0.15):
@@ -131,14 +111,7 @@ def aggregate_value(ctx: Context) -> Draft | None:
             sqlkit.aliased(exp.Min(this=_col(f)), output_name("min", f.name)),
             sqlkit.aliased(exp.Max(this=_col(f)), output_name("max", f.name)),
         )
-        question = ctx.say(
-            (
-                "What are the lowest and highest {col} of {many} {cond}?",
-                "Give the minimum and maximum {col} among {many} {cond}.",
-                "What range does the {col} of {many} {cond} span?",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("aggregate_value", "range"), **values)
         fn_sql = f"MIN({f.name}) and MAX({f.name})"
     else:
         name = ctx.pick(("MIN", "MAX") if f.is_date else tuple(_AGGREGATES))
@@ -146,73 +119,28 @@ def aggregate_value(ctx: Context) -> Draft | None:
         query = _select(e, sqlkit.aliased(function(this=_col(f)), output_name(prefix, f.name)))
         if f.is_date:
             word = "latest" if name == "MAX" else "earliest"
-        question = ctx.say(
-            {
-                "SUM": (
-                    "What is the total {col} of {many} {cond}?",
-                    "Add up the {col} of all {many} {cond}.",
-                    "What is the combined {col} of the {many} {cond}?",
-                ),
-                "AVG": (
-                    "What is the average {col} of {many} {cond}?",
-                    "On average, what {col} do {many} {cond} have?",
-                    "What is the mean {col} across {many} {cond}?",
-                ),
-            }.get(
-                name,
-                (
-                    "What is the {word} {col} among {many} {cond}?",
-                    "Find the {word} {col} of any of the {many} {cond}.",
-                    "Among the {many} {cond}, what is the {word} {col}?",
-                ),
-            ),
-            word=word,
-            **values,
-        )
+        variant = name if name in ("SUM", "AVG") else "extreme"
+        question = ctx.say(questions("aggregate_value", variant), word=word, **values)
         fn_sql = f"{name}({f.name})"
     explanation = (
         f"It computes {fn_sql} over the rows of {e.name}.{ctx.where_note(cond, e.noun.many)}"
     )
-    if cond is not None:
-        query = query.where(cond.expression)
-    return Draft(question, query, explanation)
+    return Draft(question, filtered(query, cond), explanation)
 
 
-def group_count(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories])
-    if e is None:
-        return None
-    g = ctx.field(e, e.categories)
-    if g is None:
-        return None
+@over_table(categories)
+def group_count(ctx: Context, e: Entity, g: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.25, avoid=g)
     count_name = output_name(e.noun.one, "count")
     query = _select(e, _col(g), sqlkit.aliased(sqlkit.count_star(), count_name)).group_by(_col(g))
-    if cond is not None:
-        query = query.where(cond.expression)
+    query = filtered(query, cond)
     values = {"many": e.noun.many, "g": g.phrase, "cond": phrase_of(cond)}
     if ctx.chance(0.4):
         query = query.order_by(ctx.renderer.ordered(sqlkit.column(count_name), descending=True))
-        question = ctx.say(
-            (
-                "How many {many} {cond} are there per {g}, from most to fewest?",
-                "Count the {many} {cond} in each {g} and list the biggest groups first.",
-                "Rank each {g} by how many {many} {cond} it has.",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("group_count", "ranked"), **values)
         order = f" ORDER BY {count_name} DESC puts the largest groups first."
     else:
-        question = ctx.say(
-            (
-                "How many {many} {cond} are there per {g}?",
-                "How many {many} {cond} are there in each {g}?",
-                "Count the {many} {cond} for each {g}.",
-                "Give the number of {many} {cond} by {g}.",
-                "What is the breakdown of {many} {cond} by {g}?",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("group_count", "default"), **values)
         order = ""
     explanation = (
         f"GROUP BY {g.name} makes one group per {g.phrase} and COUNT(*) counts the {e.noun.many}"
@@ -221,91 +149,46 @@ def group_count(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def group_measure(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories and e.measures])
-    if e is None:
-        return None
-    g, m = ctx.field(e, e.categories), ctx.field(e, e.measures)
-    if g is None or m is None:
-        return None
+@over_table(categories, measures)
+def group_measure(ctx: Context, e: Entity, g: Field, m: Field) -> Draft | None:
     name = ctx.pick(tuple(_AGGREGATES))
     function, word, prefix = _AGGREGATES[name]
     out = output_name(prefix, m.name)
     query = _select(e, _col(g), sqlkit.aliased(function(this=_col(m)), out)).group_by(_col(g))
     cond = _maybe_condition(ctx, e, 0.25, avoid=g)
-    if cond is not None:
-        query = query.where(cond.expression)
+    query = filtered(query, cond)
     many = f"{e.noun.many} {phrase_of(cond)}"
     values = {"many": many, "g": g.phrase, "gs": plural_phrase(g.phrase), "m": m.phrase}
     explanation = f"It groups the {e.noun.many} by {g.name} and computes {name}({m.name}) per group"
     if ctx.chance(0.35):
         n = ctx.top_count() if ctx.chance(0.5) else 1
         query = query.order_by(ctx.renderer.ordered(sqlkit.column(out), descending=True)).limit(n)
-        templates = (
-            ("Which {g} has the highest {word} {m} of {many}?",)
-            if n == 1
-            else (
-                "Which {n} {gs} have the highest {word} {m} of {many}?",
-                "List the top {n} {gs} by {word} {m} of {many}.",
-            )
-        )
+        templates = questions("group_measure", "top_one" if n == 1 else "top_n")
         ranked = {"MIN": "minimum", "MAX": "maximum"}.get(name, word)
         question = ctx.say(templates, n=ctx.spell(n), word=ranked, **values)
         explanation += f", then keeps the top {n} by that value (ORDER BY {out} DESC LIMIT {n})."
     else:
-        question = ctx.say(
-            (
-                "What is the {word} {m} of {many} per {g}?",
-                "For each {g}, what is the {word} {m} of the {many}?",
-                "Show the {word} {m} of {many} by {g}.",
-            ),
-            word=word,
-            **values,
-        )
+        question = ctx.say(questions("group_measure", "default"), word=word, **values)
         explanation += "."
     explanation += ctx.where_note(cond, e.noun.many)
     return Draft(question, query, explanation)
 
 
-def group_having(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories])
-    if e is None:
-        return None
-    g = ctx.field(e, e.categories)
-    if g is None:
-        return None
+@over_table(categories)
+def group_having(ctx: Context, e: Entity, g: Field) -> Draft | None:
     query = _select(e, _col(g)).group_by(_col(g))
     gs = plural_phrase(g.phrase)
     m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
     if m is None:
-        k = ctx.having_count()
-        at_least = ctx.chance(0.3)
-        op: type[exp.Binary] = exp.GTE if at_least else exp.GT
-        noun = e.noun.one if k == 1 and not at_least else e.noun.many
-        having = op(this=sqlkit.count_star(), expression=sqlkit.number(k))
-        question = ctx.say(
-            ("Which {gs} have at least {k} {noun}?", "List the {gs} with {k} or more {noun}.")
-            if at_least
-            else (
-                "Which {gs} have more than {k} {noun}?",
-                "List the {gs} with over {k} {noun}.",
-                "Find every {g} that has more than {k} {noun}.",
-            ),
-            gs=gs,
-            g=g.phrase,
-            k=ctx.spell(k),
-            noun=noun,
-        )
+        having, variant, values = ctx.count_having(e.noun)
+        question = ctx.say(questions("group_having", variant), gs=gs, g=g.phrase, **values)
     else:
         use_sum = ctx.chance(0.5)
         value = ctx.threshold(m, above=True) * (5 if use_sum else 1)
         function = exp.Sum if use_sum else exp.Avg
         having = exp.GT(this=function(this=_col(m)), expression=sqlkit.number(value))
         question = ctx.say(
-            (
-                "Which {gs} have {a_word} {m} above {v}?",
-                "List the {gs} whose {many} have {a_word} {m} over {v}.",
-            ),
+            questions("group_having", "measure"),
             gs=gs,
             a_word=article("total" if use_sum else "average"),
             m=m.phrase,
@@ -322,13 +205,8 @@ def group_having(ctx: Context) -> Draft | None:
     return Draft(question, query.having(having), explanation)
 
 
-def top_n(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.measures or e.dates])
-    if e is None:
-        return None
-    f = ctx.field(e, (*e.measures, *e.dates))
-    if f is None:
-        return None
+@over_table(orderable)
+def top_n(ctx: Context, e: Entity, f: Field) -> Draft | None:
     descending = ctx.chance(0.7)
     high, low = superlatives(f.name, f.role, f.is_date)
     word = high if descending else low
@@ -336,30 +214,14 @@ def top_n(ctx: Context) -> Draft | None:
     # Condition phrases follow a plural noun, so "which one ..." questions go without.
     cond = _maybe_condition(ctx, e, 0.25, avoid=f) if n > 1 else None
     query = _select(e, *_shown(e, f)).order_by(ctx.renderer.ordered(_col(f), descending)).limit(n)
-    if cond is not None:
-        query = query.where(cond.expression)
+    query = filtered(query, cond)
     # "most expensive" and "most recent" describe the rows; "highest" needs the column.
-    if word not in GENERIC_SUPERLATIVES:
-        templates: tuple[str, ...] = (
-            ("Which {one} is the {word}?", "What is the {word} {one}?")
-            if n == 1
-            else (
-                "What are the {n} {word} {many} {cond}?",
-                "List the {n} {word} {many} {cond}.",
-                "Which {n} {many} {cond} are the {word}?",
-            )
-        )
-    elif n == 1:
-        templates = ("Which {one} has the {word} {col}?", "What {one} has the {word} {col}?")
-    else:
-        templates = (
-            "Which {n} {many} {cond} have the {word} {col}?",
-            "Show the {n} {many} {cond} with the {word} {col}.",
-        )
+    named = "named" if word not in GENERIC_SUPERLATIVES else "by_column"
+    variants = [f"one_{named}" if n == 1 else f"many_{named}"]
     if descending and n > 1:
-        templates += ("List the top {n} {many} {cond} by {col}.",)
+        variants.append("top")
     question = ctx.say(
-        templates,
+        questions("top_n", *variants),
         n=ctx.spell(n),
         word=word,
         col=f.phrase,
@@ -376,29 +238,17 @@ def top_n(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def top_group(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories])
-    if e is None:
-        return None
-    g = ctx.field(e, e.categories)
-    if g is None:
-        return None
+@over_table(categories)
+def top_group(ctx: Context, e: Entity, g: Field) -> Draft | None:
     most = ctx.chance(0.75)
     query = _select(e, _col(g)).group_by(_col(g))
     cond = _maybe_condition(ctx, e, 0.25, avoid=g)
-    if cond is not None:
-        query = query.where(cond.expression)
+    query = filtered(query, cond)
     if ctx.chance(0.5):
         query = query.select(sqlkit.aliased(sqlkit.count_star(), output_name(e.noun.one, "count")))
     query = query.order_by(ctx.renderer.ordered(sqlkit.count_star(), descending=most)).limit(1)
     question = ctx.say(
-        (
-            "Which {g} has the most {many}?",
-            "What is the most common {g} among {many}?",
-            "Which {g} appears most often among the {many}?",
-        )
-        if most
-        else ("Which {g} has the fewest {many}?", "What is the least common {g} among {many}?"),
+        questions("top_group", "most" if most else "fewest"),
         g=g.phrase,
         many=f"{e.noun.many} {phrase_of(cond)}",
     )
@@ -410,31 +260,13 @@ def top_group(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def distinct_values(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories])
-    if e is None:
-        return None
-    g = ctx.field(e, e.categories)
-    if g is None:
-        return None
+@over_table(categories)
+def distinct_values(ctx: Context, e: Entity, g: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.4, avoid=g)
-    query = _select(e, _col(g)).distinct()
-    if cond is not None:
-        query = query.where(cond.expression)
+    query = filtered(_select(e, _col(g)).distinct(), cond)
     if ctx.chance(0.5):
         query = query.order_by(ctx.renderer.ordered(_col(g)))
-    question = ctx.say(
-        (
-            "What are the different {gs} of {many} {cond}?",
-            "List the distinct {gs} of the {many} {cond}.",
-            "Which {gs} occur among the {many} {cond}?",
-            "Show each {g} that the {many} {cond} have, once.",
-        ),
-        g=g.phrase,
-        gs=plural_phrase(g.phrase),
-        many=e.noun.many,
-        cond=phrase_of(cond),
-    )
+    question = ctx.say(questions("distinct_values", "default"), **_group_words(e, g, cond))
     explanation = (
         f"SELECT DISTINCT {g.name} returns each {g.phrase} of {e.name} once."
         f"{ctx.where_note(cond, e.noun.many)}"
@@ -442,28 +274,11 @@ def distinct_values(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def count_distinct(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories])
-    if e is None:
-        return None
-    g = ctx.field(e, e.categories)
-    if g is None:
-        return None
+@over_table(categories)
+def count_distinct(ctx: Context, e: Entity, g: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.4, avoid=g)
-    query = _select(e, sqlkit.count_distinct(_col(g)))
-    if cond is not None:
-        query = query.where(cond.expression)
-    question = ctx.say(
-        (
-            "How many different {gs} do the {many} {cond} have?",
-            "How many distinct {gs} are there among {many} {cond}?",
-            "Count the distinct {gs} of {many} {cond}.",
-            "How many unique {gs} appear among the {many} {cond}?",
-        ),
-        gs=plural_phrase(g.phrase),
-        many=e.noun.many,
-        cond=phrase_of(cond),
-    )
+    query = filtered(_select(e, sqlkit.count_distinct(_col(g))), cond)
+    question = ctx.say(questions("count_distinct", "default"), **_group_words(e, g, cond))
     explanation = (
         f"COUNT(DISTINCT {g.name}) counts each {g.phrase} once, however many {e.noun.many} share"
         f" it.{ctx.where_note(cond, e.noun.many)}"
@@ -471,24 +286,25 @@ def count_distinct(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def above_average(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.measures])
-    if e is None:
-        return None
-    f = ctx.field(e, e.measures)
-    if f is None:
-        return None
+def _group_words(e: Entity, g: Field, cond: Condition | None) -> dict[str, str]:
+    """What questions about the values of `g` among (matching) rows of `e` say."""
+    return {
+        "g": g.phrase,
+        "gs": plural_phrase(g.phrase),
+        "many": e.noun.many,
+        "cond": phrase_of(cond),
+    }
+
+
+@over_table(measures)
+def above_average(ctx: Context, e: Entity, f: Field) -> Draft | None:
     above = ctx.chance(0.7)
     average = _select(e, exp.Avg(this=_col(f))).subquery()
     op: type[exp.Binary] = exp.GT if above else exp.LT
     query = _select(e, *_shown(e, f)).where(op(this=_col(f), expression=average))
     side, more = ("above", "higher") if above else ("below", "lower")
     question = ctx.say(
-        (
-            "Which {many} have {a_col} {side} the average?",
-            "List the {many} whose {col} is {more} than average.",
-            "Find the {many} with {a_col} {side} the average {col} of all {many}.",
-        ),
+        questions("above_average", "default"),
         many=e.noun.many,
         a_col=article(f.phrase),
         col=f.phrase,
@@ -502,24 +318,15 @@ def above_average(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def extreme_rows(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.measures or e.dates])
-    if e is None:
-        return None
-    f = ctx.field(e, (*e.measures, *e.dates))
-    if f is None:
-        return None
+@over_table(orderable)
+def extreme_rows(ctx: Context, e: Entity, f: Field) -> Draft | None:
     highest = ctx.chance(0.6)
     function: type[exp.AggFunc] = exp.Max if highest else exp.Min
     word = superlatives(f.name, f.role, f.is_date)[0 if highest else 1]
     extreme = _select(e, function(this=_col(f))).subquery()
     query = _select(e, *_shown(e, f)).where(_col(f).eq(extreme))
     question = ctx.say(
-        (
-            "Which {many} share the {word} {col}, ties included?",
-            "List every {one} whose {col} equals the {bound} {col}.",
-            "Which {many} have the {word} {col} of all?",
-        ),
+        questions("extreme_rows", "default"),
         many=e.noun.many,
         one=e.noun.one,
         word=word,
@@ -534,14 +341,9 @@ def extreme_rows(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def most_common_value(ctx: Context) -> Draft | None:
+@over_table(categories)
+def most_common_value(ctx: Context, e: Entity, g: Field) -> Draft | None:
     """A text-equality filter that needs no literal: the value is the table's most common one."""
-    e = ctx.entity([e for e in ctx.catalog.entities if e.categories])
-    if e is None:
-        return None
-    g = ctx.field(e, e.categories)
-    if g is None:
-        return None
     mode = (
         _select(e, _col(g))
         .group_by(_col(g))
@@ -550,11 +352,7 @@ def most_common_value(ctx: Context) -> Draft | None:
     )
     query = _select(e, _col(e.label)).where(_col(g).eq(mode.subquery()))
     question = ctx.say(
-        (
-            "Which {many} have the most common {g}?",
-            "List the {many} whose {g} is the most frequent one.",
-            "Show the {labels} of {many} with the most common {g}.",
-        ),
+        questions("most_common_value", "default"),
         many=e.noun.many,
         g=g.phrase,
         labels=plural_phrase(e.label.phrase),
@@ -583,11 +381,7 @@ def lookup_by_key(ctx: Context) -> Draft | None:
     n = ctx.rng.randint(1, 20)
     query = _select(e, _col(f)).where(_col(e.key).eq(sqlkit.number(n)))
     question = ctx.say(
-        (
-            "What is the {col} of the {one} with {key} {n}?",
-            "Show the {col} of {one} {n}.",
-            "What {col} does {one} number {n} have?",
-        ),
+        questions("lookup_by_key", "default"),
         col=f.phrase,
         one=e.noun.one,
         key=e.key.phrase,
@@ -599,38 +393,19 @@ def lookup_by_key(ctx: Context) -> Draft | None:
     return Draft(question, query, explanation)
 
 
-def per_period(ctx: Context) -> Draft | None:
-    e = ctx.entity([e for e in ctx.catalog.entities if e.dates])
-    if e is None:
-        return None
-    d = ctx.field(e, e.dates)
-    if d is None:
-        return None
+@over_table(dates)
+def per_period(ctx: Context, e: Entity, d: Field) -> Draft | None:
     period, period_expr, period_name = ctx.period(d)
     m = ctx.field(e, e.measures) if ctx.chance(0.35) else None
     values = {"period": period, "d": d.phrase, "many": e.noun.many}
     if m is None:
         value: exp.Expr = sqlkit.aliased(sqlkit.count_star(), output_name(e.noun.one, "count"))
         how = "COUNT(*) counts the rows"
-        question = ctx.say(
-            (
-                "How many {many} are there per {period} of {d}?",
-                "Count the {many} for each {period} of {d}.",
-                "For each {period} of {d}, how many {many} are there?",
-            ),
-            **values,
-        )
+        question = ctx.say(questions("per_period", "count"), **values)
     else:
         value = sqlkit.aliased(exp.Sum(this=_col(m)), output_name("total", m.name))
         how = f"SUM({m.name}) adds up {m.phrase}"
-        question = ctx.say(
-            (
-                "What is the total {m} of {many} per {period} of {d}?",
-                "For each {period} of {d}, what is the total {m} of the {many}?",
-            ),
-            m=m.phrase,
-            **values,
-        )
+        question = ctx.say(questions("per_period", "total"), m=m.phrase, **values)
     query = (
         _select(e, sqlkit.aliased(period_expr, period_name), value)
         .group_by(period_expr.copy())

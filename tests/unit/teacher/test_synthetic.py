@@ -32,6 +32,7 @@ from distillrun.teacher.synthetic import (
     analytic,
     joins,
     logic,
+    phrasings,
     single,
 )
 from distillrun.teacher.synthetic.catalog import Catalog
@@ -255,6 +256,17 @@ def test_builders_steer_by_constructs_of_the_vocabulary_and_topics_only() -> Non
     for builder in (*single.BUILDERS, *joins.BUILDERS, *analytic.BUILDERS, *logic.BUILDERS):
         assert builder.tags <= set(CONSTRUCTS) | TOPICS, builder.name
     assert not TOPICS & set(CONSTRUCTS)
+
+
+def test_every_builder_has_phrasings_and_every_phrasing_a_builder() -> None:
+    """questions.yaml is keyed by builder name: a renamed builder or a leftover entry fails
+    here, not with a KeyError halfway through a shard."""
+    builders = {
+        b.name for b in (*single.BUILDERS, *joins.BUILDERS, *analytic.BUILDERS, *logic.BUILDERS)
+    }
+    assert set(phrasings.catalogue()) == builders
+    for name, variants in phrasings.catalogue().items():
+        assert all(variants.values()), f"{name} has a variant without phrasings"
 
 
 def test_constructs_cover_every_aggregate_function(sqlite_shards: list[ShardOutput]) -> None:
