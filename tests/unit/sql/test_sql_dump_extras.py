@@ -14,7 +14,6 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from distillrun.api.spec import Dialect, SandboxSpec
@@ -25,7 +24,8 @@ from distillrun.sql.sandbox import ServerTarget
 from distillrun.sql.schema import ForeignKey, SchemaError, SchemaInfo, parse_schema
 from distillrun.sql.verdict import Reason
 from tests.unit.sql.cases import open_box
-from tests.unit.sql.test_sql_ddl_corpus import _mysql, dump_mysql, dump_postgres
+from tests.unit.sql.test_sql_ddl_corpus import dump_mysql, dump_postgres
+from tests.unit.sql.test_sql_servers import Admin
 
 ACCOUNT = f"corpus_owner_{uuid.uuid4().hex[:8]}"
 """A role/user that exists while the dump is made and is dropped before it is loaded again,
@@ -139,30 +139,15 @@ DIALECTS = [Dialect.POSTGRES, Dialect.MYSQL]
 @contextlib.contextmanager
 def _with_account(dialect: Dialect, target: ServerTarget) -> Iterator[None]:
     """The account exists while the DDL is created and dumped, and is gone afterwards."""
-    if dialect == Dialect.POSTGRES:
-        with psycopg.connect(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password,
-            dbname="postgres",
-            autocommit=True,
-        ) as admin:
-            admin.execute(f"CREATE ROLE {ACCOUNT}".encode())
-            try:
-                yield
-            finally:
-                admin.execute(f"DROP ROLE {ACCOUNT}".encode())
-        return
-    admin = _mysql(target)
+    admin = Admin(target)
+    account = ACCOUNT if dialect == Dialect.POSTGRES else f"`{ACCOUNT}`@`%`"
+    kind = "ROLE" if dialect == Dialect.POSTGRES else "USER"
     try:
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE USER `{ACCOUNT}`@`%`")
+        admin.run(f"CREATE {kind} {account}")
         try:
             yield
         finally:
-            with admin.cursor() as cursor:
-                cursor.execute(f"DROP USER `{ACCOUNT}`@`%`")
+            admin.run(f"DROP {kind} {account}")
     finally:
         admin.close()
 
