@@ -223,8 +223,7 @@ class _Reader:
                     "defined before it"
                 )
             draft.columns += [c for c in found.columns if draft.column(c.name) is None]
-            whole_copy = isinstance(source, exp.LikeProperty) and self.dialect == Dialect.MYSQL
-            if whole_copy or isinstance(source, exp.PartitionedOfProperty):
+            if isinstance(source, exp.PartitionedOfProperty) or _copies_keys(source, self.dialect):
                 draft.key, draft.unique = list(found.key), list(found.unique)
 
     def _add_column(self, draft: _Draft, column_def: exp.ColumnDef) -> None:
@@ -469,6 +468,21 @@ class _Reader:
             types=tuple(self.types.values()),
             warnings=tuple(self.warnings + warnings),
         )
+
+
+def _copies_keys(source: exp.Expr, dialect: Dialect) -> bool:
+    """Whether a LIKE copies the keys: MySQL's always (with every index), PostgreSQL's with
+    INCLUDING INDEXES or INCLUDING ALL."""
+    if not isinstance(source, exp.LikeProperty):
+        return False
+    if dialect == Dialect.MYSQL:
+        return True
+    return any(
+        isinstance(o, exp.Property)
+        and o.name.upper() == "INCLUDING"
+        and o.text("value").upper() in ("ALL", "INDEXES")
+        for o in source.expressions
+    )
 
 
 def _ident(node: exp.Expr) -> exp.Expr:
