@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 import html
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 
 from distillrun.api import parse_run
 from distillrun.api.layout import SPEC_KEY
@@ -22,6 +24,7 @@ from distillrun.jobs.context import SilentProgress, StageContext, StageFailed
 from distillrun.jobs.inputs import load_inputs
 from distillrun.report.page import render_page
 from distillrun.report.read import read_run
+from distillrun.report.terminal import render_status
 from distillrun.store import open_store
 from distillrun.teacher.base import GeneratedExample, ShardOutput, ShardRequest
 from distillrun.teacher.synthetic import SyntheticTeacher
@@ -231,6 +234,9 @@ def test_validate_warns_when_gold_results_are_empty(
     report = read_run(ctx.store, schema=ctx.schema)
     assert report.data is not None and report.data.warnings == tuple(warnings)
     assert html.escape(warnings[-1]) in render_page(report)
+    console = Console(width=400, record=True)
+    console.print(render_status(report, datetime.now(UTC)))
+    assert expected[-1] in console.export_text()  # `distillrun status` says so too
 
 
 def test_validate_before_generate_fails_clearly(tmp_path: Path) -> None:
