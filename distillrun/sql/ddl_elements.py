@@ -39,11 +39,12 @@ _COLUMN_MODIFIER = frozenset(
     {
         "NOT", "NULL", "DEFAULT", "PRIMARY", "REFERENCES", "UNIQUE", "CHECK", "COLLATE",
         "GENERATED", "AS", "CONSTRAINT", "COMMENT", "AUTO_INCREMENT", "ON", "CHARACTER",
-        "CHARSET", "INVISIBLE", "COMPRESSED", "WITH", "WITHOUT", "KEY", "IDENTITY", "STORAGE",
-        "COMPRESSION", "SERIAL", "VIRTUAL", "PERSISTENT", "STORED", "UNSIGNED", "ZEROFILL",
+        "CHARSET", "INVISIBLE", "COMPRESSED", "KEY", "IDENTITY", "STORAGE", "COMPRESSION",
+        "VIRTUAL", "PERSISTENT", "STORED",
     }
 )  # fmt: skip
-"""Words that end a column's type and start its modifiers."""
+"""Words that end a column's type and start its modifiers (after the type's first word, which
+may be one of them: `character varying`)."""
 
 _KEY_WORDS = frozenset({"PRIMARY", "FOREIGN", "REFERENCES", "UNIQUE", "LIKE"})
 """Words of an element that shapes the model (a key, copied columns): never dropped. Other
@@ -141,7 +142,9 @@ def _column(piece: _Statement, head: str, table: str, element: list[Token]) -> e
     """A column definition whose type sqlglot does not know: parsed with a stand-in type,
     then given its type as written."""
     name, rest = element[0], element[1:]
-    type_end = next((i for i, t in enumerate(rest) if _word(t) in _COLUMN_MODIFIER), len(rest))
+    type_end = next(
+        (i for i in range(1, len(rest)) if _word(rest[i]) in _COLUMN_MODIFIER), len(rest)
+    )
     written = " ".join(_span(piece.text, rest[:type_end]).split())
     modifiers = rest[type_end:]
     attempts = [_span(piece.text, modifiers)]

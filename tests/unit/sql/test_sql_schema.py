@@ -198,3 +198,22 @@ def test_a_parent_defined_later_is_refused_naming_the_line() -> None:
         parse_schema(
             "CREATE TABLE a (x INT);\nCREATE TABLE b (x INT) INHERITS (nowhere);", Dialect.POSTGRES
         )
+
+
+def test_a_column_sqlglot_cannot_parse_keeps_its_type_as_written() -> None:
+    """`bit varying` and a column COMPRESSION clause are PostgreSQL's, past sqlglot: the table
+    is read one element at a time and the types stay as the engine reads them."""
+    schema = parse_schema(
+        "CREATE TABLE t (a bit varying(8) NOT NULL, b character varying(3) COMPRESSION pglz,"
+        " c timestamp with time zone, d serial PRIMARY KEY);",
+        Dialect.POSTGRES,
+    )
+    table = schema.tables[0]
+    assert [(c.name, c.sql_type) for c in table.columns] == [
+        ("a", "bit varying(8)"),
+        ("b", "character varying(3)"),
+        ("c", "TIMESTAMPTZ"),
+        ("d", "SERIAL"),
+    ]
+    assert table.key == ("d",) and not table.columns[0].nullable
+    assert "b character varying(3)" in render_ddl(schema)
