@@ -437,7 +437,7 @@ class _Reader:
         try:  # an enum or a domain's base type; a composite or range type stays as written
             definition = exp.DataType.build(written, dialect=dialect).sql(dialect=dialect)
         except (SqlglotError, ValueError):
-            definition = " ".join(written.split())
+            definition = " ".join(written.split()).replace("( ", "(").replace(" )", ")")
         self.types[name] = UserType(name, definition, is_domain=domain, namespace=namespace)
 
     def _token_name(self, token: Token) -> str:
