@@ -29,6 +29,7 @@ INTERRUPTED_EXIT = 130
 
 
 def _validate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from distillrun.jobs.empty_results import empty_seed_warnings
     from distillrun.jobs.inputs import load_inputs
     from distillrun.local.preflight import check_local_run
 
@@ -37,7 +38,7 @@ def _validate(args: argparse.Namespace, out: Console, err: Console) -> int:
         path = Path(manifest)
         try:
             run = load_run(path)
-            schema, _ = load_inputs(run, path.parent, manifest)
+            schema, seed_sql = load_inputs(run, path.parent, manifest)
             if not args.cluster:
                 check_local_run(run, schema, path.parent, manifest)
         except ManifestError as exc:
@@ -45,6 +46,8 @@ def _validate(args: argparse.Namespace, out: Console, err: Console) -> int:
             err.print(str(exc), highlight=False, markup=False)
             continue
         out.print(f"{manifest}: valid DistillRun {run.metadata.name}", highlight=False)
+        for warning in empty_seed_warnings(seed_sql):
+            err.print(f"{manifest}: warning: {warning}", highlight=False, markup=False)
     return 1 if failed else 0
 
 

@@ -8,8 +8,10 @@ rejected, and the accepted examples are split into train and holdout by a hash o
 shape (the SQL with every constant masked), so the split is the same on every rerun and the
 holdout holds no near-copy of a training example: queries that differ only in a constant
 ("the 3 cheapest products", "the 10 cheapest products") land on the same side. Every rejected
-example is kept with its reason class and the engine's message. `validate/_done.json` is
-written last and carries a fingerprint of the inputs; a rerun with the same inputs reuses the
+example is kept with its reason class and the engine's message. The summary warns when the seed
+data is empty or many accepted queries return no rows (`jobs.empty_results`): those examples
+cannot carry an evaluation, and that is cheaper to learn before training. `validate/_done.json`
+is written last and carries a fingerprint of the inputs; a rerun with the same inputs reuses the
 stage's outputs.
 """
 
@@ -37,6 +39,7 @@ from distillrun.api.layout import VALIDATE_DONE_KEY as DONE_KEY
 from distillrun.api.spec import Dialect
 from distillrun.api.status import StageName
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
+from distillrun.jobs.empty_results import empty_data_warnings
 from distillrun.jobs.judging import Judged, judge_shards, screen
 from distillrun.jobs.parallel import Executor, InlineExecutor
 from distillrun.teacher.base import ShardOutput
@@ -166,6 +169,7 @@ def run(ctx: StageContext, executor: Executor | None = None) -> StageResult:
         group_of=lambda record: query_shape(str(record["sql"]), dialect),
     )
     reasons = Counter(str(j.verdict.reason) for j in rejected)
+    empty = sum(1 for record in records if not record["rows"])
     summary: dict[str, Any] = {
         "generated": total,
         "accepted": len(accepted),
@@ -173,7 +177,11 @@ def run(ctx: StageContext, executor: Executor | None = None) -> StageResult:
         "train": len(train),
         "holdout": len(holdout),
         "dataset": ctx.store.url("dataset/"),
+        "empty_results": empty,
+        "warnings": empty_data_warnings(ctx.seed_sql, len(records), empty),
     }
+    for warning in summary["warnings"]:
+        ctx.progress.note(StageName.VALIDATE, f"warning: {warning}")
     ctx.store.put_jsonl(
         REJECTED_KEY,
         (

@@ -146,6 +146,8 @@ class Data:
     holdout: int | None
     shards: tuple[ShardRow, ...]
     coverage: Coverage | None
+    warnings: tuple[str, ...] = ()
+    """What validation found that weakens any score on this data (`jobs.empty_results`)."""
 
     @property
     def rejected_total(self) -> int:

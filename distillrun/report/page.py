@@ -567,6 +567,7 @@ def _data_section(data: Data, header: Header) -> str:
         '<section id="data"><h2>Data</h2>',
         f'<div class="cols"><div>{table}{progress}</div>',
         f"<div>{_chart(plots.shards_chart(data), 'Examples per shard')}</div></div>",
+        *(f'<div class="callout bad">{_e(w)}.</div>' for w in data.warnings),
     ]
     if data.rejected:
         chart = _chart(plots.reasons_chart(data.rejected, "Rejected by reason"), "Rejected")

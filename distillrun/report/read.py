@@ -102,6 +102,11 @@ def _count(record: Mapping[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _texts(record: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = record.get(key)
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -332,6 +337,7 @@ def _data(
         holdout=_count(summary, "holdout"),
         shards=rows,
         coverage=found,
+        warnings=_texts(summary, "warnings"),
     )
 
 
@@ -491,7 +497,6 @@ def _scores(
     wrong = [p for p in scored if p.get("match") is not True]
     by_construct, by_table = _slices(scored, dialect, schema)
     outcomes = {str(k): v for k, v in _mapping(metrics.get("by_reason")).items()}
-    warnings = metrics.get("warnings")
     return Scores(
         name=name,
         execution_accuracy=_number(metrics, "execution_accuracy") or 0.0,
@@ -501,7 +506,7 @@ def _scores(
         unjudgeable=_count(metrics, "unjudgeable") or 0,
         gold_empty=_count(metrics, "gold_empty") or 0,
         comparison=_text(metrics, "comparison") or str(ComparisonMode.STRICT),
-        warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
+        warnings=_texts(metrics, "warnings"),
         outcomes=tuple(
             Uses(k, v)
             for k, v in sorted(outcomes.items(), key=lambda i: (-i[1], i[0]))

@@ -97,6 +97,7 @@ def _data(data: Data, header: Header) -> Table:
             rows.append((f"  {group.reason}", f"{group.count:,}"))
         if data.train is not None and data.holdout is not None:
             rows.append(("train / holdout", f"{data.train:,} / {data.holdout:,}"))
+        rows.extend(("warning", warning) for warning in data.warnings)
     return _facts("Data", rows)
 
 

@@ -3,8 +3,8 @@
 One statement per line, without comments, defaults or checks, but valid for the engine and
 faithful to the model: names quoted where the dialect needs it (`"Leave Requests"`, `"from"`,
 mixed case in PostgreSQL), types as the dialect writes them (`TIMESTAMP` in MySQL, `TEXT[]`),
-enums and domains declared before use, a composite key as one constraint, views with their
-query. The test suite loads this text back into each engine.
+enums, domains, composite and range types declared before use, a composite key as one
+constraint, views with their query. The test suite loads this text back into each engine.
 
 Tables are ordered so a referenced table comes first (PostgreSQL, MySQL and DuckDB check
 references when a table is created); a key that closes a cycle is added afterwards with ALTER

@@ -110,11 +110,13 @@ class Table:
 
 @dataclass(frozen=True)
 class UserType:
-    """A PostgreSQL/DuckDB enum or domain: columns may be declared with it."""
+    """A PostgreSQL/DuckDB type (enum, domain, composite, range): columns may be declared
+    with it."""
 
     name: str
     definition: str
-    """`ENUM ('a', 'b')` or the domain's base type, in the dialect."""
+    """What follows AS: `ENUM ('a', 'b')`, the domain's base type, `(street TEXT, city TEXT)`
+    or `RANGE (subtype = float8)`, in the dialect."""
     is_domain: bool
     namespace: str = ""
 
@@ -203,7 +205,16 @@ def for_qualify(tree: exp.Expr, dialect: Dialect) -> exp.Expr:
     sqlglot treats every MySQL identifier as case-sensitive, which is right for table names
     and aliases on Linux but not for columns and column aliases, which MySQL compares without
     case (`SELECT c.NAME` reads column `name`). Those are lower-cased.
+
+    A quoted table read without an alias (`FROM sales."Customers"`) gets its own name as its
+    alias, as the engine reads it: sqlglot would name it by its lower-cased name, and a column
+    the query qualifies by the table's name (`"Customers"."Id"`, as pg_dump writes every view)
+    would not resolve.
     """
+    for table in tree.find_all(exp.Table):
+        name = table.this
+        if isinstance(name, exp.Identifier) and name.quoted and not table.alias:
+            table.set("alias", exp.TableAlias(this=name.copy()))
     if dialect == Dialect.MYSQL:
         for node in tree.find_all(exp.Column, exp.Alias):
             key = "this" if isinstance(node, exp.Column) else "alias"

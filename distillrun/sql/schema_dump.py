@@ -4,11 +4,15 @@ A `pg_dump --schema-only` or `mysqldump --no-data` file is mostly statements the
 need (SET, sequences, owners, grants, indexes, comments); they are skipped unread. What defines
 the model is read statement by statement, in order, the way the engine applies it:
 
-- CREATE TABLE (inline, table-level and named constraints), ALTER TABLE ... ADD [CONSTRAINT]
-  (how dumps and migration tools add every key) and ADD COLUMN;
+- CREATE TABLE (inline, table-level and named constraints; a parent's columns through
+  INHERITS, PARTITION OF and LIKE), ALTER TABLE ... ADD [CONSTRAINT] (how dumps and migration
+  tools add every key) and ADD COLUMN. What sqlglot cannot parse whole is read element by
+  element (`ddl_elements`), and a key by its column list alone (`ddl_elements.key_prefix`);
+  what cannot be read even so is refused naming its line;
 - CREATE [MATERIALIZED] VIEW, whose columns come from resolving its SELECT against the tables
   before it, DROP TABLE/VIEW (mysqldump creates a stand-in for each view, then drops it);
-- CREATE TYPE ... AS ENUM and CREATE DOMAIN, so columns of those types know what they hold.
+- CREATE TYPE (enum, composite, range) and CREATE DOMAIN, so columns of those types know what
+  they hold and the rendered DDL declares them.
 
 Names are kept as the engine stores them: PostgreSQL folds unquoted names to lower case.
 """
@@ -27,11 +31,13 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.tokenizer_core import Token, TokenType
 
 from distillrun.api.spec import Dialect
+from distillrun.sql.ddl_elements import declares_key, key_prefix, parse_by_elements
 from distillrun.sql.ddl_text import (
     TokenStatement,
     clean_ddl,
     token_statements,
     unwrap_executable_comments,
+    without_client_blocks,
 )
 from distillrun.sql.schema import (
     Column,
@@ -154,37 +160,78 @@ class _Reader:
             raise SchemaError(f"schema DDL does not parse at line {statement.line}")
         return node
 
-    def _create_table(self, statement: TokenStatement) -> None:
-        node = self._parse(statement)
-        schema = node.this if isinstance(node, exp.Create) else None
-        if not isinstance(schema, exp.Schema) or not isinstance(schema.this, exp.Table):
-            if isinstance(node, exp.Create) and isinstance(node.expression, exp.Query):
-                self._add_view_like(node, statement, definition=None)
-                return
-            raise SchemaError(
-                f"schema DDL line {statement.line}: CREATE TABLE without a column list is "
-                "not understood"
+    def _parse_create_table(self, statement: TokenStatement) -> exp.Create:
+        """The statement parsed whole, else element by element (`ddl_elements`)."""
+        whole: SchemaError | None = None
+        try:
+            node = self._parse(statement)
+        except SchemaError as error:
+            node, whole = None, error
+        if isinstance(node, exp.Create):
+            return node
+        with _quiet_sqlglot():
+            by_elements = parse_by_elements(statement, self.text, self.dialect)
+        if by_elements is None:
+            raise whole or SchemaError(
+                f"schema DDL line {statement.line}: a CREATE TABLE that is not understood"
             )
-        draft = _Draft(self.name(schema.this.this), self.name(schema.this.args.get("db")), [])
+        return by_elements
+
+    def _create_table(self, statement: TokenStatement) -> None:
+        node = self._parse_create_table(statement)
+        target = node.this
+        if isinstance(node.expression, exp.Query):
+            self._add_view_like(node, statement, definition=None)
+            return
+        table = target.this if isinstance(target, exp.Schema) else target
+        if not isinstance(table, exp.Table):
+            raise SchemaError(f"schema DDL line {statement.line}: a CREATE TABLE not understood")
+        draft = _Draft(self.name(table.this), self.name(table.args.get("db")), [])
         if draft.name in self.relations:
             if node.args.get("exists"):
                 return
             raise SchemaError(f"table {draft.name} is defined twice (line {statement.line})")
-        for item in schema.expressions:
+        properties = node.args.get("properties")
+        for source in properties.expressions if isinstance(properties, exp.Properties) else []:
+            self._copy_columns(draft, source, statement)
+        for item in target.expressions if isinstance(target, exp.Schema) else []:
             if isinstance(item, exp.ColumnDef):
                 self._add_column(draft, item)
+            elif isinstance(item, exp.LikeProperty):
+                self._copy_columns(draft, item, statement)
             else:
                 self._add_constraint(draft, item)
         if not draft.columns:
             raise SchemaError(f"table {draft.name} has no columns (line {statement.line})")
         self.relations[draft.name] = draft
 
+    def _copy_columns(self, draft: _Draft, source: exp.Expr, statement: TokenStatement) -> None:
+        """The columns a table takes from others: PostgreSQL's INHERITS (each parent's, in
+        order), PARTITION OF and LIKE; MySQL's `CREATE TABLE t LIKE other` (with its key)."""
+        if isinstance(source, exp.InheritsProperty):
+            parents = list(source.expressions)
+        elif isinstance(source, exp.PartitionedOfProperty | exp.LikeProperty):
+            parents = [source.this]
+        else:
+            return
+        for parent in parents:
+            found = self.relation(parent)
+            if found is None:
+                raise SchemaError(
+                    f"schema DDL line {statement.line}: table {draft.name} takes the columns "
+                    f"of {parent.sql(dialect=sqlglot_dialect(self.dialect))}, which is not "
+                    "defined before it"
+                )
+            draft.columns += [c for c in found.columns if draft.column(c.name) is None]
+            if isinstance(source, exp.PartitionedOfProperty) or _copies_keys(source, self.dialect):
+                draft.key, draft.unique = list(found.key), list(found.unique)
+
     def _add_column(self, draft: _Draft, column_def: exp.ColumnDef) -> None:
         data_type = column_def.args.get("kind")
         name = self.name(column_def.this)
         not_null = False
         for constraint in column_def.constraints:
-            kind = constraint.kind
+            kind = constraint.args.get("kind")  # `.kind` raises on some (MySQL's ZEROFILL)
             if isinstance(kind, exp.PrimaryKeyColumnConstraint):
                 draft.key = [name]
             elif isinstance(kind, exp.NotNullColumnConstraint) and not kind.args.get("allow_null"):
@@ -193,17 +240,20 @@ class _Reader:
                 draft.unique.append((name,))
             elif isinstance(kind, exp.Reference):
                 self._reference(draft, (name,), kind)
-        draft.columns.append(
-            Column(
-                name=name,
-                sql_type=data_type.sql(dialect=sqlglot_dialect(self.dialect))
-                if isinstance(data_type, exp.DataType)
-                else "",
-                kind=self._kind(data_type),
-                nullable=not not_null,
-                primary_key=False,
-            )
+        column = Column(
+            name=name,
+            sql_type=data_type.sql(dialect=sqlglot_dialect(self.dialect))
+            if isinstance(data_type, exp.DataType)
+            else "",
+            kind=self._kind(data_type),
+            nullable=not not_null,
+            primary_key=False,
         )
+        inherited = draft.column(name)  # PostgreSQL merges a column declared again
+        if inherited is None:
+            draft.columns.append(column)
+        else:
+            draft.columns[draft.columns.index(inherited)] = replace(column, name=inherited.name)
 
     def _kind(self, data_type: exp.Expr | None) -> ColumnKind:
         if not isinstance(data_type, exp.DataType):
@@ -214,9 +264,11 @@ class _Reader:
             user_type = self.types.get(last if isinstance(last, str) else self.name(last))
             if user_type is None:
                 return ColumnKind.OTHER
-            return column_kind(
-                exp.DataType.build(user_type.definition, dialect=sqlglot_dialect(self.dialect))
-            )
+            try:
+                dialect = sqlglot_dialect(self.dialect)
+                return column_kind(exp.DataType.build(user_type.definition, dialect=dialect))
+            except (SqlglotError, ValueError):
+                return ColumnKind.OTHER  # a composite or range type
         return column_kind(data_type)
 
     def _add_constraint(self, draft: _Draft, item: exp.Expr) -> None:
@@ -246,8 +298,33 @@ class _Reader:
             )
         )
 
+    def _parse_alter(self, statement: TokenStatement) -> exp.Expr | None:
+        """The ALTER TABLE parsed whole; else, when it adds a key, up to the end of the key's
+        column list (`ddl_elements.key_prefix`). Other alterations sqlglot cannot read
+        (identity options, partitions, replica identity) shape nothing here: None."""
+        try:
+            node: exp.Expr | None = self._parse(statement)
+        except SchemaError:
+            node = None
+        if isinstance(node, exp.Alter):
+            return node
+        words = [t.text.upper() for t in statement.tokens]
+        added = statement.tokens[words.index("ADD") + 1 :]
+        adds_column = bool(added) and added[0].text.upper() == "COLUMN"
+        key = key_prefix(statement.tokens) if declares_key(added) else None
+        if key is None and not adds_column:
+            return None
+        try:
+            node = self._parse(statement, key) if key else None
+        except SchemaError:
+            node = None
+        if isinstance(node, exp.Alter):
+            return node
+        shown = " ".join(statement.text(self.text).split())
+        raise SchemaError(f"schema DDL line {statement.line}: cannot be read: {shown[:120]}")
+
     def _alter_table(self, statement: TokenStatement) -> None:
-        node = self._parse(statement)
+        node = self._parse_alter(statement)
         if not isinstance(node, exp.Alter) or not isinstance(node.this, exp.Table):
             return
         draft = self.relation(node.this)
@@ -353,16 +430,14 @@ class _Reader:
         if domain:
             stop = next((i for i, t in enumerate(rest) if t.text.upper() in _TYPE_STOP), len(rest))
             rest = rest[:stop]
-        elif not rest or rest[0].text.upper() != "ENUM":
-            return  # a composite or range type: no column kind to learn from it
         if not rest:
             return
         written = self.text[rest[0].start : rest[-1].end + 1]
         dialect = sqlglot_dialect(self.dialect)
-        try:
+        try:  # an enum or a domain's base type; a composite or range type stays as written
             definition = exp.DataType.build(written, dialect=dialect).sql(dialect=dialect)
         except (SqlglotError, ValueError):
-            definition = " ".join(written.split())
+            definition = " ".join(written.split()).replace("( ", "(").replace(" )", ")")
         self.types[name] = UserType(name, definition, is_domain=domain, namespace=namespace)
 
     def _token_name(self, token: Token) -> str:
@@ -395,6 +470,21 @@ class _Reader:
         )
 
 
+def _copies_keys(source: exp.Expr, dialect: Dialect) -> bool:
+    """Whether a LIKE copies the keys: MySQL's always (with every index), PostgreSQL's with
+    INCLUDING INDEXES or INCLUDING ALL."""
+    if not isinstance(source, exp.LikeProperty):
+        return False
+    if dialect == Dialect.MYSQL:
+        return True
+    return any(
+        isinstance(o, exp.Property)
+        and o.name.upper() == "INCLUDING"
+        and o.text("value").upper() in ("ALL", "INDEXES")
+        for o in source.expressions
+    )
+
+
 def _ident(node: exp.Expr) -> exp.Expr:
     """The identifier of a name written as an identifier or a column (`KEY (`a`)` in MySQL)."""
     return node.this if isinstance(node, exp.Column) else node
@@ -407,7 +497,8 @@ def _first_line(error: SqlglotError) -> str:
 def read_schema(ddl: str, dialect: Dialect) -> SchemaInfo:
     """The schema `ddl` defines in `dialect`; raises SchemaError naming the line at fault."""
     cleaned = clean_ddl(ddl, dialect)
-    text = unwrap_executable_comments(cleaned) if dialect == Dialect.MYSQL else cleaned
+    mysql = dialect == Dialect.MYSQL
+    text = unwrap_executable_comments(without_client_blocks(cleaned)) if mysql else cleaned
     reader = _Reader(dialect, text)
     try:
         statements = token_statements(text, dialect)

@@ -1,12 +1,14 @@
 """What an LLM teacher is asked, the same for every provider.
 
 A request is built in two parts. The system prompt holds everything that is the same for every
-shard of a run (the task, the dialect, the schema DDL verbatim with its comments, the seed
-questions, the rules) and is marked for prompt caching, so after the first call a shard pays the
-cache-read price for it. The user message is what differs per shard: how many examples, and
-which tables and SQL constructs to lean on. That steering walks through the schema's tables and
-a list of constructs by shard index, so coverage is spread evenly over a run and every shard's
-request is a pure function of its inputs (shard keys stay meaningful).
+shard of a run (the task, the dialect, the schema DDL, the seed questions, the rules) and is
+marked for prompt caching, so after the first call a shard pays the cache-read price for it. The
+DDL is the text the student reads (`sql.ddl_render`): rendered in the target dialect, so it loads
+in the engine, and the same, so the teacher writes no query from information the student never
+sees. The user message is what differs per shard: how many examples, and which tables and SQL
+constructs to lean on. That steering walks through the schema's tables and a list of constructs
+by shard index, so coverage is spread evenly over a run and every shard's request is a pure
+function of its inputs (shard keys stay meaningful).
 
 The answer comes back through one forced tool call whose JSON schema is `EXAMPLES_TOOL`; the
 parser (`teacher.parsing`) is tolerant of everything else a model may send instead.
@@ -22,6 +24,7 @@ from typing import Any
 
 from distillrun.api.spec import Dialect
 from distillrun.sql.constructs import CONSTRUCTS as CONSTRUCT_WORDS
+from distillrun.sql.ddl_render import render_ddl
 from distillrun.teacher.base import ShardRequest
 
 TOOL_NAME = "record_examples"
@@ -60,7 +63,7 @@ query that answers it, and {explanation_rule}
 
 Dialect: {dialect}. Every query must run on {dialect} exactly as written.
 
-Schema (the complete database; the comments say what columns mean):
+Schema (the complete database, as {dialect} DDL):
 {ddl}
 
 Questions users have asked (for tone and intent; write new ones, do not repeat these):
@@ -161,7 +164,7 @@ def build_prompt(request: ShardRequest) -> Prompt:
     system = _SYSTEM.format(
         dialect=_dialect_name(schema.dialect),
         explanation_rule=_EXPLAINED if request.reasoning else _UNEXPLAINED,
-        ddl=schema.ddl.strip(),
+        ddl=render_ddl(schema),
         seeds="\n".join(f"- {q}" for q in shown) or "- (none given)",
         tool=TOOL_NAME,
     )

@@ -24,6 +24,7 @@ from typing import Any
 
 from distillrun.api.spec import ComparisonSpec, SandboxSpec
 from distillrun.jobs import prompting
+from distillrun.jobs.empty_results import empty_data_warnings
 from distillrun.sql.pairs import (
     GOLD_EMPTY,
     GOLD_FAILED,
@@ -177,27 +178,12 @@ def accuracy(predictions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-EMPTY_GOLD_WARN_SHARE = 0.2
-"""Share of examples (whose gold SQL ran) with an empty gold result above which scores warn."""
-
-
 def warnings(predictions: Sequence[Mapping[str, Any]], seed_sql: str | None) -> list[str]:
     """What makes the scores weaker evidence than they look, in words for the user: empty seed
-    data, many empty gold results, unjudgeable pairs."""
-    found: list[str] = []
-    if not (seed_sql or "").strip():
-        found.append(
-            "the seed data is empty: every table is empty, so most gold results are empty "
-            "and prove nothing; give spec.database.seed rows the questions ask about"
-        )
+    data, many empty gold results (`jobs.empty_results`), unjudgeable pairs."""
     ran = [p for p in predictions if p["reason"] != GOLD_FAILED]
-    empty = sum(1 for p in ran if p["reason"] == GOLD_EMPTY)
-    if ran and empty / len(ran) > EMPTY_GOLD_WARN_SHARE:
-        found.append(
-            f"{empty} of {len(ran)} gold results are empty ({empty / len(ran):.0%}); they are "
-            "scored apart, so the accuracy rests on the other "
-            f"{len(ran) - empty}: seed rows matching the questions' values would make them count"
-        )
+    empty = sum(1 for p in ran if (p.get("gold_result") or {}).get("row_count") == 0)
+    found = empty_data_warnings(seed_sql, len(ran), empty)
     unjudgeable = sum(1 for p in predictions if p["reason"] == UNJUDGEABLE)
     if unjudgeable:
         found.append(

@@ -262,6 +262,7 @@ class PostgresAdmin(ServerAdmin):
                 _load(con, ddl, "schema")
                 if seed:
                     _load(con, seed, "seed")
+                _populate_materialized_views(con)
                 self._lock_down(con)
         finally:
             con.close()
@@ -383,6 +384,31 @@ def _load(con: psycopg.Connection[Any], script: str, label: str) -> None:
             raise SandboxError(
                 f"{label} statement {number} failed: {excerpt(statement)}: {_message(error)}"
             ) from None
+
+
+def _populate_materialized_views(con: psycopg.Connection[Any]) -> None:
+    """Fills the materialized views a schema-only dump creates `WITH NO DATA`: as the engine
+    holds them with the seed rows, and readable (an unfilled one refuses every query). One
+    built on another is filled in a later pass, after it."""
+    pending = [
+        str(name)
+        for (name,) in con.execute(
+            "SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews "
+            "WHERE NOT ispopulated ORDER BY 1"
+        )
+    ]
+    while pending:
+        failed: list[tuple[str, psycopg.Error]] = []
+        for name in pending:
+            try:
+                with con.transaction():
+                    con.execute(f"REFRESH MATERIALIZED VIEW {name}".encode())
+            except psycopg.Error as error:
+                failed.append((name, error))
+        if len(failed) == len(pending):
+            first, reason = failed[0]
+            raise SandboxError(f"materialized view {first} cannot be filled: {_message(reason)}")
+        pending = [name for name, _ in failed]
 
 
 class PostgresEngine(ServerSession[psycopg.Connection[Any]]):

@@ -38,6 +38,7 @@ from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import TokenType
 
 from distillrun.api.spec import Dialect, SandboxSpec
+from distillrun.sql.ddl_text import client_blocks
 from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
 from distillrun.sql.sandbox.base import ResultSet, Sandbox
 from distillrun.sql.sandbox.process import EngineWorker, worker_start
@@ -54,8 +55,23 @@ def split_statements(script: str, dialect: Dialect) -> list[str]:
     """The statements of a DDL or seed script, cut at the `;` the dialect's lexer sees.
 
     Working on tokens means a `;` in a string, a comment or a dollar-quoted function body
-    never cuts. Raises SandboxError when the script does not tokenize.
+    never cuts. In MySQL, a stretch under the client's `DELIMITER ;;` (mysqldump's triggers)
+    is cut at that delimiter instead, and the commands themselves are left out. Raises
+    SandboxError when the script does not tokenize.
     """
+    if dialect != Dialect.MYSQL:
+        return _split_tokens(script, dialect)
+    statements: list[str] = []
+    for start, end, delimiter in client_blocks(script):
+        block = script[start:end]
+        if delimiter == ";":
+            statements += _split_tokens(block, dialect)
+        else:
+            statements += [s.strip() for s in block.split(delimiter) if s.strip()]
+    return statements
+
+
+def _split_tokens(script: str, dialect: Dialect) -> list[str]:
     try:
         tokens = sqlglot.tokenize(script, read=str(dialect))
     except TokenError as error:

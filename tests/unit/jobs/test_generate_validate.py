@@ -4,19 +4,27 @@ dataset loadable with `datasets`."""
 
 from __future__ import annotations
 
+import dataclasses
+import html
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 
 from distillrun.api import parse_run
+from distillrun.api.layout import SPEC_KEY
 from distillrun.api.spec import Dialect
 from distillrun.api.status import StageName
 from distillrun.jobs import generate, validate
-from distillrun.jobs.context import StageContext, StageFailed
+from distillrun.jobs.context import SilentProgress, StageContext, StageFailed
 from distillrun.jobs.inputs import load_inputs
+from distillrun.report.page import render_page
+from distillrun.report.read import read_run
+from distillrun.report.terminal import render_status
 from distillrun.store import open_store
 from distillrun.teacher.base import GeneratedExample, ShardOutput, ShardRequest
 from distillrun.teacher.synthetic import SyntheticTeacher
@@ -179,6 +187,56 @@ def test_validate_gives_every_rejection_its_reason(tmp_path: Path) -> None:
     assert sorted(r["verdict"]["reason"] for r in rejected) == expected
     assert all(r["verdict"]["message"] for r in rejected)
     assert result.summary["accepted"] == 1
+
+
+@dataclass
+class NoteTaker(SilentProgress):
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, stage: StageName, message: str) -> None:
+        self.notes.append(message)
+
+
+EMPTY_SQL = [
+    "SELECT COUNT(*) FROM customers",
+    "SELECT name FROM customers WHERE country = 'Atlantis'",
+    "SELECT name FROM products WHERE price < 0",
+    "SELECT id FROM orders WHERE status = 'lost at sea'",
+]
+
+
+@pytest.mark.parametrize(
+    ("with_seed", "expected"),
+    [
+        (True, ["3 of 4 gold results are empty (75%)"]),
+        (False, ["the seed data is empty", "3 of 4 gold results are empty (75%)"]),
+    ],
+)
+def test_validate_warns_when_gold_results_are_empty(
+    tmp_path: Path, with_seed: bool, expected: list[str]
+) -> None:
+    """Empty gold results prove nothing; the user hears so before paying for training."""
+    ctx = make_context(tmp_path, targetExamples=4, examplesPerShard=4, maxTopUpRounds=0)
+    progress = NoteTaker()
+    ctx = dataclasses.replace(ctx, seed_sql=ctx.seed_sql if with_seed else None, progress=progress)
+    generate.run(ctx, ScriptedTeacher(EMPTY_SQL))
+    summary = validate.run(ctx).summary
+    assert summary["accepted"] == 4
+    assert summary["empty_results"] == 3  # a COUNT(*) has its row even on empty tables
+    warnings = summary["warnings"]
+    assert [any(e in w for w in warnings) for e in expected] == [True] * len(expected)
+    assert len(warnings) == len(expected)
+    assert [n for n in progress.notes if n.startswith("warning: ")] == [
+        f"warning: {w}" for w in warnings
+    ]
+
+    ctx.store.put_json(SPEC_KEY, ctx.run.to_wire())
+    report = read_run(ctx.store, schema=ctx.schema)
+    assert report.data is not None and report.data.warnings == tuple(warnings)
+    assert html.escape(warnings[-1]) in render_page(report)
+    console = Console(width=400, record=True)
+    console.print(render_status(report, datetime.now(UTC)))
+    assert expected[-1] in console.export_text()  # `distillrun status` says so too
 
 
 def test_validate_before_generate_fails_clearly(tmp_path: Path) -> None:

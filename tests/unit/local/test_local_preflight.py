@@ -217,6 +217,20 @@ def test_cpu_profile_without_gpus_per_worker_means_none(
     )
 
 
+def test_validate_warns_of_empty_seed_data_but_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without seed rows every gold result is empty and proves nothing: said, not refused."""
+    assert main(["validate", str(write(tmp_path, quickstart()))]) == 0
+    assert "warning" not in capsys.readouterr().err
+    data = quickstart()
+    removing("spec.database.seedData")(data)
+    assert main(["validate", str(write(tmp_path, data))]) == 0
+    out, err = capsys.readouterr()
+    assert "valid DistillRun" in out
+    assert "run.yaml: warning: the seed data is empty" in err and "seedData" in err
+
+
 def test_snake_case_is_refused_as_admission_refuses_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -156,3 +156,64 @@ def test_a_reference_cycle_is_closed_after_both_tables_exist() -> None:
         "CREATE TABLE a (id INT PRIMARY KEY, b_id INT REFERENCES b(id));",
         "ALTER TABLE b ADD FOREIGN KEY (a_id) REFERENCES a(id);",
     ]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "ddl", "expected"),
+    [
+        (
+            Dialect.MYSQL,
+            "CREATE TABLE a (id INT PRIMARY KEY, n TEXT);\nCREATE TABLE b LIKE a;",
+            {"b": (("id", "n"), ("id",))},  # MySQL copies the indexes, the key with them
+        ),
+        (
+            Dialect.POSTGRES,
+            "CREATE TABLE a (id INT PRIMARY KEY, n TEXT);\n"
+            "CREATE TABLE b (LIKE a INCLUDING ALL, extra INT);\n"
+            "CREATE TABLE c (LIKE a, extra INT);\n"
+            "CREATE TABLE d (extra INT) INHERITS (a);\n"
+            "CREATE TABLE p (id INT, n TEXT, PRIMARY KEY (id)) PARTITION BY LIST (id);\n"
+            "CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1);",
+            {
+                "b": (("id", "n", "extra"), ("id",)),  # INCLUDING ALL copies the key
+                "c": (("id", "n", "extra"), ()),
+                "d": (("id", "n", "extra"), ()),  # a key is not inherited
+                "p1": (("id", "n"), ("id",)),  # a partition has its table's key
+            },
+        ),
+    ],
+)
+def test_a_table_takes_the_columns_of_the_table_it_copies(
+    dialect: Dialect, ddl: str, expected: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+) -> None:
+    schema = parse_schema(ddl, dialect)
+    found = {name: schema.table(name) for name in expected}
+    assert {
+        name: (tuple(c.name for c in t.columns), t.key) for name, t in found.items() if t
+    } == expected
+
+
+def test_a_parent_defined_later_is_refused_naming_the_line() -> None:
+    with pytest.raises(SchemaError, match="line 2: table b takes the columns of nowhere"):
+        parse_schema(
+            "CREATE TABLE a (x INT);\nCREATE TABLE b (x INT) INHERITS (nowhere);", Dialect.POSTGRES
+        )
+
+
+def test_a_column_sqlglot_cannot_parse_keeps_its_type_as_written() -> None:
+    """`bit varying` and a column COMPRESSION clause are PostgreSQL's, past sqlglot: the table
+    is read one element at a time and the types stay as the engine reads them."""
+    schema = parse_schema(
+        "CREATE TABLE t (a bit varying(8) NOT NULL, b character varying(3) COMPRESSION pglz,"
+        " c timestamp with time zone, d serial PRIMARY KEY);",
+        Dialect.POSTGRES,
+    )
+    table = schema.tables[0]
+    assert [(c.name, c.sql_type) for c in table.columns] == [
+        ("a", "bit varying(8)"),
+        ("b", "character varying(3)"),
+        ("c", "TIMESTAMPTZ"),
+        ("d", "SERIAL"),
+    ]
+    assert table.key == ("d",) and not table.columns[0].nullable
+    assert "b character varying(3)" in render_ddl(schema)

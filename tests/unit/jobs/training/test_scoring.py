@@ -78,3 +78,17 @@ def test_spider_mode_lets_two_empty_results_match(shop: SchemaInfo) -> None:
     spider = ComparisonSpec(mode=ComparisonMode.SPIDER)
     predictions = _score(shop, spider, (SHOP / "seed.sql").read_text())
     assert predictions[2]["reason"] == "correct"
+
+
+def test_spider_mode_warns_of_empty_gold_results_it_scores() -> None:
+    """Spider counts two empty results equal, so empty gold results do carry its accuracy."""
+    shop = parse_schema((SHOP / "schema.sql").read_text(), Dialect.SQLITE)
+    records = [{"id": i, "question": "q", "sql": r["sql"]} for i, r in enumerate(RECORDS[1:])]
+    spider = ComparisonSpec(mode=ComparisonMode.SPIDER)
+    predictions = scoring.score(
+        records, [NOTHING] * len(records), shop, None, SandboxSpec(), comparison=spider
+    )
+    assert scoring.accuracy(predictions)["correct"] == 3
+    assert any(
+        "3 of 4 gold results are empty (75%)" in w for w in scoring.warnings(predictions, None)
+    )
