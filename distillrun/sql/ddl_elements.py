@@ -19,6 +19,8 @@ element's text.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import Token, TokenType
@@ -80,6 +82,14 @@ def _matching_paren(tokens: list[Token], open_at: int) -> int | None:
         if depth == 0:
             return index
     return None
+
+
+def _application_time_key(tokens: list[Token]) -> bool:
+    """Whether the tokens declare MariaDB's application-time key (`UNIQUE (id, p WITHOUT
+    OVERLAPS)`): its columns are unique only among rows whose periods overlap, so it makes no
+    column unique and is no part of the model."""
+    words = " ".join(token.text.upper() for token in tokens).split()
+    return any(a == "WITHOUT" and b == "OVERLAPS" for a, b in pairwise(words))
 
 
 def key_prefix(tokens: list[Token]) -> list[Token] | None:
@@ -201,8 +211,8 @@ def parse_by_elements(statement: TokenStatement, text: str, dialect: Dialect) ->
             if _word(element[0]) not in _TABLE_CONSTRAINT:
                 items.append(_column(piece, head, table, element))
                 continue
-            if not declares_key(element):
-                continue  # a CHECK or an index sqlglot does not know: no part of the model
+            if not declares_key(element) or _application_time_key(element):
+                continue  # a CHECK, an index sqlglot does not know: no part of the model
             key = key_prefix(element)
             node = piece.parse(f"{head} ({_span(text, key)})") if key else None
             schema = node.this if node is not None else None
