@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from distillrun.api.spec import HARDWARE_PROFILE_PATTERN, SecretKeyRef
+from distillrun.operator.pod_extras import PodExtras, PodExtrasError
 
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 """A DNS-1123 subdomain: the names of Secrets and Kueue LocalQueues."""
@@ -162,6 +163,8 @@ class OperatorSettings:
 
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     """Labels added to every child (e.g. a team label for cost reports)."""
+    jobs_pod_extras: PodExtras = field(default_factory=PodExtras)
+    """Extra env, volumes and mounts of every RayJob pod (`operator.pod_extras`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -179,6 +182,10 @@ class OperatorSettings:
                 )
         ray_version = env.get("DISTILLRUN_RAY_VERSION", defaults.ray_version)
         allow_file_store = _boolean(env, "DISTILLRUN_ALLOW_FILE_STORE", defaults.allow_file_store)
+        try:
+            jobs_pod_extras = PodExtras.from_env(env)
+        except PodExtrasError as exc:
+            raise SettingsError(str(exc)) from exc
         return cls(
             jobs_image=env.get("DISTILLRUN_JOBS_IMAGE", defaults.jobs_image),
             ray_version=ray_version,
@@ -220,6 +227,7 @@ class OperatorSettings:
             metrics_port=_integer(
                 env, "DISTILLRUN_METRICS_PORT", defaults.metrics_port, 0, maximum=65535
             ),
+            jobs_pod_extras=jobs_pod_extras,
         )
 
 
