@@ -30,6 +30,11 @@ MACHINE_PATHS = ("/run/netns", "/run/containerd", "/var/lib/cni", "/run/distillr
 cache) or its lock file."""
 
 
+BED_CPUS = 4
+"""CPUs the bed's node advertises (twice this 2-core machine's, shared): a stage's Ray head,
+worker and submitter request 2.1 CPUs (`scripts/testbed/node-up`, DISTILLRUN_BED_CPUS)."""
+
+
 class BedUnavailable(RuntimeError):
     """The bed cannot start here; the message says why and, for a missing piece, how to build it."""
 
@@ -51,7 +56,11 @@ def bed_up(workdir: Path) -> Bed:
     if os.geteuid() != 0:
         raise BedUnavailable("the e2e tests run a real node and need root (namespaces, cgroups)")
     result = subprocess.run(
-        [str(NODE_UP), str(workdir)], capture_output=True, text=True, timeout=300
+        [str(NODE_UP), str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DISTILLRUN_BED_CPUS": str(BED_CPUS)},
     )
     if result.returncode != 0:
         hint = f" ({HOW_TO_BUILD})" if result.returncode == 2 else ""
