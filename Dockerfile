@@ -11,7 +11,11 @@
 # Both run as the unprivileged user 10001, which the chart's Pod Security `restricted` settings
 # require (runAsNonRoot with a numeric UID).
 
-FROM python:3.11.14-slim-bookworm AS base
+# The base of both: the official Python image unless `--build-arg BASE_IMAGE=<image>` names
+# another Debian bookworm image with python3, python3-venv and useradd (a cluster without
+# access to Docker Hub; the e2e test bed builds on its own mmdebstrap image this way).
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
+FROM ${BASE_IMAGE} AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -25,7 +29,7 @@ FROM base AS operator-build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY distillrun ./distillrun
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[operator]"
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[operator]"
 
 FROM base AS operator
 COPY --from=operator-build /opt/venv /opt/venv
@@ -46,7 +50,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY distillrun ./distillrun
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[jobs]"
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[jobs]"
 
 FROM base AS jobs
 # wget: KubeRay's readiness and liveness probes of Ray pods run `wget` against the raylet and

@@ -225,6 +225,6 @@ def record_summary(
     elif stage == StageName.EVALUATE:
         updates["evaluation"] = EvaluationStatus.of_summary(summary)
         updates["artifacts"] = status.artifacts.model_copy(
-            update={"adapter": summary.get("adapter")}
+            update={"adapter": summary.get("adapter"), "report": summary.get("report")}
         )
     return status.model_copy(update=updates)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from distillrun.api.errors import ManifestError
 from distillrun.api.failures import Failure, FailureReason
-from distillrun.api.layout import failure_key, traceback_key
+from distillrun.api.layout import SPEC_KEY, crash_key, failure_key, traceback_key
 from distillrun.api.stage_config import StageConfig
 from distillrun.api.status import StageName
 from distillrun.jobs import evaluate, generate, train, validate
@@ -121,7 +121,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("%s crashed", stage)
         return 1
     log.info("%s done: %s", stage, json.dumps(result.summary, default=str))
+    if stage == StageName.EVALUATE:
+        _write_report(ctx)
     return 0
+
+
+def _write_report(ctx: StageContext) -> None:
+    """On a cluster the run's report page is drawn here, at the end of its last stage, into the
+    store beside what it shows (the operator links it in the status). A view of the run: failing
+    to draw it never fails the stage; the traceback goes to `errors/report.txt`. Imported here:
+    drawing needs matplotlib, which the other stages do not. The page reads the run's spec from
+    the store, where a local run writes it at its start (`spec.json`); here it is written
+    first, from the stage's own document."""
+    try:
+        from distillrun.report.build import build_report
+
+        ctx.store.put_json(SPEC_KEY, ctx.run.to_wire())
+        log.info("report written: %s", build_report(ctx.store, schema=ctx.schema))
+    except Exception:
+        ctx.store.put_bytes(crash_key("report"), traceback.format_exc().encode())
+        log.exception("the report could not be drawn")
 
 
 if __name__ == "__main__":

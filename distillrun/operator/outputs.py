@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from distillrun.api.failures import Failure
-from distillrun.api.layout import PUBLISHED_DONE_KEY, PUBLISHED_PREFIX, SUMMARY_KEYS, failure_key
+from distillrun.api.layout import (
+    PUBLISHED_DONE_KEY,
+    PUBLISHED_PREFIX,
+    REPORT_KEY,
+    SUMMARY_KEYS,
+    failure_key,
+)
 from distillrun.api.status import StageName
 from distillrun.store import ObjectNotFound, Store, open_store
 
@@ -45,6 +51,10 @@ class StoreOutputs:
         if stage == StageName.EVALUATE and self._json(PUBLISHED_DONE_KEY) is not None:
             assert self._store is not None  # opened by the reads above
             summary["adapter"] = self._store.url(PUBLISHED_PREFIX)
+        if stage == StageName.EVALUATE:
+            assert self._store is not None
+            if self._store.exists(REPORT_KEY):  # drawn by the evaluate job (jobs.entrypoint)
+                summary["report"] = self._store.url(REPORT_KEY)
         return summary
 
     def failure(self, stage: StageName, attempt: int) -> Failure | None:

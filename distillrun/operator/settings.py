@@ -42,6 +42,13 @@ from distillrun.api.settings import (
     whole_number,
 )
 from distillrun.api.spec import HARDWARE_PROFILE_PATTERN, SecretKeyRef
+from distillrun.operator.pod_extras import (
+    RESERVED_ENV,
+    RESERVED_VOLUMES,
+    KubeObjects,
+    PodExtras,
+    kube_objects,
+)
 
 __all__ = ["OperatorSettings", "SettingsError", "cpu_millicores", "helm_value"]
 
@@ -304,6 +311,22 @@ class OperatorSettings(Settings):
     )
     """Labels added to every child (e.g. a team label for cost reports)."""
 
+    jobs_extra_env: Annotated[
+        KubeObjects, NoDecode, BeforeValidator(kube_objects("name", reserved=RESERVED_ENV))
+    ] = ()
+    """Kubernetes EnvVars added to every Ray head, worker and submitter pod (e.g. an
+    S3-compatible endpoint, `AWS_ENDPOINT_URL`); see `operator.pod_extras`."""
+
+    jobs_extra_volumes: Annotated[
+        KubeObjects, NoDecode, BeforeValidator(kube_objects("name", reserved=RESERVED_VOLUMES))
+    ] = ()
+    """Kubernetes Volumes added to every jobs pod (a CA bundle, a Python environment)."""
+
+    jobs_extra_volume_mounts: Annotated[
+        KubeObjects, NoDecode, BeforeValidator(kube_objects("name", "mountPath"))
+    ] = ()
+    """Kubernetes VolumeMounts of those volumes in every jobs pod's container."""
+
     sandbox_postgres_image: str = "docker.io/library/postgres:15"
     """Server image of the per-run SQL sandbox of postgres runs."""
 
@@ -385,6 +408,25 @@ class OperatorSettings(Settings):
                 f"{key!r} cannot be a Secret key (letters, digits, '-', '_' and '.', at most 253)"
             )
         return key
+
+    @property
+    def jobs_pod_extras(self) -> PodExtras:
+        """What every jobs pod gets in addition to what the stages need."""
+        return PodExtras(
+            env=self.jobs_extra_env,
+            volumes=self.jobs_extra_volumes,
+            volume_mounts=self.jobs_extra_volume_mounts,
+        )
+
+    @model_validator(mode="after")
+    def _mounts_name_extra_volumes(self) -> Self:
+        unmounted = self.jobs_pod_extras.unmounted()
+        if unmounted:
+            raise refuse(
+                f"{self.describe('jobs_extra_volume_mounts')}: {', '.join(unmounted)} names no "
+                f"volume of {self.describe('jobs_extra_volumes')}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_secret_key_without_a_name(self) -> Self:

@@ -16,7 +16,8 @@ hidden inside another.
 Submission: `K8sJobMode` with our own `submitterPodTemplate`. The submitter runs only `ray job
 submit` against the head, so it gets the jobs image, the run's placement (node selector,
 tolerations, priority class), the same securityContext and `automountServiceAccountToken:
-false` as the Ray pods, small resources, and none of the stage's Secrets or volumes. The other
+false` as the Ray pods, small resources, and none of the stage's Secrets or volumes (only the
+operator's `jobs_pod_extras`, which complete the image for every pod). The other
 modes were weighed: `HTTPMode` needs no pod but makes the KubeRay operator itself submit (and
 would need to reach every team's head); `SidecarMode` injects KubeRay's default container into
 the head pod, which we cannot harden or size. The finished submitter pod keeps the driver's log
@@ -305,18 +306,19 @@ def _pod(
         env += [{"name": k, "value": v} for k, v in sorted(workers.env.items())]
         placement = _with_profile_placement(placement, workers)
 
+    extras = settings.jobs_pod_extras
     container: dict[str, Any] = {
         "name": "ray-head" if head else "ray-worker",
         "image": settings.jobs_image,
         "resources": resources,
-        "env": env,
-        "volumeMounts": mounts,
+        "env": env + extras.env_list(),
+        "volumeMounts": mounts + extras.mount_list(),
         "securityContext": _container_security(),
     }
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "containers": [container],
-        "volumes": volumes,
+        "volumes": volumes + extras.volume_list(),
         **placement,
     }
     # The sandbox server's NetworkPolicy admits pods by the run-uid label.
@@ -327,7 +329,8 @@ def _pod(
 def _submitter_pod(run: DistillRun, settings: OperatorSettings) -> dict[str, Any]:
     """The pod template of the submitter Job: see the module docstring. No run-uid label:
     the submitter has no business with the sandbox server."""
-    container = {
+    extras = settings.jobs_pod_extras
+    container: dict[str, Any] = {
         "name": "ray-job-submitter",
         "image": settings.jobs_image,
         "resources": {
@@ -336,12 +339,19 @@ def _submitter_pod(run: DistillRun, settings: OperatorSettings) -> dict[str, Any
         },
         "securityContext": _container_security(),
     }
-    pod = {
+    pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "restartPolicy": "Never",
         "containers": [container],
         **_placement(run),
     }
+    # The operator's extras complete the image (an endpoint, a mounted environment): the
+    # submitter runs the same image, so it gets them too.
+    if extras.env:
+        container["env"] = extras.env_list()
+    if extras.volumes:
+        container["volumeMounts"] = extras.mount_list()
+        pod["volumes"] = extras.volume_list()
     return {"metadata": {"labels": {LABEL_RUN: run.metadata.name}}, "spec": pod}
 
 

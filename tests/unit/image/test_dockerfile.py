@@ -78,15 +78,29 @@ def parse_dockerfile(text: str) -> list[Stage]:
     for line in logical:
         keyword, _, value = line.partition(" ")
         instruction = Instruction(keyword.upper(), value.strip())
+        if instruction.keyword == "ARG" and not stages:  # a build argument FROM lines may use
+            continue
         if instruction.keyword == "FROM":
             words = instruction.value.split()
             has_alias = len(words) == 3 and words[1].upper() == "AS"
             assert has_alias, f"every stage is named: {line}"
-            stages.append(Stage(base=words[0], name=words[2]))
+            base = re.sub(r"\$\{(\w+)\}", lambda m: build_args(text)[m[1]], words[0])
+            stages.append(Stage(base=base, name=words[2]))
         else:
             assert stages, f"an instruction before the first FROM: {line}"
             stages[-1].instructions.append(instruction)
     return stages
+
+
+def build_args(text: str) -> dict[str, str]:
+    """The defaults of the build arguments declared before the first FROM (`ARG NAME=value`)."""
+    found = {}
+    for line in text.splitlines():
+        if line.upper().startswith("FROM "):
+            break
+        if match := re.fullmatch(r"ARG (\w+)=(\S+)", line.strip()):
+            found[match[1]] = match[2]
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +176,15 @@ def test_base_images_are_pinned(stages: dict[str, Stage]) -> None:
         digest = re.fullmatch(r"[\w./:-]+@sha256:[0-9a-f]{64}", stage.base)
         assert exact_tag or digest, f"stage {stage.name}: {stage.base} is not pinned"
         assert stage.base.startswith("python:3.11."), stage.base
+
+
+def test_the_base_image_is_a_build_argument_defaulting_to_the_official_one() -> None:
+    """A cluster without registry access builds on a local Debian image instead
+    (`--build-arg BASE_IMAGE=...`, as the e2e bed does); the default stays the pinned one."""
+    text = DOCKERFILE.read_text()
+    assert build_args(text)["BASE_IMAGE"].startswith("python:3.11.")
+    first_from = next(line for line in text.splitlines() if line.startswith("FROM "))
+    assert first_from.split()[1] == "${BASE_IMAGE}"
 
 
 @pytest.mark.parametrize("target", TARGETS)

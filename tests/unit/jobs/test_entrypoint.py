@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from distillrun.api.layout import REPORT_KEY
 from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.status import StageName
 from distillrun.jobs import entrypoint
+from distillrun.jobs.context import StageResult
 from distillrun.operator.builders.config import run_store_uri, stage_config
 from distillrun.operator.outputs import StoreOutputs
 
@@ -81,3 +83,32 @@ def test_a_crash_is_recorded_as_retryable_with_its_traceback(
         Path(store.removeprefix("file://")) / "errors" / "train-attempt-1.traceback.txt"
     )
     assert "worker lost" in traceback_file.read_text()
+
+
+def _evaluated(*_: Any) -> StageResult:
+    return StageResult(StageName.EVALUATE, {"execution_accuracy": 0.5})
+
+
+def test_the_last_stage_draws_the_report_into_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(entrypoint, "run_stage", _evaluated)
+    config, store = _config(tmp_path, StageName.EVALUATE)
+    assert entrypoint.main([str(config)]) == 0
+    report = Path(store.removeprefix("file://")) / REPORT_KEY
+    assert "<html" in report.read_text().lower()
+
+
+def test_a_report_that_cannot_be_drawn_leaves_the_stage_succeeded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any, **__: Any) -> str:
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(entrypoint, "run_stage", _evaluated)
+    monkeypatch.setattr("distillrun.report.build.build_report", broken)
+    config, store = _config(tmp_path, StageName.EVALUATE)
+    assert entrypoint.main([str(config)]) == 0
+    root = Path(store.removeprefix("file://"))
+    assert not (root / REPORT_KEY).exists()
+    assert "RuntimeError: no fonts" in (root / "errors" / "report.txt").read_text()

@@ -9,10 +9,12 @@ from distillrun.api.layout import (
     MANIFEST_KEY,
     METRICS_KEY,
     PUBLISHED_DONE_KEY,
+    REPORT_KEY,
     VALIDATE_DONE_KEY,
     failure_key,
 )
-from distillrun.api.status import StageName
+from distillrun.api.status import DistillRunStatus, StageName
+from distillrun.api.transitions import record_summary
 from distillrun.operator.outputs import StoreOutputs
 from distillrun.store import open_store
 
@@ -41,3 +43,16 @@ def test_without_a_store_there_are_no_outputs() -> None:
     outputs = StoreOutputs(None)
     assert outputs.summary(StageName.GENERATE) is None
     assert outputs.failure(StageName.GENERATE, 1) is None
+
+
+def test_the_report_drawn_by_the_last_stage_is_linked_in_the_status(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}")
+    outputs = StoreOutputs(f"file://{tmp_path}")
+    store.put_json(METRICS_KEY, {"execution_accuracy": 0.5, "examples": 2})
+    summary = outputs.summary(StageName.EVALUATE)
+    assert summary is not None and "report" not in summary
+    store.put_bytes(REPORT_KEY, b"<html></html>")
+    summary = outputs.summary(StageName.EVALUATE)
+    assert summary is not None and summary["report"] == store.url(REPORT_KEY)
+    status = record_summary(DistillRunStatus(), StageName.EVALUATE, summary)
+    assert status.artifacts.report == store.url(REPORT_KEY)
