@@ -177,7 +177,7 @@ OPERATOR_IMAGE = "localhost/distillrun-operator:e2e"
 
 def build_operator_image(bed: Bed) -> None:
     """The Dockerfile's `operator` target built with podman on the bed's Debian image
-    (`--build-arg BASE_IMAGE`; about 1 minute, less while pyproject.toml is unchanged), then
+    (`--build-arg BASE_IMAGE`; about 1 minute), then
     imported into the node's containerd (no registry)."""
     cache = cache_dir()
     env = {**os.environ, "CONTAINERS_CONF": str(cache / "podman" / "containers.conf")}
@@ -190,6 +190,7 @@ def build_operator_image(bed: Bed) -> None:
     for command in (
         [*build, "-q", "-t", OPERATOR_IMAGE, str(ROOT)],
         [*podman, "save", "-q", "-o", str(archive), OPERATOR_IMAGE],
+        [*podman, "image", "prune", "-f"],  # what earlier builds left untagged (disk)
         [
             "ctr",
             "-a",
