@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distillrun.operator.kube import Kube, load_api_client
+from tests.integration.controlplane import BUILD
 
-ROOT = Path(__file__).parents[2]
-NODE_UP = ROOT / "scripts" / "testbed" / "node-up"
-NODE_DOWN = ROOT / "scripts" / "testbed" / "node-down"
+NODE_UP = BUILD.parent / "node-up"
+NODE_DOWN = BUILD.parent / "node-down"
 HOW_TO_BUILD = (
     "the e2e tests need a real one-node cluster: build its pieces once with "
     "`scripts/testbed/build` (as root; `scripts/test` does it for you)"

@@ -19,8 +19,8 @@ import boto3
 import yaml
 
 from distillrun.api.crd import build_crd
-from tests.e2e.bed import ROOT, Bed
-from tests.integration.controlplane import cache_dir, established, wait_for
+from tests.e2e.bed import Bed
+from tests.integration.controlplane import ROOT, cache_dir, established, wait_for
 
 NODE_IP = "10.250.0.2"
 S3_PORT = 9000
@@ -151,6 +151,8 @@ def jobs_extras() -> dict[str, list[dict[str, Any]]]:
     python_home = Path(sys.base_prefix)
     venv = Path(sys.prefix)
     paths = {"python-home": python_home, "venv": venv, "source": ROOT}
+    if python_home == Path("/usr"):  # Debian's own Python: the image has the same one there
+        del paths["python-home"]
     system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     return {
         "extraEnv": [
@@ -175,7 +177,7 @@ OPERATOR_IMAGE = "localhost/distillrun-operator:e2e"
 
 def build_operator_image(bed: Bed) -> None:
     """The Dockerfile's `operator` target built with podman on the bed's Debian image
-    (`--build-arg BASE_IMAGE`; about 1 minute, less while pyproject.toml is unchanged), then
+    (`--build-arg BASE_IMAGE`; about 1 minute), then
     imported into the node's containerd (no registry)."""
     cache = cache_dir()
     env = {**os.environ, "CONTAINERS_CONF": str(cache / "podman" / "containers.conf")}
@@ -188,6 +190,7 @@ def build_operator_image(bed: Bed) -> None:
     for command in (
         [*build, "-q", "-t", OPERATOR_IMAGE, str(ROOT)],
         [*podman, "save", "-q", "-o", str(archive), OPERATOR_IMAGE],
+        [*podman, "image", "prune", "-f"],  # what earlier builds left untagged (disk)
         [
             "ctr",
             "-a",
