@@ -32,7 +32,7 @@ cache) or its lock file."""
 
 BED_CPUS = 4
 """CPUs the bed's node advertises (twice this 2-core machine's, shared): a stage's Ray head,
-worker and submitter request 2.1 CPUs (`scripts/testbed/node-up`, DISTILLRUN_BED_CPUS)."""
+worker and submitter request 2.1 CPUs (`scripts/testbed/node-up`, DISTILLRUN_TESTBED_CPUS)."""
 
 
 class BedUnavailable(RuntimeError):
@@ -60,7 +60,7 @@ def bed_up(workdir: Path) -> Bed:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "DISTILLRUN_BED_CPUS": str(BED_CPUS)},
+        env={**os.environ, "DISTILLRUN_TESTBED_CPUS": str(BED_CPUS)},
     )
     if result.returncode != 0:
         hint = f" ({HOW_TO_BUILD})" if result.returncode == 2 else ""
