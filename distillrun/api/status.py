@@ -35,6 +35,10 @@ STAGE_ORDER: tuple[StageName, ...] = (
     StageName.EVALUATE,
 )
 
+SQL_STAGES = frozenset({StageName.GENERATE, StageName.VALIDATE, StageName.EVALUATE})
+"""Stages that execute SQL: for a server dialect only their pods get the run's sandbox server.
+Generate is one of them: its top-up rounds run the teacher's SQL in the sandbox to judge it."""
+
 PHASE_OF_STAGE: dict[StageName, Phase] = {
     StageName.GENERATE: Phase.GENERATING,
     StageName.VALIDATE: Phase.VALIDATING,

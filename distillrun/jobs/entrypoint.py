@@ -30,10 +30,10 @@ from distillrun.api.errors import ManifestError
 from distillrun.api.failures import Failure, FailureReason
 from distillrun.api.layout import SPEC_KEY, crash_key, failure_key, traceback_key
 from distillrun.api.stage_config import StageConfig
-from distillrun.api.status import StageName
+from distillrun.api.status import SQL_STAGES, StageName
 from distillrun.jobs import evaluate, generate, train, validate
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
-from distillrun.jobs.inputs import load_inputs
+from distillrun.jobs.inputs import load_inputs, load_schema
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
 from distillrun.store import Store, open_store
 from distillrun.teacher.factory import TeacherUnavailable, make_teacher
@@ -104,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = open_store(config.store)
     try:
         run = config.parsed_run(str(args.config))
-        schema, seed_sql = load_inputs(run, args.config.parent, str(args.config))
+        # Only the stages that run SQL prove the inputs in a sandbox: for a server dialect the
+        # others (train) are given no sandbox server to prove them on.
+        load = load_inputs if stage in SQL_STAGES else load_schema
+        schema, seed_sql = load(run, args.config.parent, str(args.config))
         ctx = StageContext(run, store, schema, seed_sql, progress=LogProgress())
         result = run_stage(ctx, stage, _executor())
     except StageFailed as failed:

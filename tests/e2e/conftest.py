@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.bed import Bed, BedUnavailable, bed_down, bed_up, machine_state
+from tests.e2e.stack import (
+    BUCKET,
+    build_operator_image,
+    create_s3_secret,
+    helm_install_operator,
+    install_crds,
+    start_kuberay,
+    start_s3,
+)
 from tests.integration.controlplane import create_namespace
 
 
@@ -53,10 +64,48 @@ def bed(bed_session: BedSession) -> Bed:
     return bed_session.running()
 
 
-@pytest.fixture
-def namespace(bed: Bed) -> Iterator[str]:
-    """A fresh namespace per test (the controller-manager deletes it with its pods at the end)."""
+@contextmanager
+def _fresh_namespace(bed: Bed) -> Iterator[str]:
+    """A new namespace, deleted at the end (the controller-manager deletes what it holds)."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     create_namespace(bed.kube, name)
-    yield name
-    bed.kube.delete(f"/api/v1/namespaces/{name}")
+    try:
+        yield name
+    finally:
+        bed.kube.delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture
+def namespace(bed: Bed) -> Iterator[str]:
+    """A fresh namespace per test."""
+    with _fresh_namespace(bed) as name:
+        yield name
+
+
+@dataclass(frozen=True)
+class Team:
+    """A team namespace with the distillrun operator `helm install`ed (its image built from the
+    Dockerfile), beside the real KubeRay operator and an S3 server holding `BUCKET`; runs name
+    the Secret `S3_SECRET` for their artifacts."""
+
+    bed: Bed
+    namespace: str
+
+
+@pytest.fixture(scope="module")
+def team(bed_session: BedSession) -> Iterator[Team]:
+    """One installation per module, shared by its runs (the image build and `helm install`
+    take about a minute; the CRDs are installed once per bed, so one module per session uses
+    it)."""
+    bed = bed_session.running()
+    install_crds(bed)
+    started = [start_kuberay(bed), start_s3(bed, BUCKET)]
+    try:
+        with _fresh_namespace(bed) as namespace:
+            create_s3_secret(bed, namespace)
+            build_operator_image(bed)
+            helm_install_operator(bed, namespace)
+            yield Team(bed, namespace)
+    finally:
+        for process in started:
+            process.stop()

@@ -17,8 +17,10 @@ from typing import Any
 
 import boto3
 import yaml
+from kubernetes import client
 
 from distillrun.api.crd import build_crd
+from distillrun.operator.kube import core_path
 from tests.e2e.bed import Bed
 from tests.integration.controlplane import ROOT, cache_dir, established, wait_for
 
@@ -28,6 +30,7 @@ S3_ENDPOINT = f"http://{NODE_IP}:{S3_PORT}"
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "e2e", "AWS_SECRET_ACCESS_KEY": "e2e-secret"}
 S3_REGION = "us-east-1"
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+BUCKET = "e2e-artifacts"
 
 
 class BedProcess:
@@ -173,6 +176,11 @@ def jobs_extras() -> dict[str, list[dict[str, Any]]]:
 
 
 OPERATOR_IMAGE = "localhost/distillrun-operator:e2e"
+POSTGRES_IMAGE = "localhost/distillrun-postgres:15"
+"""The postgres runs' sandbox server: Debian's postgresql-15 on the bed's base image, built by
+scripts/testbed/node-build (scripts/testbed/postgres/) and imported by node-up."""
+S3_SECRET = "s3"
+"""The Secret, in the team namespace, that runs name in `spec.artifacts.credentialsSecretRef`."""
 
 
 def build_operator_image(bed: Bed) -> None:
@@ -209,7 +217,8 @@ def build_operator_image(bed: Bed) -> None:
 
 def helm_install_operator(bed: Bed, namespace: str) -> None:
     """`helm install` of helm/distillrun into `namespace`, as a team installs it, with the
-    image built above, the bed's jobs image and extras, and S3 credentials for the operator."""
+    image built above, the bed's jobs image, extras and postgres sandbox image, and S3
+    credentials for the operator."""
     repository, tag = OPERATOR_IMAGE.split(":")
     values = {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
@@ -219,6 +228,7 @@ def helm_install_operator(bed: Bed, namespace: str) -> None:
             "rayStartDeadlineSeconds": 300,
             **jobs_extras(),
         },
+        "sandbox": {"postgresImage": POSTGRES_IMAGE},
         "operator": {
             "resyncSeconds": 2,
             "extraEnv": [
@@ -251,3 +261,25 @@ def helm_install_operator(bed: Bed, namespace: str) -> None:
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def create_s3_secret(bed: Bed, namespace: str) -> None:
+    """The S3 credentials as the Secret runs name (`S3_SECRET`, key `credentials`)."""
+    bed.kube.create(
+        core_path(namespace, "secrets"),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": S3_SECRET},
+            "stringData": {"credentials": credentials_file()},
+        },
+    )
+
+
+def operator_log(bed: Bed, namespace: str) -> str:
+    """The tail of the operator pod's log (for a failed run's assertion message)."""
+    pods = bed.kube.list(core_path(namespace, "pods"), "app.kubernetes.io/name=distillrun")
+    if not pods:
+        return "(no operator pod)"
+    name = pods[0]["metadata"]["name"]
+    return str(client.CoreV1Api(bed.kube.api).read_namespaced_pod_log(name, namespace))[-3000:]

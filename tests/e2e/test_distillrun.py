@@ -1,102 +1,120 @@
-"""A DistillRun on real pods: the operator, installed as a team installs it (its image built
+"""DistillRuns on real pods: the operator, installed as a team installs it (its image built
 from the Dockerfile, `helm install` of the chart), creates each stage's RayJob, the real KubeRay
 operator starts a Ray cluster in real pods, `python -m distillrun.jobs.entrypoint` runs the
 stage there (this checkout's venv mounted read-only on the bed's Debian image, through the
 chart's jobs extras), artifacts go to an S3 server inside the bed's network, and the run ends
-Succeeded."""
+Succeeded. A postgres run's queries go to its sandbox server, a real pod of the bed's
+PostgreSQL image behind its Service, removed when the run ends."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from distillrun.api.layout import REPORT_KEY
 from distillrun.api.resource import parse_run
+from distillrun.api.status import StageName
 from distillrun.operator.builders.config import run_store_uri
 from distillrun.operator.kube import core_path
 from tests.e2e.bed import Bed
-from tests.e2e.stack import (
-    BedProcess,
-    build_operator_image,
-    credentials_file,
-    helm_install_operator,
-    install_crds,
-    s3_client,
-    start_kuberay,
-    start_s3,
-)
-from tests.integration.controlplane import wait_for
+from tests.e2e.conftest import Team
+from tests.e2e.sandbox import SandboxWatch, selects
+from tests.e2e.stack import BUCKET, POSTGRES_IMAGE, S3_SECRET, operator_log, s3_client
+from tests.integration.controlplane import ROOT, wait_for
 from tests.integration.helpers import create_run, phase, run_manifest, wait_run
 
 pytestmark = pytest.mark.e2e
 
-BUCKET = "e2e-artifacts"
 RUN_TIMEOUT_S = 1500.0
-"""Five stages on a 2-core machine: each starts a Ray head and worker (about 30 s) and runs."""
+"""Four stages on a 2-core machine: each starts a Ray head and worker (about 30 s) and runs."""
+SHOP = ROOT / "examples" / "shop"
 
 
-@pytest.fixture
-def kuberay_and_s3(bed: Bed) -> Iterator[None]:
-    install_crds(bed)
-    started: list[BedProcess] = [start_kuberay(bed), start_s3(bed, BUCKET)]
-    yield
-    for process in started:
-        process.stop()
+def _run_on_s3(name: str) -> dict[str, Any]:
+    """The integration suite's small synthetic run, its artifacts in the bed's S3 bucket."""
+    manifest: dict[str, Any] = run_manifest(name, artifacts=f"s3://{BUCKET}/runs")
+    manifest["spec"]["artifacts"]["credentialsSecretRef"] = {
+        "name": S3_SECRET,
+        "key": "credentials",
+    }
+    return manifest
 
 
-def _operator_log(bed: Bed, namespace: str) -> str:
-    pods = bed.kube.list(core_path(namespace, "pods"), "app.kubernetes.io/name=distillrun")
-    if not pods:
-        return "(no operator pod)"
-    name = pods[0]["metadata"]["name"]
-    return str(client.CoreV1Api(bed.kube.api).read_namespaced_pod_log(name, namespace))[-3000:]
+def _succeeded(team: Team, name: str, look: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """The run's status once it ended (`look()` is called on every poll until then): it must
+    have Succeeded with examples accepted and evaluated."""
 
+    def ended(run: dict[str, Any]) -> bool:
+        look()
+        return phase(run) in ("Succeeded", "Failed")
 
-def test_a_synthetic_sqlite_run_succeeds_on_real_pods(
-    bed: Bed, namespace: str, kuberay_and_s3: None
-) -> None:
-    bed.kube.create(
-        core_path(namespace, "secrets"),
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "s3"},
-            "stringData": {"credentials": credentials_file()},
-        },
-    )
-    manifest: dict[str, Any] = run_manifest("tiny", artifacts=f"s3://{BUCKET}/runs")
-    manifest["spec"]["artifacts"]["credentialsSecretRef"] = {"name": "s3", "key": "credentials"}
-    build_operator_image(bed)
-    helm_install_operator(bed, namespace)
-    created = create_run(bed.kube, namespace, manifest)
     run = wait_run(
-        bed.kube,
-        namespace,
-        "tiny",
-        lambda r: phase(r) in ("Succeeded", "Failed"),
-        "the run to end",
-        timeout=RUN_TIMEOUT_S,
+        team.bed.kube, team.namespace, name, ended, "the run to end", timeout=RUN_TIMEOUT_S
     )
-    status = run["status"]
-    assert phase(run) == "Succeeded", (status, _operator_log(bed, namespace))
+    status: dict[str, Any] = run["status"]
+    stages = json.dumps(status.get("stages"), indent=1)  # a string: pytest cuts a long repr
+    assert phase(run) == "Succeeded", f"{stages}\n{operator_log(team.bed, team.namespace)}"
     assert status["counts"]["generated"] >= 40
     assert 0 < status["counts"]["accepted"] <= status["counts"]["generated"]
     assert status["evaluation"]["examples"] > 0
     assert 0.0 <= status["evaluation"]["executionAccuracy"] <= 1.0
-    prefix = run_store_uri(f"s3://{BUCKET}/runs", parse_run(created)).removeprefix(
-        f"s3://{BUCKET}/"
-    )
+    return status
+
+
+def test_a_synthetic_sqlite_run_succeeds_on_real_pods(team: Team) -> None:
+    bed, namespace = team.bed, team.namespace
+    created = parse_run(create_run(bed.kube, namespace, _run_on_s3("tiny")))
+    status = _succeeded(team, "tiny")
+    prefix = run_store_uri(f"s3://{BUCKET}/runs", created).removeprefix(f"s3://{BUCKET}/")
     report = s3_client().get_object(Bucket=BUCKET, Key=f"{prefix}/{REPORT_KEY}")
     assert b"<html" in report["Body"].read().lower()
     assert status["artifacts"]["report"] == f"s3://{BUCKET}/{prefix}/{REPORT_KEY}"
     _operator_pod_is_the_charts_and_restricted(bed, namespace)
-    shown = _as_kubectl_get_shows(bed, namespace)
+    shown = _as_kubectl_get_shows(bed, namespace, "tiny")
     assert shown["NAME"] == "tiny" and shown["PHASE"] == "Succeeded"
     assert shown["ACCEPTED"] == str(status["counts"]["accepted"])
+
+
+def test_a_postgres_run_queries_its_sandbox_server_pod_which_goes_with_the_run(
+    team: Team,
+) -> None:
+    """Validate and evaluate can only run a postgres query on a server (no in-process
+    fallback); the only one the Ray pods can reach is the sandbox pod behind its Service."""
+    manifest = _run_on_s3("shop-pg")
+    manifest["spec"]["database"] = {
+        "dialect": "postgres",
+        "schema": {"ddl": (SHOP / "schema.sql").read_text()},
+        "seedData": {"ddl": (SHOP / "seed.sql").read_text()},
+    }
+    created = parse_run(create_run(team.bed.kube, team.namespace, manifest))
+    watch = SandboxWatch(team.bed.kube, created)
+    _succeeded(team, "shop-pg", watch.look)
+
+    (server,) = watch.server_pods.values()
+    assert server["image"] == POSTGRES_IMAGE and server["ready"], server
+    assert watch.endpoint_ips == {server["ip"]}, "the Service sent traffic elsewhere"
+    for stage in (StageName.VALIDATE, StageName.EVALUATE):
+        pods = watch.stage_pods(stage)
+        assert pods, f"no Ray pod of {stage} was seen"
+        assert {p["sandbox_host"] for p in pods} == {watch.name}, pods
+    # The NetworkPolicy guards the server and admits exactly these Ray pods; the bed's bridge
+    # CNI does not enforce it (README), so only its selectors are checked here.
+    assert watch.policy is not None, "no NetworkPolicy guarded the sandbox"
+    spec = watch.policy["spec"]
+    assert selects(spec["podSelector"], server["labels"])
+    (allowed,) = spec["ingress"]
+    assert all(
+        selects(allowed["from"][0]["podSelector"], p["labels"]) for p in watch.ray_pods.values()
+    )
+    assert not selects(allowed["from"][0]["podSelector"], server["labels"])
+    # No egress rule (the apiserver stores the builder's empty list as no key) under an Egress
+    # policy type: all egress denied.
+    assert not spec.get("egress") and set(spec["policyTypes"]) == {"Ingress", "Egress"}
+
+    wait_for(lambda: not watch.leftovers(), "the sandbox to be removed", timeout=120, interval=1)
 
 
 def _operator_pod_is_the_charts_and_restricted(bed: Bed, namespace: str) -> None:
@@ -133,7 +151,7 @@ def _operator_pod_is_the_charts_and_restricted(bed: Bed, namespace: str) -> None
         bed.kube.delete(f"/api/v1/namespaces/{strict}")
 
 
-def _as_kubectl_get_shows(bed: Bed, namespace: str) -> dict[str, str]:
+def _as_kubectl_get_shows(bed: Bed, namespace: str, name: str) -> dict[str, str]:
     """The run's row of `kubectl get drun` (the apiserver's Table rendering of the CRD's
     printer columns, which kubectl prints)."""
     request = bed.kube.api.param_serialize(
@@ -144,5 +162,6 @@ def _as_kubectl_get_shows(bed: Bed, namespace: str) -> dict[str, str]:
     )
     table = json.loads(bed.kube.api.call_api(*request).read())  # type: ignore[no-untyped-call]
     columns = [c["name"].upper() for c in table["columnDefinitions"]]
-    (row,) = table["rows"]
-    return {name: str(cell) for name, cell in zip(columns, row["cells"], strict=True)}
+    rows = [dict(zip(columns, map(str, r["cells"]), strict=True)) for r in table["rows"]]
+    (row,) = [r for r in rows if r["NAME"] == name]
+    return row

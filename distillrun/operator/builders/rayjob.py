@@ -60,7 +60,7 @@ from typing import Any
 from distillrun.api.profiles import HardwareProfile, WorkerResources, worker_resources
 from distillrun.api.resource import DistillRun
 from distillrun.api.spec import SecretKeyRef, TeacherProvider
-from distillrun.api.status import StageName
+from distillrun.api.status import SQL_STAGES, StageName
 from distillrun.operator.builders.common import (
     KUEUE_QUEUE_LABEL,
     LABEL_RUN,
@@ -72,9 +72,6 @@ from distillrun.operator.builders.sandbox import needs_server, sandbox_env
 from distillrun.operator.settings import OperatorSettings, cpu_millicores
 
 GPU_STAGES = frozenset({StageName.TRAIN, StageName.EVALUATE})
-SQL_STAGES = frozenset({StageName.GENERATE, StageName.VALIDATE, StageName.EVALUATE})
-"""Stages that execute SQL: for a server dialect they get the run's sandbox server. Generate is
-one of them: its top-up rounds run the teacher's SQL in the sandbox to judge it."""
 API_KEY_ENV = {
     TeacherProvider.ANTHROPIC: "ANTHROPIC_API_KEY",
     TeacherProvider.OPENAI_COMPATIBLE: "OPENAI_API_KEY",

@@ -19,7 +19,7 @@ from distillrun.operator.outputs import StoreOutputs
 EXAMPLES = Path(__file__).parents[3] / "examples"
 
 
-def _run() -> DistillRun:
+def _run(dialect: str = "sqlite") -> DistillRun:
     return parse_run(
         {
             "apiVersion": "distillrun.dev/v1alpha1",
@@ -27,8 +27,9 @@ def _run() -> DistillRun:
             "metadata": {"name": "shop", "namespace": "team-a", "uid": "u-1", "generation": 1},
             "spec": {
                 "database": {
-                    "dialect": "sqlite",
+                    "dialect": dialect,
                     "schema": {"ddl": (EXAMPLES / "shop" / "schema.sql").read_text()},
+                    "seedData": {"ddl": (EXAMPLES / "shop" / "seed.sql").read_text()},
                 },
                 "seedQuestions": ["How many customers are there?"],
                 "teacher": {"provider": "synthetic", "targetExamples": 20, "examplesPerShard": 10},
@@ -38,8 +39,10 @@ def _run() -> DistillRun:
     )
 
 
-def _config(tmp_path: Path, stage: StageName, attempt: int = 1) -> tuple[Path, str]:
-    run = _run()
+def _config(
+    tmp_path: Path, stage: StageName, attempt: int = 1, dialect: str = "sqlite"
+) -> tuple[Path, str]:
+    run = _run(dialect)
     store = run_store_uri(f"file://{tmp_path / 'store'}", run)
     path = tmp_path / "run.json"
     path.write_text(stage_config(run, stage, attempt, store, {}).to_json())
@@ -112,3 +115,25 @@ def test_a_report_that_cannot_be_drawn_leaves_the_stage_succeeded(
     root = Path(store.removeprefix("file://"))
     assert not (root / REPORT_KEY).exists()
     assert "RuntimeError: no fonts" in (root / "errors" / "report.txt").read_text()
+
+
+def test_a_postgres_runs_train_needs_no_sandbox_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator gives the sandbox server only to the stages that run SQL; train still gets
+    the schema and seed rows (on a cluster it failed `spec.database.seedData: ... set
+    DISTILLRUN_SANDBOX_HOST`)."""
+    for name in ("HOST", "PORT", "USER", "PASSWORD"):
+        monkeypatch.delenv(f"DISTILLRUN_SANDBOX_{name}", raising=False)
+    given: list[Any] = []
+
+    def train(ctx: Any, stage: StageName, _: Any) -> StageResult:
+        given.append((stage, ctx.schema.tables, ctx.seed_sql))
+        return StageResult(stage, {"trained": True})
+
+    monkeypatch.setattr(entrypoint, "run_stage", train)
+    config, store = _config(tmp_path, StageName.TRAIN, dialect="postgres")
+    assert entrypoint.main([str(config)]) == 0
+    ((stage, tables, seed),) = given
+    assert stage == StageName.TRAIN and tables and seed and "INSERT INTO" in seed
+    assert StoreOutputs(store).failure(StageName.TRAIN, 1) is None
