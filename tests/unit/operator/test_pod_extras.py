@@ -84,8 +84,7 @@ def test_manifests_share_no_extra_objects(cpu_run: DistillRun) -> None:
         ),
         (
             {"DISTILLRUN_JOBS_EXTRA_VOLUME_MOUNTS": '[{"name": "ca"}]'},
-            "DISTILLRUN_JOBS_EXTRA_VOLUME_MOUNTS (Helm value jobs.extraVolumeMounts): item 0 needs a "
-            "'mountPath' string",
+            "(Helm value jobs.extraVolumeMounts): item 0 needs a 'mountPath' string",
         ),
         (
             {"DISTILLRUN_JOBS_EXTRA_VOLUME_MOUNTS": json.dumps(MOUNTS)},
