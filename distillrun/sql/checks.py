@@ -464,11 +464,25 @@ def _quote_char(node: exp.Expr | None, text: str) -> str:
 # --- tables ---------------------------------------------------------------------------------
 
 
+_ALIAS_REUSED = re.compile(r"Alias already used: (?P<alias>.+)")
+
+
 def _scopes(tree: exp.Expr) -> list[Scope]:
+    """sqlglot's scopes of `tree`, each one's sources resolved here (sqlglot resolves them
+    lazily and raises on an alias given to two tables, which no reference can then resolve)."""
     try:
-        return traverse_scope(tree)
+        scopes = traverse_scope(tree)
+        for scope in scopes:
+            scope.selected_sources  # noqa: B018 -- resolved now so its error is mapped here
     except OptimizeError as error:
-        raise QueryRejected(Reason.UNKNOWN_COLUMN, str(error)) from None
+        reused = _ALIAS_REUSED.search(str(error))
+        message = (
+            f"alias {reused.group('alias')} names two tables in one FROM"
+            if reused is not None
+            else str(error)
+        )
+        raise QueryRejected(Reason.UNKNOWN_COLUMN, message) from None
+    return scopes
 
 
 def _resolve_tables(
