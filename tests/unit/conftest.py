@@ -22,6 +22,7 @@ from distillrun.jobs.builtin.cache import (
     base_directory,
     build_base,
 )
+from distillrun.jobs.builtin.pretrain import Schedule
 
 SMALL_RECIPE = BaseRecipe(
     shape=replace(
@@ -32,10 +33,13 @@ SMALL_RECIPE = BaseRecipe(
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
+        head_dim=32,
     ),
     shards_per_schema=1,
     schema_share=0.2,
-    schedule=replace(DEFAULT_RECIPE.schedule, steps=6, batch_size=8),
+    schedule=Schedule(
+        steps=6, batch_size=8, learning_rate=4e-3, warmup_steps=20, max_length=320, seed=0
+    ),
 )
 
 
