@@ -86,12 +86,14 @@ def list_matching(ctx: Context, e: Entity) -> Draft | None:
     if cond is None:
         return None
     query = _select(e, _col(e.label)).where(cond.expression)
-    if ctx.chance(0.3):
+    sort = ctx.chance(0.3)
+    if sort:
         query = query.order_by(ctx.renderer.ordered(_col(e.label)))
     question = ctx.say(
-        questions("list_matching", "default"),
+        questions("list_matching", "sorted" if sort else "default"),
         many=e.noun.many,
         cond=cond.phrase,
+        label=e.label.phrase,
         labels=plural_phrase(e.label.phrase),
     )
     explanation = (
@@ -179,23 +181,31 @@ def group_having(ctx: Context, e: Entity, g: Field) -> Draft | None:
     query = _select(e, _col(g)).group_by(_col(g))
     gs = plural_phrase(g.phrase)
     m = ctx.field(e, e.measures) if ctx.chance(0.4) else None
+    # Whether the aggregate is shown beside each group is said in the question: a student
+    # cannot guess a column list that the same words give with or without it.
+    shown = ctx.chance(0.4)
     if m is None:
         having, variant, values = ctx.count_having(e.noun)
-        question = ctx.say(questions("group_having", variant), gs=gs, g=g.phrase, **values)
+        question = ctx.say(
+            questions("group_having", f"{variant}_shown" if shown else variant),
+            gs=gs,
+            g=g.phrase,
+            **values,
+        )
     else:
         use_sum = ctx.chance(0.5)
         value = ctx.threshold(m, above=True) * (5 if use_sum else 1)
         function = exp.Sum if use_sum else exp.Avg
         having = exp.GT(this=function(this=_col(m)), expression=sqlkit.number(value))
         question = ctx.say(
-            questions("group_having", "measure"),
+            questions("group_having", "measure_shown" if shown else "measure"),
             gs=gs,
             a_word=article("total" if use_sum else "average"),
             m=m.phrase,
             v=str(value),
             many=e.noun.many,
         )
-    if ctx.chance(0.4):
+    if shown:
         query = query.select(having.this.copy())
     having_sql = ctx.renderer.sql(having)
     explanation = (
@@ -244,11 +254,13 @@ def top_group(ctx: Context, e: Entity, g: Field) -> Draft | None:
     query = _select(e, _col(g)).group_by(_col(g))
     cond = _maybe_condition(ctx, e, 0.25, avoid=g)
     query = filtered(query, cond)
-    if ctx.chance(0.5):
+    counted = ctx.chance(0.5)
+    if counted:
         query = query.select(sqlkit.aliased(sqlkit.count_star(), output_name(e.noun.one, "count")))
     query = query.order_by(ctx.renderer.ordered(sqlkit.count_star(), descending=most)).limit(1)
+    variant = "most" if most else "fewest"
     question = ctx.say(
-        questions("top_group", "most" if most else "fewest"),
+        questions("top_group", f"{variant}_counted" if counted else variant),
         g=g.phrase,
         many=f"{e.noun.many} {phrase_of(cond)}",
     )
@@ -264,9 +276,12 @@ def top_group(ctx: Context, e: Entity, g: Field) -> Draft | None:
 def distinct_values(ctx: Context, e: Entity, g: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.4, avoid=g)
     query = filtered(_select(e, _col(g)).distinct(), cond)
-    if ctx.chance(0.5):
+    sort = ctx.chance(0.5)
+    if sort:
         query = query.order_by(ctx.renderer.ordered(_col(g)))
-    question = ctx.say(questions("distinct_values", "default"), **_group_words(e, g, cond))
+    question = ctx.say(
+        questions("distinct_values", "sorted" if sort else "default"), **_group_words(e, g, cond)
+    )
     explanation = (
         f"SELECT DISTINCT {g.name} returns each {g.phrase} of {e.name} once."
         f"{ctx.where_note(cond, e.noun.many)}"

@@ -36,7 +36,7 @@ from distillrun.teacher.synthetic.sqlkit import Renderer, tables_of
 
 # Bump whenever templates, builders or weights change: it is part of every shard key, so a
 # changed generator never reuses shards the old one wrote.
-GENERATOR_VERSION = "synthetic-2"
+GENERATOR_VERSION = "synthetic-3"
 TEACHER_NAME = "synthetic"
 
 _BUILDERS: tuple[Builder, ...] = (
