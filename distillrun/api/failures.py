@@ -53,6 +53,9 @@ class FailureReason(StrEnum):
     STAGE_OUTPUT_MISSING = "StageOutputMissing"
     STAGE_FAILED = "StageFailed"
     """A failure record without a reason (written by hand or by an older version)."""
+    SANDBOX_UNAVAILABLE = "SandboxUnavailable"
+    """The sandbox server did not answer (not Ready, being replaced) for as long as the stage
+    waited; the next attempt waits for it again."""
     # KubeRay's deadlines, set by the operator: a new attempt would wait as long again
     PRE_RUNNING_DEADLINE_EXCEEDED = "PreRunningDeadlineExceeded"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
@@ -65,6 +68,7 @@ RETRYABLE = frozenset(
         FailureReason.RAY_JOB_DELETED,
         FailureReason.RAY_JOB_FAILED,
         FailureReason.STAGE_OUTPUT_MISSING,
+        FailureReason.SANDBOX_UNAVAILABLE,
     }
 )
 

@@ -10,9 +10,11 @@ stage runs inline.
 How it ends is what the operator reads: exit 0 after the stage committed its outputs; on a
 failure the stage can name (budget spent, key refused, accuracy under the gate, bad inputs),
 `errors/<stage>-attempt-<n>.json` with `retryable: false`, so the run fails at once with that
-reason; on a crash, the same file with `retryable: true` (a new attempt reuses every committed
-shard) and the traceback next to it. Secrets arrive as environment variables and files the pod
-spec references; nothing here prints them.
+reason; when the sandbox server stayed unreachable, `SandboxUnavailable` with `retryable: true`
+(a server pod being replaced: the next attempt waits for it again); on a crash, the same file
+with `retryable: true` (a new attempt reuses every committed shard) and the traceback next to
+it. Secrets arrive as environment variables and files the pod spec references; nothing here
+prints them.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from distillrun.api.failures import Failure, FailureReason
 from distillrun.api.layout import SPEC_KEY, crash_key, failure_key, traceback_key
 from distillrun.api.stage_config import StageConfig
 from distillrun.api.status import SQL_STAGES, StageName
-from distillrun.jobs import evaluate, generate, train, validate
+from distillrun.jobs import evaluate, generate, inputs, train, validate
 from distillrun.jobs.context import StageContext, StageFailed, StageResult
-from distillrun.jobs.inputs import load_inputs, load_schema
 from distillrun.jobs.parallel import Executor, InlineExecutor, RayExecutor
+from distillrun.sql.errors import SandboxUnreachable
 from distillrun.store import Store, open_store
 from distillrun.teacher.factory import TeacherUnavailable, make_teacher
 
@@ -106,8 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = config.parsed_run(str(args.config))
         # Only the stages that run SQL prove the inputs in a sandbox: for a server dialect the
         # others (train) are given no sandbox server to prove them on.
-        load = load_inputs if stage in SQL_STAGES else load_schema
-        schema, seed_sql = load(run, args.config.parent, str(args.config))
+        if stage in SQL_STAGES:  # the server is the operator's pod: wait while it (re)starts
+            schema, seed_sql = inputs.load_inputs(
+                run, args.config.parent, str(args.config), wait_s=inputs.SANDBOX_WAIT_S
+            )
+        else:
+            schema, seed_sql = inputs.load_schema(run, args.config.parent, str(args.config))
         ctx = StageContext(run, store, schema, seed_sql, progress=LogProgress())
         result = run_stage(ctx, stage, _executor())
     except StageFailed as failed:
@@ -117,6 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ManifestError as bad:
         _record_failure(store, stage, attempt, FailureReason.INPUTS_INVALID, str(bad), crash=False)
         log.error("%s", bad)
+        return 1
+    except SandboxUnreachable as gone:
+        # Also from a Ray task: Ray raises a subclass of the cause's type that keeps the cause
+        # (the message without the task's traceback) as `cause`.
+        message = str(getattr(gone, "cause", None) or gone)
+        reason = FailureReason.SANDBOX_UNAVAILABLE
+        _record_failure(store, stage, attempt, reason, message, crash=False)
+        log.error("%s", message)
         return 1
     except Exception as exc:  # a bug or a lost resource: a new attempt may get past it
         message = f"{type(exc).__name__}: {exc}"

@@ -3,23 +3,37 @@
 Everything a user can get wrong here (a missing file, DDL that does not parse, a file that is
 not UTF-8) becomes a ManifestError naming the field, before any stage starts. What the engine
 accepts but a user should hear about (a foreign key to a missing column) is logged.
+
+A sandbox server that cannot be reached is not something the user got wrong: on Kubernetes it
+is a server pod still starting beside the stage's Ray cluster, or being replaced (deleted,
+evicted, its node drained). There `load_inputs` waits for it (`SANDBOX_WAIT_S`) and, if it
+never comes, lets `SandboxUnreachable` through, which the entrypoint records as the retryable
+`SandboxUnavailable`, not as invalid inputs (which would end the run for good).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from distillrun.api.errors import FieldProblem, ManifestError
 from distillrun.api.resource import DistillRun
 from distillrun.api.spec import SqlSource
 from distillrun.api.text import NotUtf8, decode_text, read_text
-from distillrun.sql.errors import SandboxError
+from distillrun.sql.errors import SandboxError, SandboxUnreachable
 from distillrun.sql.sandbox import open_sandbox
 from distillrun.sql.schema import SchemaError, SchemaInfo, parse_schema
 from distillrun.store import StoreError, read_uri
 
 log = logging.getLogger("distillrun.jobs.inputs")
+
+SANDBOX_WAIT_S = 600.0
+"""How long a stage waits for its sandbox server to answer: longer than a server pod takes to
+pull its image and load the schema, short enough that a server that is gone for good fails the
+attempt (retryably) within minutes."""
+SANDBOX_RETRY_S = 3.0
 
 
 def read_sql_source(source: SqlSource, base_dir: Path, field: str, origin: str) -> str:
@@ -69,16 +83,46 @@ def load_schema(run: DistillRun, base_dir: Path, origin: str) -> tuple[SchemaInf
     return schema, seed
 
 
-def load_inputs(run: DistillRun, base_dir: Path, origin: str) -> tuple[SchemaInfo, str | None]:
-    """Schema and seed rows, proven usable: a sandbox is built from them once and closed."""
+def load_inputs(
+    run: DistillRun,
+    base_dir: Path,
+    origin: str,
+    *,
+    wait_s: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[SchemaInfo, str | None]:
+    """Schema and seed rows, proven usable: a sandbox is built from them once and closed.
+
+    A sandbox server that does not answer is waited for up to `wait_s` (a stage on a cluster
+    passes `SANDBOX_WAIT_S`: the server is the operator's pod), then SandboxUnreachable is
+    raised as it is (see the module docstring). With no wait (a local run or `distillrun
+    validate`, whose server is the user's own setting) it is a ManifestError at once, like any
+    other sandbox error: the inputs' fault, naming the field."""
     schema, seed_sql = load_schema(run, base_dir, origin)
-    try:
-        with open_sandbox(schema, seed_sql, run.spec.database.sandbox):
-            pass
-    except SandboxError as exc:
-        field = "spec.database.seedData" if seed_sql else "spec.database.dialect"
-        raise ManifestError(origin, [FieldProblem(field, str(exc))]) from None
-    return schema, seed_sql
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with open_sandbox(schema, seed_sql, run.spec.database.sandbox):
+                pass
+        except SandboxUnreachable as exc:
+            if wait_s > 0 and time.monotonic() >= deadline:
+                raise
+            if wait_s > 0:
+                log.warning("%s; waiting for it (up to %.0f s in all)", exc, wait_s)
+                sleep(SANDBOX_RETRY_S)
+                continue
+            raise ManifestError(
+                origin, [FieldProblem(_sandbox_field(seed_sql), str(exc))]
+            ) from None
+        except SandboxError as exc:
+            raise ManifestError(
+                origin, [FieldProblem(_sandbox_field(seed_sql), str(exc))]
+            ) from None
+        return schema, seed_sql
+
+
+def _sandbox_field(seed_sql: str | None) -> str:
+    return "spec.database.seedData" if seed_sql else "spec.database.dialect"
 
 
 def with_inline_sources(run: DistillRun, schema_ddl: str, seed_sql: str | None) -> DistillRun:

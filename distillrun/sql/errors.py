@@ -55,6 +55,18 @@ class SandboxError(SqlError):
     """The sandbox cannot be built or used (bad DDL or seed rows, engine missing, worker lost)."""
 
 
+class SandboxUnreachable(SandboxError):
+    """The sandbox server could not be reached at all: refused, unresolvable, timed out,
+    starting up or shutting down.
+
+    On Kubernetes that is a server pod not Ready yet (the run's first stage starts beside it)
+    or being replaced (deleted, evicted, its node drained): nothing is wrong with the schema
+    or seed rows, and the same inputs work once the server is back. So the stages wait for it
+    (`jobs.inputs.load_inputs`) instead of calling the inputs invalid, and a stage that could
+    not get it back fails with a retryable reason (`SandboxUnavailable`).
+    """
+
+
 class SessionLost(SandboxError):
     """A server sandbox's session ended under a query, or none could be opened.
 

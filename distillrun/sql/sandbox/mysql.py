@@ -46,7 +46,13 @@ from typing import Any
 import pymysql
 
 from distillrun.api.spec import Dialect, SandboxSpec
-from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
+from distillrun.sql.errors import (
+    QueryFailed,
+    QueryTimeout,
+    SandboxError,
+    SandboxUnreachable,
+    SessionLost,
+)
 from distillrun.sql.sandbox.engine import excerpt, timed_out
 from distillrun.sql.sandbox.server import ServerAdmin, split_statements
 from distillrun.sql.sandbox.session import CONNECT_TIMEOUT_S, Login, ServerSession
@@ -65,6 +71,9 @@ transaction."""
 
 _LOST_CODES = frozenset({1049, 1927, 2003, 2006, 2013, 2055, 4031})
 """Unknown database, connection killed, cannot connect, server gone, connection lost."""
+_UNREACHABLE_CODES = frozenset({1053, 2003, 2005, 2006, 2013})
+"""Shutting down, cannot connect, unknown host, server gone, connection lost: the server is
+not there (yet), as opposed to refusing the administrator."""
 
 
 _READ_STATEMENTS = (
@@ -137,7 +146,8 @@ class MysqlAdmin(ServerAdmin):
         try:
             return _connect(self.admin_login(database), autocommit=True)
         except pymysql.Error as error:
-            raise SandboxError(
+            unreachable = _code(error) in _UNREACHABLE_CODES
+            raise (SandboxUnreachable if unreachable else SandboxError)(
                 f"cannot reach the MySQL sandbox server at {self.target.host}:"
                 f"{self.target.port} as {self.target.user}: {_message(error)}"
             ) from None

@@ -45,9 +45,15 @@ from psycopg.pq import TransactionStatus
 
 from distillrun.api.spec import Dialect, SandboxSpec
 from distillrun.sql.checks import is_forbidden_function
-from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SessionLost
+from distillrun.sql.errors import (
+    QueryFailed,
+    QueryTimeout,
+    SandboxError,
+    SandboxUnreachable,
+    SessionLost,
+)
 from distillrun.sql.sandbox.engine import excerpt, timed_out
-from distillrun.sql.sandbox.server import ServerAdmin, split_statements
+from distillrun.sql.sandbox.server import ServerAdmin, not_reached, split_statements
 from distillrun.sql.sandbox.session import Login, ServerSession
 from distillrun.sql.target import ServerTarget
 from distillrun.sql.verdict import Reason
@@ -178,6 +184,20 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+SERVER_GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
+"""admin_shutdown, crash_shutdown, cannot_connect_now: the server is stopping or starting."""
+
+
+def _failure(message: str, error: psycopg.Error) -> SandboxError:
+    """`message` as the error to raise: SandboxUnreachable when `error` says the server is not
+    there (refused, starting, shutting down, the connection lost), since nothing is wrong with
+    what the sandbox asked of it; else SandboxError."""
+    gone = isinstance(error, psycopg.OperationalError) and (
+        error.sqlstate in SERVER_GONE_STATES or not_reached(str(error))
+    )
+    return (SandboxUnreachable if gone else SandboxError)(message)
+
+
 def _connect(login: Login, application: str) -> psycopg.Connection[Any]:
     """A session in autocommit mode (transactions are begun explicitly), never preparing
     statements (a prepared statement would outlive the query that made it)."""
@@ -203,9 +223,10 @@ class PostgresAdmin(ServerAdmin):
         try:
             return _connect(self.admin_login(database), "distillrun-sandbox-admin")
         except psycopg.Error as error:
-            raise SandboxError(
+            raise _failure(
                 f"cannot reach the PostgreSQL sandbox server at {self.target.host}:"
-                f"{self.target.port} as {self.target.user}: {_first_line(error)}"
+                f"{self.target.port} as {self.target.user}: {_first_line(error)}",
+                error,
             ) from None
 
     def _maintenance(self) -> psycopg.Connection[Any]:
@@ -253,8 +274,9 @@ class PostgresAdmin(ServerAdmin):
             server.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
             server.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, reader))
         except psycopg.Error as error:
-            raise SandboxError(
-                f"the PostgreSQL sandbox server refused to set up a sandbox: {_first_line(error)}"
+            raise _failure(
+                f"the PostgreSQL sandbox server refused to set up a sandbox: {_first_line(error)}",
+                error,
             ) from None
         con = self._connect(self.database)
         try:
@@ -291,7 +313,7 @@ class PostgresAdmin(ServerAdmin):
             ]
             con.execute(f"REVOKE EXECUTE ON ROUTINE {', '.join(routines)} FROM PUBLIC")
         except psycopg.Error as error:
-            raise SandboxError(f"cannot lock the sandbox down: {_first_line(error)}") from None
+            raise _failure(f"cannot lock the sandbox down: {_first_line(error)}", error) from None
 
     def checksum(self) -> str:
         try:
@@ -300,8 +322,8 @@ class PostgresAdmin(ServerAdmin):
             row = con.execute(_checksum_statement(relations, self.reader)).fetchone()
             self._sequences = [(schema, name) for schema, name, kind in relations if kind == "S"]
         except psycopg.Error as error:
-            raise SandboxError(
-                f"cannot checksum sandbox database {self.database}: {_first_line(error)}"
+            raise _failure(
+                f"cannot checksum sandbox database {self.database}: {_first_line(error)}", error
             ) from None
         material = json.dumps([relations, row[0] if row else None])
         return hashlib.sha256(material.encode()).hexdigest()
@@ -312,7 +334,9 @@ class PostgresAdmin(ServerAdmin):
         except errors.UndefinedTable:
             return None  # a sequence the last checksum saw is gone
         except psycopg.Error as error:
-            raise SandboxError(f"cannot query the sandbox server: {_first_line(error)}") from None
+            raise _failure(
+                f"cannot query the sandbox server: {_first_line(error)}", error
+            ) from None
         return str(row[0]) if row else None
 
     def exists(self) -> bool:
@@ -324,7 +348,9 @@ class PostgresAdmin(ServerAdmin):
                 {"db": self.database, "role": self.reader},
             ).fetchone()
         except psycopg.Error as error:
-            raise SandboxError(f"cannot query the sandbox server: {_first_line(error)}") from None
+            raise _failure(
+                f"cannot query the sandbox server: {_first_line(error)}", error
+            ) from None
         return found is not None and found[0] == 2
 
     def reader_works(self) -> bool:
@@ -341,7 +367,7 @@ class PostgresAdmin(ServerAdmin):
                 {"role": self.reader},
             )
         except psycopg.Error as error:
-            raise SandboxError(f"cannot cancel sandbox queries: {_first_line(error)}") from None
+            raise _failure(f"cannot cancel sandbox queries: {_first_line(error)}", error) from None
 
     def drop(self) -> None:
         if self._data is not None:
@@ -356,8 +382,8 @@ class PostgresAdmin(ServerAdmin):
             )
             server.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(self.reader)))
         except psycopg.Error as error:
-            raise SandboxError(
-                f"cannot drop sandbox database {self.database}: {_first_line(error)}"
+            raise _failure(
+                f"cannot drop sandbox database {self.database}: {_first_line(error)}", error
             ) from None
 
     def close(self) -> None:
@@ -381,8 +407,8 @@ def _load(con: psycopg.Connection[Any], script: str, label: str) -> None:
             with con.transaction():
                 con.execute(statement.encode())
         except psycopg.Error as error:
-            raise SandboxError(
-                f"{label} statement {number} failed: {excerpt(statement)}: {_message(error)}"
+            raise _failure(
+                f"{label} statement {number} failed: {excerpt(statement)}: {_message(error)}", error
             ) from None
 
 

@@ -47,6 +47,32 @@ from distillrun.sql.schema import SchemaInfo
 from distillrun.sql.target import ServerTarget
 from distillrun.sql.verdict import Reason
 
+NOT_REACHED = (
+    "connection refused",
+    "could not translate host name",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "network is unreachable",
+    "timeout expired",
+    "timed out",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "server closed the connection",
+    "connection reset",
+    "terminating connection due to administrator command",
+    "the connection is lost",
+)
+"""What a driver says when it reached no server (as opposed to one that refused the login)."""
+
+
+def not_reached(message: str) -> bool:
+    """Whether a connection error's message says no server was there to answer."""
+    text = message.lower()
+    return any(marker in text for marker in NOT_REACHED)
+
+
 NAME_PREFIX = "distillrun_sb_"
 """Private databases and logins are named `distillrun_sb_<random>` (and `..._ro`)."""
 
@@ -287,7 +313,8 @@ class ServerSandbox(Sandbox):
                 and self._admin.reader_works()
             )
         except SandboxError as error:
-            raise SandboxError(
+            # Still unreachable when the server itself is gone (a new attempt waits for it).
+            raise type(error)(
                 f"the sandbox server is unusable ({error.message}) after: {lost.message}"
             ) from None
         if not healthy:

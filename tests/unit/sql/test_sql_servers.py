@@ -4,6 +4,7 @@ way a sandbox finds its server."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import pymysql
 import pytest
 
 from distillrun.api.spec import Dialect, SandboxSpec
-from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError
+from distillrun.sql.errors import QueryFailed, QueryTimeout, SandboxError, SandboxUnreachable
 from distillrun.sql.sandbox import ServerSandbox, ServerTarget, open_sandbox
 from distillrun.sql.schema import SchemaInfo
 from distillrun.sql.target import ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_USER
@@ -366,9 +367,22 @@ def test_target_from_env_defaults_and_hides_the_password() -> None:
 def test_unreachable_server_is_a_sandbox_error(
     dialect: Dialect, schemas: dict[Dialect, SchemaInfo]
 ) -> None:
+    """Unreachable in particular: the stages wait for such a server (a pod not Ready yet, or
+    being replaced) instead of calling the inputs invalid."""
     nowhere = ServerTarget(dialect, "127.0.0.1", 1, "admin", "x")
-    with pytest.raises(SandboxError, match="cannot reach"):
+    with pytest.raises(SandboxUnreachable, match="cannot reach"):
         open_sandbox(schemas[dialect], None, LIMITS, nowhere)
+
+
+@pytest.mark.parametrize("dialect", SERVERS, ids=str)
+def test_a_server_refusing_the_administrator_is_not_unreachable(
+    dialect: Dialect, schemas: dict[Dialect, SchemaInfo], targets: dict[Dialect, ServerTarget]
+) -> None:
+    """A wrong password is there to stay: no stage should wait for it."""
+    wrong = dataclasses.replace(targets[dialect], password="not-the-password")
+    with pytest.raises(SandboxError, match="cannot reach") as caught:
+        open_sandbox(schemas[dialect], None, LIMITS, wrong)
+    assert not isinstance(caught.value, SandboxUnreachable)
 
 
 def test_schema_and_server_must_share_a_dialect(
