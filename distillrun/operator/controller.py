@@ -30,7 +30,7 @@ import kopf
 from distillrun.api.conditions import ConditionReason, ConditionStatus, ConditionType
 from distillrun.api.constants import GROUP, KIND, PLURAL, VERSION
 from distillrun.api.errors import ManifestError
-from distillrun.api.profiles import HardwareProfile, load_profiles
+from distillrun.api.profiles import HardwareProfile, load_profiles, profile_files
 from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.status import Condition, DistillRunStatus, StageName
 from distillrun.api.transitions import condition_of, with_condition
@@ -164,6 +164,8 @@ class Controller:
         self.metrics = metrics
         self.clock = clock
         self.profiles: Mapping[str, HardwareProfile] = load_profiles()
+        self.profile_files: Mapping[str, str] = profile_files()
+        """The files of the team's profiles directory, for the train stage's pods."""
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._generations: dict[str, int] = {}
         self._stopped: set[str] = set()
@@ -366,8 +368,10 @@ class Controller:
                 extra_labels=extra,
             )
         children += [
-            stage_config_map(run, start.stage, start.attempt, config, extra),
-            stage_rayjob(run, start.stage, start.attempt, self.settings, self.profiles),
+            stage_config_map(run, start.stage, start.attempt, config, extra, self.profile_files),
+            stage_rayjob(
+                run, start.stage, start.attempt, self.settings, self.profiles, self.profile_files
+            ),
         ]
         for manifest in children:
             try:

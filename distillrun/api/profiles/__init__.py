@@ -40,6 +40,9 @@ from distillrun.api.text import NotUtf8, read_text
 PROFILES_ENV = ProfileSettings.env_name("profiles_dir")
 """A directory of user profile files (`*.yaml`) and DeepSpeed configs (`deepspeed/*.json`)."""
 
+DEEPSPEED_DIR = "deepspeed"
+"""The subdirectory of that directory holding DeepSpeed configs (`<name>.json`)."""
+
 BUILTIN_PROFILES = tuple(str(p) for p in HardwareProfileName)
 
 
@@ -175,6 +178,28 @@ def _builtin_data() -> dict[str, dict[str, Any]]:
 def user_directory() -> Path | None:
     """The directory of user profiles, from `DISTILLRUN_PROFILES_DIR` (None when unset)."""
     return ProfileSettings.from_env().profiles_dir
+
+
+def profile_files(directory: Path | None = None) -> dict[str, str]:
+    """The text of every file the profiles read from the user's directory (`directory`, else
+    the environment), by its path there: `*.yaml` and `deepspeed/*.json` (none without a
+    directory). The operator hands them to the train stage's pods, so that training plans
+    with the profiles and DeepSpeed configs the operator checked the run against."""
+    folder = directory if directory is not None else user_directory()
+    if folder is None:
+        return {}
+    if not folder.is_dir():
+        raise ProfileError(f"{PROFILES_ENV}={folder} is not a directory")
+    paths = sorted(folder.glob("*.yaml")) + sorted((folder / DEEPSPEED_DIR).glob("*.json"))
+    files: dict[str, str] = {}
+    for path in paths:
+        try:
+            files[path.relative_to(folder).as_posix()] = read_text(path)
+        except NotUtf8 as exc:
+            raise ProfileError(f"cannot read a profile file: {exc}") from None
+        except OSError as exc:
+            raise ProfileError(f"{path}: cannot read a profile file: {exc}") from None
+    return files
 
 
 def load_profiles(directory: Path | None = None) -> dict[str, HardwareProfile]:

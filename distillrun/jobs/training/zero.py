@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from distillrun.api.profiles import ProfileError, user_directory
+from distillrun.api.profiles import DEEPSPEED_DIR, ProfileError, user_directory
 
 BUILTIN_CONFIGS = ("zero2", "zero2-offload", "zero3", "zero3-offload")
 
@@ -36,7 +36,7 @@ def load_config(name: str, directory: Path | None = None) -> dict[str, Any]:
     """The DeepSpeed config called `name`: the team's file when there is one, else ours."""
     folder = directory if directory is not None else user_directory()
     if folder is not None:
-        user_file = folder / "deepspeed" / f"{name}.json"
+        user_file = folder / DEEPSPEED_DIR / f"{name}.json"
         if user_file.is_file():
             return _parse(user_file.read_text(encoding="utf-8"), str(user_file))
     if name not in BUILTIN_CONFIGS:

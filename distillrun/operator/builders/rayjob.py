@@ -49,6 +49,10 @@ credentials as a file projected from the Secret (an AWS shared-credentials file,
 `AWS_SHARED_CREDENTIALS_FILE`), and for a postgres or mysql run, the sandbox server's address
 and password (`builders.sandbox.sandbox_env`) in the stages that run SQL: generate (its top-up
 rounds judge the teacher's SQL in the sandbox), validate and evaluate.
+
+The Ray pods of a train stage get the team's profile files from the stage's ConfigMap (see
+`builders.config`), with `DISTILLRUN_PROFILES_DIR` set to where they are; the other stages
+read no profile.
 """
 
 from __future__ import annotations
@@ -57,7 +61,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from distillrun.api.profiles import HardwareProfile, WorkerResources, worker_resources
+from distillrun.api.profiles import (
+    PROFILES_ENV,
+    HardwareProfile,
+    WorkerResources,
+    worker_resources,
+)
 from distillrun.api.resource import DistillRun
 from distillrun.api.spec import SecretKeyRef, TeacherProvider
 from distillrun.api.status import SQL_STAGES, StageName
@@ -67,7 +76,15 @@ from distillrun.operator.builders.common import (
     LABEL_RUN_UID,
     child_metadata,
 )
-from distillrun.operator.builders.config import CONFIG_MOUNT, CONFIG_PATH
+from distillrun.operator.builders.config import (
+    CONFIG_MOUNT,
+    CONFIG_PATH,
+    CONFIG_VOLUME,
+    NO_PROFILE_FILES,
+    PROFILES_DIR,
+    config_volume,
+    stage_profile_files,
+)
 from distillrun.operator.builders.sandbox import needs_server, sandbox_env
 from distillrun.operator.settings import OperatorSettings, cpu_millicores
 
@@ -120,23 +137,28 @@ def stage_rayjob(
     attempt: int,
     settings: OperatorSettings,
     profiles: Mapping[str, HardwareProfile],
+    profile_files: Mapping[str, str] = NO_PROFILE_FILES,
 ) -> dict[str, Any]:
-    """The RayJob manifest of `stage`, attempt `attempt`, reading the ConfigMap of the same name.
-    Raises ProfileError for a profile `profiles` lacks (the pre-flight checks catch it first)."""
+    """The RayJob manifest of `stage`, attempt `attempt`, reading the ConfigMap of the same name
+    (which holds `profile_files`, the files `profiles` came from, for train). Raises
+    ProfileError for a profile `profiles` lacks (the pre-flight checks catch it first)."""
     metadata = child_metadata(run, stage, attempt, settings.extra_labels)
     queue = queue_name(run, settings)
     if queue:
         metadata["labels"][KUEUE_QUEUE_LABEL] = queue
     workers = stage_workers(run, stage, profiles) if stage in GPU_STAGES else None
+    files = stage_profile_files(stage, profile_files)
     cluster: dict[str, Any] = {"rayVersion": settings.jobs_ray_version}
     if settings.jobs_ray_token_auth:
         cluster["authOptions"] = {"mode": "token"}
     cluster["headGroupSpec"] = {
         # The head runs the driver and takes no Ray task (its CPUs are 0 to Ray).
         "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-        "template": _pod(run, stage, metadata["name"], settings, workers, head=True),
+        "template": _pod(run, stage, metadata["name"], settings, workers, files, head=True),
     }
-    cluster["workerGroupSpecs"] = [_worker_group(run, stage, metadata["name"], settings, workers)]
+    cluster["workerGroupSpecs"] = [
+        _worker_group(run, stage, metadata["name"], settings, workers, files)
+    ]
     spec: dict[str, Any] = {
         "entrypoint": ENTRYPOINT,
         "submissionMode": "K8sJobMode",
@@ -166,6 +188,7 @@ def _worker_group(
     config_name: str,
     settings: OperatorSettings,
     workers: WorkerResources | None,
+    profile_files: Mapping[str, str],
 ) -> dict[str, Any]:
     if workers is None:
         replicas, group = settings.jobs_cpu_workers, "cpu-workers"
@@ -178,7 +201,7 @@ def _worker_group(
         "minReplicas": replicas,
         "maxReplicas": replicas,
         "rayStartParams": _ray_resources(_resources(settings, workers, head=False), workers),
-        "template": _pod(run, stage, config_name, settings, workers, head=False),
+        "template": _pod(run, stage, config_name, settings, workers, profile_files, head=False),
     }
 
 
@@ -254,14 +277,16 @@ def _pod(
     config_name: str,
     settings: OperatorSettings,
     workers: WorkerResources | None,
+    profile_files: Mapping[str, str],
     *,
     head: bool,
 ) -> dict[str, Any]:
-    """The pod template of the head (`head=True`) or of the workers."""
+    """The pod template of the head (`head=True`) or of the workers; `profile_files` (by path)
+    are mounted from the stage's ConfigMap at PROFILES_DIR."""
     resources = _resources(settings, workers, head=head)
     env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
     mounts: list[dict[str, Any]] = [
-        {"name": "distillrun-config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        {"name": CONFIG_VOLUME, "mountPath": CONFIG_MOUNT, "readOnly": True},
         {"name": "dshm", "mountPath": "/dev/shm"},
     ]
     # Ray's object store lives in /dev/shm (a container's own is 64 MB). Its pages count
@@ -270,10 +295,12 @@ def _pod(
     if workers is not None and not head:
         shared_memory = f"{workers.shared_memory_gib}Gi"
     volumes: list[dict[str, Any]] = [
-        {"name": "distillrun-config", "configMap": {"name": config_name}},
+        config_volume(config_name, profile_files),
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shared_memory}},
     ]
     placement = _placement(run)
+    if profile_files:
+        env.append({"name": PROFILES_ENV, "value": PROFILES_DIR})
 
     api_key = teacher_secret(run, settings)
     if stage == StageName.GENERATE and api_key is not None:

@@ -82,6 +82,48 @@ app.kubernetes.io/component: operator
 {{- include "distillrun.fullname" . }}
 {{- end }}
 
+{{/*
+The team's hardware profile and DeepSpeed config files (hardwareProfileFiles,
+deepSpeedConfigFiles): a ConfigMap the operator mounts at profilesDir, its DISTILLRUN_PROFILES_DIR.
+A ConfigMap key cannot hold '/', so a DeepSpeed config is the key `deepspeed.<name>`, mounted at
+`deepspeed/<name>`; profileFileItems maps every key to its path.
+*/}}
+{{- define "distillrun.profilesConfigMapName" -}}
+{{- printf "%s-profiles" (include "distillrun.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "distillrun.profilesDir" -}}
+/etc/distillrun/profiles
+{{- end }}
+
+{{- define "distillrun.hasProfileFiles" -}}
+{{- if or .Values.hardwareProfileFiles .Values.deepSpeedConfigFiles }}true{{ end }}
+{{- end }}
+
+{{/* The ConfigMap's data: file text by key. */}}
+{{- define "distillrun.profileFileData" -}}
+{{- $data := dict }}
+{{- range $name, $text := .Values.hardwareProfileFiles }}
+{{- $_ := set $data $name $text }}
+{{- end }}
+{{- range $name, $text := .Values.deepSpeedConfigFiles }}
+{{- $_ := set $data (printf "deepspeed.%s" $name) $text }}
+{{- end }}
+{{- toYaml $data }}
+{{- end }}
+
+{{/* The volume's items: each key at its path in the profiles directory. */}}
+{{- define "distillrun.profileFileItems" -}}
+{{- range $name, $_ := .Values.hardwareProfileFiles }}
+- key: {{ $name | quote }}
+  path: {{ $name | quote }}
+{{- end }}
+{{- range $name, $_ := .Values.deepSpeedConfigFiles }}
+- key: {{ printf "deepspeed.%s" $name | quote }}
+  path: {{ printf "deepspeed/%s" $name | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "distillrun.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}

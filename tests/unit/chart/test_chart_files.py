@@ -2,7 +2,8 @@
 (Helm reads files inside the chart only, so `crds/` is copied in), the patterns its values
 schema checks (hardware profiles, the Kueue queue and teacher Secret names, labels), and the
 operator settings its Deployment sets (every setting, each under one name across the Helm
-value, the `DISTILLRUN_*` variable and the field)."""
+value, the `DISTILLRUN_*` variable and the field; `DISTILLRUN_PROFILES_DIR` aside, which is where
+the chart mounts the team's profile files, not a setting)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from distillrun.api.profiles import PROFILES_ENV
 from distillrun.api.spec import HARDWARE_PROFILE_PATTERN
 from distillrun.operator.settings import (
     CPU_QUANTITY_PATTERN,
@@ -79,7 +81,7 @@ def _deployment_settings() -> dict[str, tuple[str, str]]:
     """Each `DISTILLRUN_*` variable of the Deployment: the value path it comes from, and the
     template functions between (` | join ","`, ` | toJson`)."""
     template = (CHART / "templates" / "deployment.yaml").read_text()
-    named = re.findall(r"name: (DISTILLRUN_[A-Z_]+)", template)
+    named = [n for n in re.findall(r"name: (DISTILLRUN_[A-Z_]+)", template) if n != PROFILES_ENV]
     entries = {name: (path, pipes) for name, path, pipes in ENV_ENTRY.findall(template)}
     assert sorted(entries) == sorted(named), "every DISTILLRUN_* variable comes from one value"
     return entries
