@@ -3,9 +3,10 @@ the operator mounts where its `DISTILLRUN_PROFILES_DIR` points (and nothing of i
 empty), holding files the operator loads as they were given and carries on to the Ray pods of
 each train stage, in the run's namespace, whichever namespaces the operator watches.
 
-Needs Helm, which `scripts/testbed/build` builds into the testbed cache; skipped without it
-(`tests/integration/test_chart.py` lints the chart and has the apiserver accept what it renders,
-these values included)."""
+Needs Helm, which `scripts/testbed/build` builds into the testbed cache (`scripts/test` runs it
+first); without it the tests fail naming that command, never skip.
+`tests/integration/test_chart.py` lints the chart and has the apiserver accept what it renders,
+these values included."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def helm() -> Path:
     printed = subprocess.run([str(build), "--print"], capture_output=True, text=True, check=True)
     binary = Path(printed.stdout.strip()) / "bin" / "helm"
     if not binary.exists():
-        pytest.skip(f"no {binary}: build Helm with scripts/testbed/build")
+        pytest.fail(f"no {binary}: build Helm with scripts/testbed/build")
     return binary
 
 
