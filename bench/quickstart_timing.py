@@ -1,8 +1,8 @@
-"""The offline run with the student that learns, timed: `distillrun run
-examples/shop-distill.yaml` on a fresh store. Not a test: it prints figures, and the goals next
+"""The offline quickstart, timed: `distillrun run
+examples/quickstart.yaml` on a fresh store. Not a test: it prints figures, and the goals next
 to them.
 
-    .venv/bin/python bench/quickstart_timing.py [--manifest examples/shop-distill.yaml] [--no-ray]
+    .venv/bin/python bench/quickstart_timing.py [--manifest examples/quickstart.yaml] [--no-ray]
 
 Two things are measured apart, as the goals are:
 
@@ -77,7 +77,7 @@ def _line(what: str, wall: float, cpu: float, goal_s: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--manifest", default="examples/shop-distill.yaml")
+    parser.add_argument("--manifest", default="examples/quickstart.yaml")
     parser.add_argument("--no-ray", action="store_true", help="pass --no-ray to distillrun run")
     args = parser.parse_args()
 

@@ -36,8 +36,8 @@ R = TypeVar("R")
 
 
 def manifest_data(**teacher: Any) -> dict[str, Any]:
-    """The quickstart manifest with an anthropic teacher (schema and seed as absolute paths)."""
-    data: dict[str, Any] = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    """examples/shop-tiny.yaml with an anthropic teacher (schema and seed as absolute paths)."""
+    data: dict[str, Any] = yaml.safe_load((EXAMPLES / "shop-tiny.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}
@@ -82,7 +82,7 @@ def billed_usage(billed: Billed) -> Usage:
 def shop_context(tmp_path: Path, **teacher: Any) -> StageContext:
     run = parse_run(manifest_data(**teacher))
     schema = parse_schema((EXAMPLES / "shop" / "schema.sql").read_text(), Dialect.SQLITE)
-    store = open_store(str(tmp_path / "store")).sub("default/shop-quickstart/local")
+    store = open_store(str(tmp_path / "store")).sub("default/shop-tiny/local")
     return StageContext(run=run, store=store, schema=schema, seed_sql=None)
 
 

@@ -58,11 +58,11 @@ def gpu_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
     monkeypatch.setenv("DISTILLRUN_PROFILES_DIR", str(profiles))
 
     def make(student: dict[str, Any]) -> StageContext:
-        manifest = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
+        manifest = yaml.safe_load((ROOT / "examples" / "shop-tiny.yaml").read_text())
         manifest["spec"]["student"].update(student)
         manifest["spec"]["evaluation"] = {"minExecutionAccuracy": 0.0, "maxNewTokens": 24}
         run = parse_run(manifest)
-        schema, seed = load_inputs(run, ROOT / "examples", "quickstart")
+        schema, seed = load_inputs(run, ROOT / "examples", "shop-tiny.yaml")
         store = open_store(str(tmp_path / "store"))
         store.put_jsonl("dataset/train.jsonl", _records(64))
         store.put_jsonl("dataset/holdout.jsonl", _records(70)[64:])

@@ -1,5 +1,14 @@
-"""The README's main command, end to end and offline: `distillrun run examples/quickstart.yaml`
-writes dataset, adapter and metrics, and a second run on the same store redoes nothing."""
+"""The README's examples, end to end and offline.
+
+`examples/shop-tiny.yaml` (every stage in about a minute) writes dataset, adapter and metrics,
+and a second run on the same store redoes nothing.
+
+`examples/quickstart.yaml`, the main command, exactly as shipped, on a few-step builtin base
+(`small_sql_base`: the real base takes minutes to build, and what it scores is measured in
+`bench/quickstart_timing.py`, not here): every stage runs, the holdout and the gold set are
+scored beside the base model, and the manifest's gate refuses a student that has not learned,
+by name, leaving no published adapter; a second run reuses every stage and refuses again.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +16,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).parents[2]
-RUN_PREFIX = Path("default/shop-quickstart/local")
+GOLD = (ROOT / "examples/shop/gold.jsonl").read_text().splitlines()
+STAGES = ("generate", "validate", "train", "evaluate")
 
 
 def distillrun(*args: str) -> subprocess.CompletedProcess[str]:
@@ -24,40 +35,80 @@ def distillrun(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _read(run: Path, key: str) -> Any:
+    return json.loads((run / key).read_text())
+
+
 @pytest.mark.slow
-def test_quickstart_runs_offline_and_reuses_its_work(tmp_path: Path) -> None:
+def test_shop_tiny_runs_offline_and_reuses_its_work(tmp_path: Path) -> None:
     store = tmp_path / "artifacts"
-    first = distillrun("run", "examples/quickstart.yaml", "--store", f"file://{store}")
+    first = distillrun("run", "examples/shop-tiny.yaml", "--store", f"file://{store}")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Traceback" not in first.stderr
-    run = store / RUN_PREFIX
-    for stage in ("generate", "validate", "train", "evaluate"):
+    run = store / "default/shop-tiny/local"
+    for stage in STAGES:
         assert f"{stage:<9}" in first.stdout  # live progress for every stage
     assert "execution accuracy:" in first.stdout
     assert str(run) in first.stdout
 
-    manifest = json.loads((run / "generate/_manifest.json").read_text())
+    manifest = _read(run, "generate/_manifest.json")
     # six shards, and top-up rounds if they fall short of the target of 240 accepted examples
     assert manifest["teacher_calls"] == manifest["shards"] >= 6
     assert manifest["screened_accepted"] >= 240
     assert (run / "dataset/train.jsonl").stat().st_size > 0
     assert (run / "dataset/holdout.jsonl").stat().st_size > 0
     assert (run / "adapter/adapter_model.safetensors").stat().st_size > 0
-    metrics = json.loads((run / "evaluate/metrics.json").read_text())
+    metrics = _read(run, "evaluate/metrics.json")
     assert 0.0 <= metrics["execution_accuracy"] <= 1.0
     assert metrics["examples"] == len((run / "dataset/holdout.jsonl").read_text().splitlines())
-    gold = (ROOT / "examples/shop/gold.jsonl").read_text().splitlines()
-    assert metrics["gold_set"]["examples"] == metrics["gold_set"]["scored"] == len(gold)
-    status = json.loads((run / "status.json").read_text())
+    assert metrics["gold_set"]["examples"] == metrics["gold_set"]["scored"] == len(GOLD)
+    status = _read(run, "status.json")
     assert status["phase"] == "Succeeded"
     assert status["evaluation"]["executionAccuracy"] == metrics["execution_accuracy"]
     assert status["artifacts"]["adapter"].rstrip("/") == f"file://{run}/adapter"
     assert status["artifacts"]["report"] == f"file://{run}/report.html"
     assert (run / "report.html").stat().st_size > 0
 
-    second = distillrun("run", "examples/quickstart.yaml", "--store", f"file://{store}")
+    second = distillrun("run", "examples/shop-tiny.yaml", "--store", f"file://{store}")
     assert second.returncode == 0, second.stdout + second.stderr
-    manifest = json.loads((run / "generate/_manifest.json").read_text())
+    manifest = _read(run, "generate/_manifest.json")
     assert manifest["teacher_calls"] == 0 and manifest["reused_shards"] == manifest["shards"]
-    for stage in ("generate", "validate", "train", "evaluate"):
+    for stage in STAGES:
         assert f"{stage:<9} done (reused)" in second.stdout
+
+
+@pytest.mark.slow
+def test_the_quickstart_runs_as_shipped_and_its_gate_refuses_a_student_that_did_not_learn(
+    small_sql_base: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "artifacts"
+    first = distillrun("run", "examples/quickstart.yaml", "--store", f"file://{store}")
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "Traceback" not in first.stderr
+    run = store / "default/shop-quickstart/local"
+    for stage in STAGES:
+        assert f"{stage:<9}" in first.stdout
+    assert "AccuracyBelowThreshold" in first.stdout + first.stderr
+    assert "(spec.evaluation.minExecutionAccuracy)" in first.stdout + first.stderr
+
+    assert _read(run, "generate/_manifest.json")["screened_accepted"] >= 800
+    metrics = _read(run, "evaluate/metrics.json")
+    assert metrics["execution_accuracy"] < 0.5
+    assert metrics["base"]["holdout"]["examples"] == metrics["examples"]
+    assert metrics["gold_set"]["examples"] == metrics["gold_set"]["scored"] == len(GOLD)
+    assert metrics["base"]["gold_set"]["examples"] == len(GOLD)
+    assert (run / "train/adapter").is_dir()  # the candidate, kept for inspection
+    assert not (run / "adapter").exists()  # nothing published
+    status = _read(run, "status.json")
+    assert status["phase"] == "Failed"
+    assert status["stages"]["evaluate"]["state"] == "Failed"
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["status"] == "True" and failed["reason"] == "AccuracyBelowThreshold"
+    assert (run / "report.html").stat().st_size > 0
+
+    second = distillrun("run", "examples/quickstart.yaml", "--store", f"file://{store}")
+    assert second.returncode == 1, second.stdout + second.stderr
+    for stage in ("generate", "validate", "train"):
+        assert f"{stage:<9} done (reused)" in second.stdout
+    assert _read(run, "evaluate/metrics.json") == metrics  # scores reused, the gate applied again
+    assert "AccuracyBelowThreshold" in second.stdout + second.stderr

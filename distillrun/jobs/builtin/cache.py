@@ -55,7 +55,7 @@ class BaseRecipe:
     schedule: Schedule = field(
         # 720 steps: about 8 minutes on 2 idle cores with the corpus and tokenizer, under the
         # 10-minute build goal. 500 steps left the run's LoRA at 0.29 rather than 0.34; 840
-        # (about 9.5 minutes) did no better for examples/shop-distill.yaml (0.64 against 0.70).
+        # (about 9.5 minutes) did no better for examples/quickstart.yaml (0.64 against 0.70).
         default_factory=lambda: Schedule(
             steps=720, batch_size=32, learning_rate=3e-3, warmup_steps=30, max_length=320, seed=0
         )

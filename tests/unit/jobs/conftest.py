@@ -182,9 +182,9 @@ quickstart's builtin:sql-qwen3 is pretrained for minutes (tests that want it ask
 
 
 def make_run(spec_changes: dict[str, Any] | None = None) -> DistillRun:
-    """The quickstart manifest, its student the tiny one and without its gold set (a test that
-    wants one sets it), with `spec_changes` merged into its spec (camelCase keys)."""
-    manifest = yaml.safe_load((SHOP.parent / "quickstart.yaml").read_text(encoding="utf-8"))
+    """examples/shop-tiny.yaml without its gold set (a test that wants one sets it), with
+    `spec_changes` merged into its spec (camelCase keys)."""
+    manifest = yaml.safe_load((SHOP.parent / "shop-tiny.yaml").read_text(encoding="utf-8"))
     manifest["spec"]["evaluation"].pop("goldSet", None)
     manifest["spec"] = _merge(_merge(manifest["spec"], TINY_STUDENT), spec_changes or {})
     return parse_run(manifest)
@@ -225,7 +225,7 @@ def context_at(
     shop_schema: SchemaInfo, shop_seed: str
 ) -> Callable[[Path, dict[str, Any]], StageContext]:
     """Builds a StageContext on a file store at a given directory (for module-scoped runs);
-    `spec` changes merge into the quickstart spec."""
+    `spec` changes merge into shop-tiny's spec."""
 
     def make(store_dir: Path, spec: dict[str, Any]) -> StageContext:
         return StageContext(
@@ -255,7 +255,7 @@ def jobs_context(
     tmp_path: Path, shop_schema: SchemaInfo, shop_seed: str, recorded_progress: RecordingProgress
 ) -> ContextFactory:
     """Builds a StageContext on a file store in tmp_path; `spec` changes merge into the
-    quickstart spec."""
+    shop-tiny spec."""
     store = open_store(str(tmp_path / "store"))
 
     def make(spec: dict[str, Any] | None = None) -> StageContext:

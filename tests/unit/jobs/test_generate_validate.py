@@ -33,11 +33,11 @@ EXAMPLES = Path(__file__).parents[3] / "examples"
 
 
 def make_context(tmp_path: Path, **teacher: Any) -> StageContext:
-    data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    data = yaml.safe_load((EXAMPLES / "shop-tiny.yaml").read_text())
     data["spec"]["teacher"].update({"targetExamples": 60, "examplesPerShard": 20, **teacher})
     run = parse_run(data)
-    schema, seed = load_inputs(run, EXAMPLES, "quickstart.yaml")
-    store = open_store(str(tmp_path / "store")).sub("default/shop-quickstart/local")
+    schema, seed = load_inputs(run, EXAMPLES, "shop-tiny.yaml")
+    store = open_store(str(tmp_path / "store")).sub("default/shop-tiny/local")
     return StageContext(run=run, store=store, schema=schema, seed_sql=seed)
 
 

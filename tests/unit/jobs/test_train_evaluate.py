@@ -289,10 +289,10 @@ from distillrun.jobs.inputs import load_inputs
 from distillrun.store import open_store
 
 root, store_dir, spec = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
-manifest = yaml.safe_load((root / "examples" / "quickstart.yaml").read_text())
+manifest = yaml.safe_load((root / "examples" / "shop-tiny.yaml").read_text())
 manifest["spec"]["student"].update(spec["student"])
 run = parse_run(manifest)
-schema, seed = load_inputs(run, root / "examples", "quickstart")
+schema, seed = load_inputs(run, root / "examples", "shop-tiny.yaml")
 train.run(StageContext(run=run, store=open_store(store_dir), schema=schema, seed_sql=seed))
 """
 
@@ -302,7 +302,7 @@ def test_a_killed_driver_resumes_from_the_latest_complete_checkpoint(
 ) -> None:
     spec = {
         "student": {
-            "model": "builtin:tiny-qwen3",  # as context_at's: the driver reads the quickstart
+            "model": "builtin:tiny-qwen3",  # as context_at's: the driver reads shop-tiny.yaml
             "maxSteps": 24,
             "microBatchSize": 4,
             "checkpointEverySteps": 4,
@@ -345,8 +345,8 @@ def test_a_killed_driver_resumes_from_the_latest_complete_checkpoint(
 def test_the_gate_refuses_an_untrained_student(
     trained: tuple[StageContext, StageResult], context_at: ContextAt
 ) -> None:
-    """Ten LoRA steps on random weights teach nothing: under the quickstart's gate the run
-    fails by name, nothing is published, and the base before training was scored beside it."""
+    """Ten LoRA steps on random weights teach nothing: under a gate the run fails by name,
+    nothing is published, and the base before training was scored beside it."""
     ctx, _ = trained
     store_dir = Path(ctx.store.url().removeprefix("file://"))
     gate = {

@@ -21,7 +21,7 @@ WAIT_S = 300.0
 
 
 def long_training_manifest(tmp_path: Path) -> Path:
-    data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    data = yaml.safe_load((EXAMPLES / "shop-tiny.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}
@@ -58,7 +58,7 @@ def start(manifest: Path, store: Path) -> subprocess.Popen[str]:
 
 
 def status_of(store: Path) -> dict[str, Any]:
-    path = store / "default" / "shop-quickstart" / "local" / "status.json"
+    path = store / "default" / "shop-tiny" / "local" / "status.json"
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):  # not written yet, or being replaced

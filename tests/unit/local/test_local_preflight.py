@@ -22,8 +22,8 @@ from tests.manifest_edits import Manifest, removing, setting
 EXAMPLES = Path(__file__).parents[3] / "examples"
 
 
-def quickstart(**teacher: Any) -> Manifest:
-    data: Manifest = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+def shop_tiny(**teacher: Any) -> Manifest:
+    data: Manifest = yaml.safe_load((EXAMPLES / "shop-tiny.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}
@@ -122,7 +122,7 @@ def refused(
     request: pytest.FixtureRequest, tmp_path: Path, empty_hub_cache: Path
 ) -> tuple[Path, str, str]:
     edit, field, message = REFUSALS[request.param]
-    data = quickstart()
+    data = shop_tiny()
     edit(data, tmp_path)
     return write(tmp_path, data), field, message
 
@@ -160,7 +160,7 @@ def test_run_refuses_it_before_the_teacher_is_paid(
 def test_all_problems_are_reported_together(
     tmp_path: Path, empty_hub_cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = quickstart()
+    data = shop_tiny()
     setting("spec.student.model", "Qwen/Qwen3-0.6B")(data)
     setting("spec.teacher", {"provider": "anthropic", "model": "claude-x-9"})(data)
     assert main(["validate", str(write(tmp_path, data))]) == 1
@@ -181,7 +181,7 @@ def test_a_cached_hub_student_with_its_modules_passes(
     (snapshot / "model.safetensors").write_bytes(b"")
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
-    data = quickstart()
+    data = shop_tiny()
     setting("spec.student.model", "acme/tiny")(data)
     setting("spec.student.maxSeqLength", 4096)(data)
     assert main(["validate", str(write(tmp_path, data))]) == 0, capsys.readouterr().err
@@ -195,7 +195,7 @@ def test_a_gpu_profile_passes_where_the_gpus_are(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(preflight, "local_gpu_count", lambda: 2)
-    data = quickstart()
+    data = shop_tiny()
     setting("spec.student.hardwareProfile", "a100-80gb")(data)
     setting("spec.student.gpusPerWorker", 2)(data)
     assert main(["validate", str(write(tmp_path, data))]) == 0, capsys.readouterr().err
@@ -204,7 +204,7 @@ def test_a_gpu_profile_passes_where_the_gpus_are(
 def test_cpu_profile_without_gpus_per_worker_means_none(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = quickstart()
+    data = shop_tiny()
     removing("spec.student.gpusPerWorker")(data)
     assert main(["validate", str(write(tmp_path, data))]) == 0, capsys.readouterr().err
     # the apiserver must not default it to 1 (its CEL rule would then refuse the run)
@@ -221,9 +221,9 @@ def test_validate_warns_of_empty_seed_data_but_passes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without seed rows every gold result is empty and proves nothing: said, not refused."""
-    assert main(["validate", str(write(tmp_path, quickstart()))]) == 0
+    assert main(["validate", str(write(tmp_path, shop_tiny()))]) == 0
     assert "warning" not in capsys.readouterr().err
-    data = quickstart()
+    data = shop_tiny()
     removing("spec.database.seedData")(data)
     assert main(["validate", str(write(tmp_path, data))]) == 0
     out, err = capsys.readouterr()
@@ -234,7 +234,7 @@ def test_validate_warns_of_empty_seed_data_but_passes(
 def test_snake_case_is_refused_as_admission_refuses_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = quickstart()
+    data = shop_tiny()
     data["spec"]["teacher"]["target_examples"] = data["spec"]["teacher"].pop("targetExamples")
     assert main(["validate", str(write(tmp_path, data))]) == 1
     err = capsys.readouterr().err
@@ -252,7 +252,7 @@ def test_snake_case_is_refused_as_admission_refuses_it(
 def test_a_manifest_in_another_encoding_is_named_with_it(
     encoding: str, named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = quickstart()
+    data = shop_tiny()
     data["spec"]["seedQuestions"].append("Quels clients ont payé en espèces ?")
     manifest = tmp_path / "run.yaml"
     manifest.write_bytes(yaml.safe_dump(data, allow_unicode=True).encode(encoding))
@@ -268,7 +268,7 @@ def test_a_schema_file_in_latin_1_is_named_with_it(
 ) -> None:
     schema = tmp_path / "schema.sql"
     schema.write_bytes("-- clients (données)\nCREATE TABLE t (a INT);\n".encode("latin-1"))
-    data = copy.deepcopy(quickstart())
+    data = copy.deepcopy(shop_tiny())
     data["spec"]["database"] = {"dialect": "sqlite", "schema": {"uri": str(schema)}}
     assert main(["validate", str(write(tmp_path, data))]) == 1
     err = capsys.readouterr().err
@@ -285,7 +285,7 @@ def test_a_profile_file_in_latin_1_is_named_with_it(
         "name: custom-box\ndescription: la machine du café\nextends: cpu\n".encode("latin-1")
     )
     monkeypatch.setenv("DISTILLRUN_PROFILES_DIR", str(profiles))
-    data = quickstart()
+    data = shop_tiny()
     setting("spec.student.hardwareProfile", "custom-box")(data)
     assert main(["validate", str(write(tmp_path, data))]) == 1
     err = capsys.readouterr().err
@@ -298,7 +298,7 @@ def test_validate_cluster_checks_the_manifest_not_this_machine(
 ) -> None:
     """A manifest meant for the operator (a GPU profile, a hub student the cluster's image or
     cache has) is valid for `--cluster` on a laptop without either; a malformed one is not."""
-    data = quickstart()
+    data = shop_tiny()
     setting("spec.student.model", "Qwen/Qwen3-0.6B")(data)
     setting("spec.student.hardwareProfile", "a100-80gb")(data)
     setting("spec.student.gpusPerWorker", 2)(data)

@@ -27,7 +27,7 @@ EXAMPLES = Path(__file__).parents[3] / "examples"
 
 
 def small_manifest(tmp_path: Path, **teacher: object) -> Path:
-    data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    data = yaml.safe_load((EXAMPLES / "shop-tiny.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}

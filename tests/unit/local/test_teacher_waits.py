@@ -31,7 +31,7 @@ def test_request_timeout_and_attempts_come_from_the_spec(
     tmp_path: Path, anthropic_env: FakeAnthropic
 ) -> None:
     anthropic_env.latency_s = 3.0  # never within the 1 s the spec allows
-    data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    data = yaml.safe_load((EXAMPLES / "shop-tiny.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}

@@ -1,8 +1,8 @@
-"""Fixtures for the report tests: one finished quickstart run per session (inline, no Ray, a
+"""Fixtures for the report tests: one finished shop-tiny run per session (inline, no Ray, a
 few training steps), a fresh copy of it per test for tests that damage or trim it, and headless
 Chromium to open pages in.
 
-The run is the quickstart manifest with its schema and seed given as absolute paths (so the
+The run is examples/shop-tiny.yaml with its schema and seed given as absolute paths (so the
 artifacts alone name the schema), half the examples and training cut to a few steps to keep
 the session short.
 """
@@ -25,7 +25,7 @@ from distillrun.local.runner import RunOutcome, run_manifest
 from distillrun.store import Store, open_store
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-RUN_PREFIX = "default/shop-quickstart/local"
+RUN_PREFIX = "default/shop-tiny/local"
 GOLD_SET = (
     ("How many customers are there?", "SELECT COUNT(*) FROM customers"),
     ("Which products cost more than 100?", "SELECT name FROM products WHERE price > 100"),
@@ -52,16 +52,16 @@ CHROMIUM_FLAGS = (
 )
 
 
-def quickstart_manifest(
+def tiny_manifest(
     directory: Path,
     *,
     teacher: dict[str, object] | None = None,
     evaluation: dict[str, object] | None = None,
     **student: object,
 ) -> Path:
-    """The quickstart manifest with absolute input paths, the tiny student, and `teacher`,
+    """examples/shop-tiny.yaml with absolute input paths, the tiny student, and `teacher`,
     `evaluation` and `student` fields overridden."""
-    data = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    data = yaml.safe_load((EXAMPLES / "shop-tiny.yaml").read_text())
     data["spec"]["database"]["schema"] = {"uri": str(EXAMPLES / "shop" / "schema.sql")}
     data["spec"]["database"]["seedData"] = {"uri": str(EXAMPLES / "shop" / "seed.sql")}
     data["spec"]["evaluation"]["goldSet"] = {"uri": str(EXAMPLES / "shop" / "gold.jsonl")}
@@ -71,7 +71,7 @@ def quickstart_manifest(
     data["spec"]["evaluation"].update(
         {"maxNewTokens": 24, "minExecutionAccuracy": 0.0, **(evaluation or {})}
     )
-    path = directory / "quickstart.yaml"
+    path = directory / "shop-tiny.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -89,15 +89,15 @@ class FinishedRun:
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
-    """The quickstart, run once for the session, with a small gold set and accuracy sampled
+    """shop-tiny, run once for the session, with a small gold set and accuracy sampled
     during training; tests must not change its store."""
-    directory = tmp_path_factory.mktemp("quickstart")
+    directory = tmp_path_factory.mktemp("shop-tiny")
     gold = directory / "gold.jsonl"
     gold.write_text(
         "".join(json.dumps({"question": question, "sql": sql}) + "\n" for question, sql in GOLD_SET)
     )
     evaluation = {"goldSet": {"uri": str(gold)}, "duringTraining": {"everySteps": 2, "examples": 2}}
-    manifest = quickstart_manifest(
+    manifest = tiny_manifest(
         directory, teacher={"targetExamples": 120}, evaluation=evaluation, maxSteps=4
     )
     outcome = run_manifest(manifest, str(directory / "store"), SilentProgress(), use_ray=False)

@@ -1,4 +1,4 @@
-"""The report page of a finished quickstart run: written by the run, every section whose data
+"""The report page of a finished shop-tiny run: written by the run, every section whose data
 exists, the same numbers as the artifacts, self-contained, and clean in a real browser."""
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_every_section_with_data_is_present(finished_run: FinishedRun) -> None:
         "Gold set predictions by outcome",
     ):
         assert f'alt="{chart}"' in html, chart
-    # the quickstart's teacher is free: no spend chart over a flat zero line
+    # the teacher is free: no spend chart over a flat zero line
     assert 'alt="Teacher spend"' not in html
     assert "The teacher reported no tokens and no cost" in html
 
@@ -262,7 +262,7 @@ def test_report_rebuilds_from_the_artifacts_and_status_prints_the_same_numbers(
 
     assert main(["status", run_copy.url()]) == 0
     out = capsys.readouterr().out
-    assert "shop-quickstart: Succeeded" in out
+    assert "shop-tiny: Succeeded" in out
     for stage in ("generate", "validate", "train", "evaluate"):
         assert stage in out
     accepted, generated = the(page, "accepted"), the(page, "generated")

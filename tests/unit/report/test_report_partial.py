@@ -22,7 +22,7 @@ from distillrun.report.build import REPORT_KEY
 from distillrun.report.page import render_page
 from distillrun.report.read import read_run
 from distillrun.store import Store
-from tests.unit.report.conftest import EXAMPLES, PageLoad, quickstart_manifest
+from tests.unit.report.conftest import EXAMPLES, PageLoad, tiny_manifest
 
 
 def test_a_run_that_fails_in_training_still_gets_a_report(
@@ -32,7 +32,7 @@ def test_a_run_that_fails_in_training_still_gets_a_report(
         raise StageFailed(StageName.TRAIN, "NoGPU", "no GPU in this test")
 
     monkeypatch.setattr(train, "run", no_gpu)
-    manifest = quickstart_manifest(tmp_path, teacher={"targetExamples": 40})
+    manifest = tiny_manifest(tmp_path, teacher={"targetExamples": 40})
     outcome = run_manifest(manifest, str(tmp_path / "store"), SilentProgress(), use_ray=False)
     assert outcome.failure is not None
     assert outcome.status.artifacts.report == outcome.store.url(REPORT_KEY)
@@ -43,7 +43,7 @@ def test_a_run_that_fails_in_training_still_gets_a_report(
     assert "The run failed." in html and "no GPU in this test" in html
     assert "Execution accuracy" not in html
 
-    loaded = open_page(tmp_path / "store/default/shop-quickstart/local" / REPORT_KEY)
+    loaded = open_page(tmp_path / "store/default/shop-tiny/local" / REPORT_KEY)
     assert loaded.console == []
     assert ImageStat.Stat(Image.open(loaded.screenshot).convert("L")).stddev[0] > 20
 
@@ -76,7 +76,7 @@ def test_status_and_report_of_a_run_still_generating(
     _trim_to_generating(run_copy)
     assert main(["status", run_copy.url()]) == 0
     out = capsys.readouterr().out
-    assert "shop-quickstart: Generating" in out
+    assert "shop-tiny: Generating" in out
     assert "Running" in out and "so far" in out
     assert f"1 of {planned}" in out
     assert "validation not finished" in out
@@ -158,7 +158,7 @@ def test_a_report_that_cannot_be_drawn_never_fails_the_run(
 
     monkeypatch.setattr(train, "run", no_gpu)
     monkeypatch.setattr(build, "build_report", broken)
-    manifest = quickstart_manifest(tmp_path, teacher={"targetExamples": 20})
+    manifest = tiny_manifest(tmp_path, teacher={"targetExamples": 20})
     outcome = run_manifest(manifest, str(tmp_path / "store"), SilentProgress(), use_ray=False)
     assert outcome.failure is not None and outcome.failure.reason == "NoGPU"
     assert outcome.report_problem is not None and "RuntimeError: no ink" in outcome.report_problem
