@@ -19,7 +19,8 @@ from distillrun.operator.outputs import StoreOutputs
 EXAMPLES = Path(__file__).parents[3] / "examples"
 
 
-def _run(dialect: str = "sqlite") -> DistillRun:
+def inline_run(dialect: str = "sqlite") -> DistillRun:
+    """The shop as a small synthetic run with its schema and seed inline, in `dialect`."""
     return parse_run(
         {
             "apiVersion": "distillrun.dev/v1alpha1",
@@ -42,7 +43,7 @@ def _run(dialect: str = "sqlite") -> DistillRun:
 def _config(
     tmp_path: Path, stage: StageName, attempt: int = 1, dialect: str = "sqlite"
 ) -> tuple[Path, str]:
-    run = _run(dialect)
+    run = inline_run(dialect)
     store = run_store_uri(f"file://{tmp_path / 'store'}", run)
     path = tmp_path / "run.json"
     path.write_text(stage_config(run, stage, attempt, store, {}).to_json())

@@ -22,7 +22,6 @@ from psycopg import errors
 
 from distillrun.api.errors import ManifestError
 from distillrun.api.failures import FailureReason, is_retryable
-from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.status import StageName
 from distillrun.jobs import entrypoint, inputs
 from distillrun.operator.builders.config import run_store_uri, stage_config
@@ -31,28 +30,9 @@ from distillrun.sql.errors import SandboxError, SandboxUnreachable
 from distillrun.sql.sandbox import postgres
 from distillrun.sql.sandbox.server import not_reached
 from distillrun.sql.target import ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_USER
+from tests.unit.jobs.test_entrypoint import inline_run
 
 SHOP = Path(__file__).parents[3] / "examples" / "shop"
-
-
-def _postgres_run() -> DistillRun:
-    return parse_run(
-        {
-            "apiVersion": "distillrun.dev/v1alpha1",
-            "kind": "DistillRun",
-            "metadata": {"name": "shop", "namespace": "team-a", "uid": "u-1", "generation": 1},
-            "spec": {
-                "database": {
-                    "dialect": "postgres",
-                    "schema": {"ddl": (SHOP / "schema.sql").read_text()},
-                    "seedData": {"ddl": (SHOP / "seed.sql").read_text()},
-                },
-                "seedQuestions": ["How many customers are there?"],
-                "teacher": {"provider": "synthetic", "targetExamples": 20, "examplesPerShard": 10},
-                "student": {"hardwareProfile": "cpu", "gpusPerWorker": 0},
-            },
-        }
-    )
 
 
 def _never(seconds: float) -> None:
@@ -80,7 +60,7 @@ def server_not_there(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_cluster_stage_reports_a_server_that_never_answers_as_unreachable() -> None:
     slept: list[float] = []
     with pytest.raises(SandboxUnreachable, match="Connection refused"):
-        inputs.load_inputs(_postgres_run(), SHOP, "shop", wait_s=0.05, sleep=slept.append)
+        inputs.load_inputs(inline_run("postgres"), SHOP, "shop", wait_s=0.05, sleep=slept.append)
     assert slept and set(slept) == {inputs.SANDBOX_RETRY_S}
 
 
@@ -88,7 +68,7 @@ def test_a_cluster_stage_reports_a_server_that_never_answers_as_unreachable() ->
 def test_a_local_run_names_its_unreachable_server_at_once() -> None:
     """Locally the server is the user's own setting: no wait, the field named."""
     with pytest.raises(ManifestError, match="cannot reach the PostgreSQL sandbox server"):
-        inputs.load_inputs(_postgres_run(), SHOP, "shop", sleep=_never)
+        inputs.load_inputs(inline_run("postgres"), SHOP, "shop", sleep=_never)
 
 
 def test_a_server_that_comes_up_while_the_stage_waits_is_used(
@@ -105,7 +85,7 @@ def test_a_server_that_comes_up_while_the_stage_waits_is_used(
     monkeypatch.setattr(inputs, "open_sandbox", server_coming_up)
     slept: list[float] = []
     schema, seed = inputs.load_inputs(
-        _postgres_run(), SHOP, "shop", wait_s=600.0, sleep=slept.append
+        inline_run("postgres"), SHOP, "shop", wait_s=600.0, sleep=slept.append
     )
     assert schema.dialect == "postgres" and seed
     assert slept == [inputs.SANDBOX_RETRY_S] * 2
@@ -119,7 +99,7 @@ def test_a_server_that_refuses_the_inputs_still_names_the_field(
 
     monkeypatch.setattr(inputs, "open_sandbox", refuses)
     with pytest.raises(ManifestError, match=r"spec\.database\.seedData"):
-        inputs.load_inputs(_postgres_run(), SHOP, "shop", sleep=lambda _: None)
+        inputs.load_inputs(inline_run("postgres"), SHOP, "shop", sleep=lambda _: None)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +127,7 @@ def test_the_entrypoint_records_a_server_that_stayed_away_as_retryable(
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(inputs, "SANDBOX_WAIT_S", 0.05)
     monkeypatch.setattr(inputs, "SANDBOX_RETRY_S", 0.01)
-    run = _postgres_run()
+    run = inline_run("postgres")
     store = run_store_uri(f"file://{tmp_path / 'store'}", run)
     config = tmp_path / "run.json"
     config.write_text(stage_config(run, StageName.VALIDATE, 2, store, {}).to_json())
