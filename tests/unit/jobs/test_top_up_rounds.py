@@ -23,8 +23,8 @@ from distillrun.teacher.synthetic import SyntheticTeacher
 from tests.unit.jobs.conftest import RecordingProgress
 from tests.unit.jobs.test_generate_validate import CountingTeacher, make_context
 
-QUICKSTART = {"targetExamples": 240, "examplesPerShard": 40}
-"""The quickstart's teacher: with `EchoingTeacher`, its first six shards yield 180 accepted
+SIX_SHARDS = {"targetExamples": 240, "examplesPerShard": 40}
+"""shop-tiny's teacher, six shards of 40: with `EchoingTeacher` they yield 180 accepted
 examples, not 240."""
 
 
@@ -69,7 +69,7 @@ def with_validation(ctx: StageContext, **changes: Any) -> StageContext:
 
 @pytest.fixture(scope="module")
 def topped_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[StageContext, dict[str, Any]]:
-    ctx = make_context(tmp_path_factory.mktemp("topped"), **QUICKSTART)
+    ctx = make_context(tmp_path_factory.mktemp("topped"), **SIX_SHARDS)
     with_progress(ctx)
     return ctx, generate.run(ctx, EchoingTeacher()).summary
 
@@ -118,7 +118,7 @@ def test_a_rerun_replays_every_round_without_a_teacher_call(
 
 
 def test_without_top_up_rounds_the_stage_stops_short_and_says_why(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, maxTopUpRounds=0, **QUICKSTART)
+    ctx = make_context(tmp_path, maxTopUpRounds=0, **SIX_SHARDS)
     progress = with_progress(ctx)
     summary = generate.run(ctx, EchoingTeacher()).summary
     assert summary["rounds"] == 1 and summary["screened_accepted"] == 180
@@ -127,10 +127,21 @@ def test_without_top_up_rounds_the_stage_stops_short_and_says_why(tmp_path: Path
     )
 
 
+class FadingTeacher(EchoingTeacher):
+    """`EchoingTeacher` whose top-up shards (after the first six) return only half of what they
+    write: one top-up round, sized from the first round's yield, cannot reach the target."""
+
+    def write_shard(self, request: ShardRequest) -> ShardOutput:
+        output = super().write_shard(request)
+        if request.index < 6:
+            return output
+        return output.model_copy(update={"examples": output.examples[: len(output.examples) // 2]})
+
+
 def test_the_round_cap_is_respected(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, maxTopUpRounds=1, **QUICKSTART)
+    ctx = make_context(tmp_path, maxTopUpRounds=1, **SIX_SHARDS)
     progress = with_progress(ctx)
-    summary = generate.run(ctx, EchoingTeacher()).summary
+    summary = generate.run(ctx, FadingTeacher()).summary
     assert summary["rounds"] == 2 and summary["screened_accepted"] < 240
     assert any("teacher.maxTopUpRounds: 1" in n for n in notes(progress))
 
@@ -215,7 +226,7 @@ class PricedTeacher:
 def test_top_up_rounds_plan_only_what_the_budget_left_pays_for(
     tmp_path: Path, max_usd: float, top_up_shards: int
 ) -> None:
-    ctx = make_context(tmp_path, budget={"maxUSD": max_usd}, **QUICKSTART)
+    ctx = make_context(tmp_path, budget={"maxUSD": max_usd}, **SIX_SHARDS)
     progress = with_progress(ctx)
     teacher = PricedTeacher()
     summary = generate.run(ctx, teacher).summary
@@ -225,7 +236,7 @@ def test_top_up_rounds_plan_only_what_the_budget_left_pays_for(
 
 
 def test_a_stage_killed_in_a_top_up_round_pays_only_for_what_is_missing(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path, **QUICKSTART)
+    ctx = make_context(tmp_path, **SIX_SHARDS)
     with pytest.raises(StageFailed) as failed:
         # the second shard of round 1
         generate.run(ctx, CountingTeacher(fail_at=7, inner=EchoingTeacher()))
@@ -270,7 +281,7 @@ def test_a_changed_validation_spec_judges_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # six shards: some of their queries look for values the seed rows do not hold
-    ctx = make_context(tmp_path, **QUICKSTART, maxTopUpRounds=0)
+    ctx = make_context(tmp_path, **SIX_SHARDS, maxTopUpRounds=0)
     generate.run(ctx, SyntheticTeacher())
     before = validate.run(ctx).summary
     sandboxes = CountingSandboxes(monkeypatch)
@@ -309,7 +320,7 @@ def test_a_repeated_query_is_executed_once_and_its_verdict_shared(
 
     monkeypatch.setattr(judging, "execute_checked", counting)
     monkeypatch.setattr(judging, "CHUNK_SIZE", 10_000)  # one chunk, one sandbox
-    ctx = make_context(tmp_path, **QUICKSTART, maxTopUpRounds=0)
+    ctx = make_context(tmp_path, **SIX_SHARDS, maxTopUpRounds=0)
     generate.run(ctx, EchoingTeacher())
     result = validate.run(ctx)
 
