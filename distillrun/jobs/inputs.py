@@ -104,17 +104,13 @@ def load_inputs(
         try:
             with open_sandbox(schema, seed_sql, run.spec.database.sandbox):
                 pass
-        except SandboxUnreachable as exc:
-            if wait_s > 0 and time.monotonic() >= deadline:
-                raise
-            if wait_s > 0:
+        except SandboxError as exc:
+            if isinstance(exc, SandboxUnreachable) and wait_s > 0:
+                if time.monotonic() >= deadline:
+                    raise
                 log.warning("%s; waiting for it (up to %.0f s in all)", exc, wait_s)
                 sleep(SANDBOX_RETRY_S)
                 continue
-            raise ManifestError(
-                origin, [FieldProblem(_sandbox_field(seed_sql), str(exc))]
-            ) from None
-        except SandboxError as exc:
             raise ManifestError(
                 origin, [FieldProblem(_sandbox_field(seed_sql), str(exc))]
             ) from None
