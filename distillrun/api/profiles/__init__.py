@@ -156,6 +156,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _problems(exc: ValidationError) -> str:
+    """What pydantic refused, one `field: reason (got value)` per problem, fields by the names
+    a profile file uses; no links to pydantic's documentation."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "the profile"
+        got = f" (got {error['input']!r})" if error["type"] != "missing" else ""
+        problems.append(f"{where}: {error['msg']}{got}")
+    return "; ".join(problems)
+
+
 def _merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in changes.items():
@@ -237,7 +248,9 @@ def load_profiles(directory: Path | None = None) -> dict[str, HardwareProfile]:
         except ValidationError as exc:
             sources = ", ".join(str(path) for path in files.get(name, ()))
             where = f" (from {sources})" if sources else ""
-            raise ProfileError(f"hardware profile {name!r}{where} is invalid: {exc}") from None
+            raise ProfileError(
+                f"hardware profile {name!r}{where} is invalid: {_problems(exc)}"
+            ) from None
         if profiles[name].uses_gpu and profiles[name].gpu is None:
             raise ProfileError(f"hardware profile {name!r} has accelerator cuda but no gpu")
     return profiles

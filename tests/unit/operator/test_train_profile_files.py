@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -188,3 +191,44 @@ def test_the_controller_carries_its_directory_to_the_train_stage_only(
     assert config_map["data"]["profiles.custom-l4.yaml"] == L4
     for template in pod_templates(kube.objects[rayjob_path("team-a", "shop-train-1")]):
         assert env_of(template)[PROFILES_ENV] == PROFILES_DIR
+
+
+def _start_the_operator(directory: Path) -> subprocess.CompletedProcess[str]:
+    """`import distillrun.operator.main`, as `kopf run -m` does before it starts serving, with
+    `DISTILLRUN_PROFILES_DIR` naming `directory`."""
+    return subprocess.run(
+        [sys.executable, "-c", "import distillrun.operator.main"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, PROFILES_ENV: str(directory)},
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "message"),
+    [
+        ("custom-l4.yaml", L4 + "gpu: [\n", "cannot read hardware profile"),
+        ("custom-l4.yaml", L4.replace("microBatchSize: 2", "microBatchSize: 0"), "is invalid"),
+        ("a100.yaml", "name: a100-80gb\nprecision: fp64\n", "is invalid"),
+        ("l4.yaml", "name: l4\naccelerator: cuda\n", "new profiles are named custom-"),
+    ],
+    ids=["bad-yaml", "invalid-custom-profile", "invalid-override", "bad-name"],
+)
+def test_a_profile_file_the_operator_cannot_load_stops_it_naming_the_file(
+    tmp_path: Path, file: str, text: str, message: str
+) -> None:
+    """Before kopf starts, so the pod exits (CrashLoopBackOff, the reason in its log) rather
+    than retrying its startup handler forever without serving."""
+    team = team_directory(tmp_path)
+    (team / file).write_text(text)
+    result = _start_the_operator(team)
+    assert result.returncode == 1
+    assert result.stderr.startswith("distillrun operator: ")
+    assert str(team / file) in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_operator_starts_with_the_team_files(tmp_path: Path) -> None:
+    result = _start_the_operator(team_directory(tmp_path))
+    assert result.returncode == 0, result.stderr
