@@ -34,9 +34,9 @@ from distillrun.teacher.synthetic.context import (
     phrase_of,
 )
 from distillrun.teacher.synthetic.naming import (
-    GENERIC_SUPERLATIVES,
     output_name,
     superlatives,
+    top_variants,
 )
 from distillrun.teacher.synthetic.phrasings import questions
 from distillrun.teacher.synthetic.shapes import per_parent
@@ -105,10 +105,7 @@ def top_per_group(ctx: Context, e: Entity, g: Field, f: Field) -> Draft | None:
         .with_(sqlkit.identifier(cte), as_=inner)
     )
     values = {"one": e.noun.one, "many": e.noun.many, "g": g.phrase, "col": f.phrase}
-    named = "by_column" if word in GENERIC_SUPERLATIVES else "named"
-    variants = [f"one_{named}" if n == 1 else f"many_{named}"]
-    if descending and n > 1:
-        variants.append("top")
+    variants = top_variants(word, n, descending)
     question = ctx.say(questions("top_per_group", *variants), n=ctx.spell(n), word=word, **values)
     explanation = (
         f"The CTE {cte} numbers the {e.noun.many} of each {g.phrase} by {f.name}"

@@ -42,6 +42,18 @@ _HAVING_COUNTS = (1, 2, 3, 5)
 _WINDOW_DAYS = (7, 30, 90, 365)
 _VOWEL_SOUND_EXCEPTIONS = ("uni", "use", "usu", "eu", "one")
 
+AGGREGATES: dict[str, tuple[type[exp.AggFunc], str, str]] = {
+    # name: (function, words in a question, output name prefix)
+    "SUM": (exp.Sum, "total", "total"),
+    "AVG": (exp.Avg, "average", "avg"),
+    "MIN": (exp.Min, "lowest", "min"),
+    "MAX": (exp.Max, "highest", "max"),
+}
+"""The aggregates builders apply to a measure, by name, in the order they are drawn from."""
+
+SUMS = ("SUM", "AVG")
+"""The aggregates of AGGREGATES that sum up a measure (a total or an average, not an extreme)."""
+
 
 @dataclass(frozen=True)
 class Draft:

@@ -22,6 +22,8 @@ from distillrun.teacher.synthetic.catalog import (
     single_column_links,
 )
 from distillrun.teacher.synthetic.context import (
+    AGGREGATES,
+    SUMS,
     Builder,
     Condition,
     Context,
@@ -33,11 +35,6 @@ from distillrun.teacher.synthetic.context import (
 )
 from distillrun.teacher.synthetic.naming import Role, output_name, plural_phrase
 from distillrun.teacher.synthetic.phrasings import questions
-
-_SUMS: dict[str, tuple[type[exp.AggFunc], str, str]] = {
-    "SUM": (exp.Sum, "total", "total"),
-    "AVG": (exp.Avg, "average", "avg"),
-}
 
 
 def _col(entity: Entity, f: Field) -> exp.Column:
@@ -172,8 +169,8 @@ def by_parent_field(ctx: Context, link: Link) -> Draft | None:
         question = ctx.say(questions("by_parent_field", "count"), **values)
         what = f"COUNT(*) counts the {c.noun.many}"
     else:
-        name = ctx.pick(tuple(_SUMS))
-        function, word, prefix = _SUMS[name]
+        name = ctx.pick(SUMS)
+        function, word, prefix = AGGREGATES[name]
         value = sqlkit.aliased(function(this=_col(c, m)), output_name(prefix, m.name))
         question = ctx.say(questions("by_parent_field", "measure"), word=word, m=m.phrase, **values)
         what = f"{name}({c.alias}.{m.name}) aggregates the {m.phrase}"

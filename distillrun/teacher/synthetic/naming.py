@@ -169,6 +169,18 @@ GENERIC_SUPERLATIVES = frozenset({"highest", "lowest", "largest", "smallest"})
 product"."""
 
 
+def top_variants(word: str, n: int, descending: bool) -> list[str]:
+    """The phrasing variants of a question about the top `n` rows by a superlative `word`:
+    `one_` or `many_` by `n`; `named` when the word describes the rows ("most expensive",
+    "most recent") and `by_column` when it needs the column ("highest"); and `top` too for
+    several of the highest."""
+    named = "by_column" if word in GENERIC_SUPERLATIVES else "named"
+    variants = [f"one_{named}" if n == 1 else f"many_{named}"]
+    if descending and n > 1:
+        variants.append("top")
+    return variants
+
+
 def superlatives(column_name: str, role: Role, is_date: bool) -> tuple[str, str]:
     """The words for "top" and "bottom" by a column: ("most expensive", "cheapest") for a
     price, ("most recent", "earliest") for a date, ("highest", "lowest") otherwise."""

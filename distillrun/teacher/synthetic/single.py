@@ -23,6 +23,7 @@ from distillrun.teacher.synthetic.catalog import (
     orderable,
 )
 from distillrun.teacher.synthetic.context import (
+    AGGREGATES,
     Builder,
     Condition,
     Context,
@@ -33,20 +34,12 @@ from distillrun.teacher.synthetic.context import (
     phrase_of,
 )
 from distillrun.teacher.synthetic.naming import (
-    GENERIC_SUPERLATIVES,
     output_name,
     plural_phrase,
     superlatives,
+    top_variants,
 )
 from distillrun.teacher.synthetic.phrasings import questions
-
-_AGGREGATES: dict[str, tuple[type[exp.AggFunc], str, str]] = {
-    # name: (function, words in a question, output name prefix)
-    "SUM": (exp.Sum, "total", "total"),
-    "AVG": (exp.Avg, "average", "avg"),
-    "MIN": (exp.Min, "lowest", "min"),
-    "MAX": (exp.Max, "highest", "max"),
-}
 
 
 def _maybe_condition(
@@ -116,8 +109,8 @@ def aggregate_value(ctx: Context, e: Entity, f: Field) -> Draft | None:
         question = ctx.say(questions("aggregate_value", "range"), **values)
         fn_sql = f"MIN({f.name}) and MAX({f.name})"
     else:
-        name = ctx.pick(("MIN", "MAX") if f.is_date else tuple(_AGGREGATES))
-        function, word, prefix = _AGGREGATES[name]
+        name = ctx.pick(("MIN", "MAX") if f.is_date else tuple(AGGREGATES))
+        function, word, prefix = AGGREGATES[name]
         query = _select(e, sqlkit.aliased(function(this=_col(f)), output_name(prefix, f.name)))
         if f.is_date:
             word = "latest" if name == "MAX" else "earliest"
@@ -153,8 +146,8 @@ def group_count(ctx: Context, e: Entity, g: Field) -> Draft | None:
 
 @over_table(categories, measures)
 def group_measure(ctx: Context, e: Entity, g: Field, m: Field) -> Draft | None:
-    name = ctx.pick(tuple(_AGGREGATES))
-    function, word, prefix = _AGGREGATES[name]
+    name = ctx.pick(tuple(AGGREGATES))
+    function, word, prefix = AGGREGATES[name]
     out = output_name(prefix, m.name)
     query = _select(e, _col(g), sqlkit.aliased(function(this=_col(m)), out)).group_by(_col(g))
     cond = _maybe_condition(ctx, e, 0.25, avoid=g)
@@ -225,13 +218,8 @@ def top_n(ctx: Context, e: Entity, f: Field) -> Draft | None:
     cond = _maybe_condition(ctx, e, 0.25, avoid=f) if n > 1 else None
     query = _select(e, *_shown(e, f)).order_by(ctx.renderer.ordered(_col(f), descending)).limit(n)
     query = filtered(query, cond)
-    # "most expensive" and "most recent" describe the rows; "highest" needs the column.
-    named = "named" if word not in GENERIC_SUPERLATIVES else "by_column"
-    variants = [f"one_{named}" if n == 1 else f"many_{named}"]
-    if descending and n > 1:
-        variants.append("top")
     question = ctx.say(
-        questions("top_n", *variants),
+        questions("top_n", *top_variants(word, n, descending)),
         n=ctx.spell(n),
         word=word,
         col=f.phrase,
