@@ -151,14 +151,14 @@ def stage_rayjob(
     cluster: dict[str, Any] = {"rayVersion": settings.jobs_ray_version}
     if settings.jobs_ray_token_auth:
         cluster["authOptions"] = {"mode": "token"}
+    head_pod = _pod(run, stage, metadata["name"], settings, workers, files, head=True)
+    worker_pod = _pod(run, stage, metadata["name"], settings, workers, files, head=False)
     cluster["headGroupSpec"] = {
         # The head runs the driver and takes no Ray task (its CPUs are 0 to Ray).
         "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-        "template": _pod(run, stage, metadata["name"], settings, workers, files, head=True),
+        "template": head_pod,
     }
-    cluster["workerGroupSpecs"] = [
-        _worker_group(run, stage, metadata["name"], settings, workers, files)
-    ]
+    cluster["workerGroupSpecs"] = [_worker_group(settings, workers, worker_pod)]
     spec: dict[str, Any] = {
         "entrypoint": ENTRYPOINT,
         "submissionMode": "K8sJobMode",
@@ -183,13 +183,10 @@ def stage_rayjob(
 
 
 def _worker_group(
-    run: DistillRun,
-    stage: StageName,
-    config_name: str,
-    settings: OperatorSettings,
-    workers: WorkerResources | None,
-    profile_files: Mapping[str, str],
+    settings: OperatorSettings, workers: WorkerResources | None, template: dict[str, Any]
 ) -> dict[str, Any]:
+    """The worker group: `workers` pods (CPU workers from the settings without a profile),
+    each from `template`."""
     if workers is None:
         replicas, group = settings.jobs_cpu_workers, "cpu-workers"
     else:
@@ -201,7 +198,7 @@ def _worker_group(
         "minReplicas": replicas,
         "maxReplicas": replicas,
         "rayStartParams": _ray_resources(_resources(settings, workers, head=False), workers),
-        "template": _pod(run, stage, config_name, settings, workers, profile_files, head=False),
+        "template": template,
     }
 
 
