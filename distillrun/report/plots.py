@@ -104,18 +104,24 @@ def shards_chart(data: Data) -> str | None:
         return _data_uri(figure)
 
 
-def reasons_chart(groups: Sequence[ReasonGroup], title: str) -> str | None:
-    """Rejected examples by reason class."""
-    if not groups:
+def _counts_chart(
+    labels: Sequence[str], counts: Sequence[int], colors: Sequence[str], title: str
+) -> str | None:
+    """Examples per label, as horizontal bars; None without labels."""
+    if not labels:
         return None
-    with _figure(0.9 + BAR_ROW_IN * len(groups)) as figure:
+    with _figure(0.9 + BAR_ROW_IN * len(labels)) as figure:
         axes = figure.add_subplot()
-        _horizontal(
-            axes, [g.reason for g in groups], [g.count for g in groups], [REJECTED] * len(groups)
-        )
+        _horizontal(axes, labels, counts, colors)
         axes.set_xlabel("examples")
         axes.set_title(title)
         return _data_uri(figure)
+
+
+def reasons_chart(groups: Sequence[ReasonGroup], title: str) -> str | None:
+    """Rejected examples by reason class."""
+    reasons = [g.reason for g in groups]
+    return _counts_chart(reasons, [g.count for g in groups], [REJECTED] * len(groups), title)
 
 
 def spend_chart(money: Money) -> str | None:
@@ -200,15 +206,9 @@ def sample_accuracy_chart(training: Training) -> str | None:
 
 def outcomes_chart(outcomes: Sequence[Uses]) -> str | None:
     """Predictions by outcome: correct, or why not."""
-    if not outcomes:
-        return None
-    with _figure(0.9 + BAR_ROW_IN * len(outcomes)) as figure:
-        axes = figure.add_subplot()
-        colors = [ACCEPTED if o.name == "correct" else REJECTED for o in outcomes]
-        _horizontal(axes, [o.name for o in outcomes], [o.count for o in outcomes], colors)
-        axes.set_xlabel("examples")
-        axes.set_title("Predictions by outcome")
-        return _data_uri(figure)
+    colors = [ACCEPTED if o.name == "correct" else REJECTED for o in outcomes]
+    names = [o.name for o in outcomes]
+    return _counts_chart(names, [o.count for o in outcomes], colors, "Predictions by outcome")
 
 
 def accuracy_chart(rows: Sequence[Accuracy], title: str) -> str | None:
