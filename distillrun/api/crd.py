@@ -202,6 +202,12 @@ def build_crd() -> dict[str, Any]:
                             "type": "number",
                             "jsonPath": ".status.evaluation.executionAccuracy",
                         },
+                        {  # the base model before training, beside it (`-o wide`)
+                            "name": "Base",
+                            "type": "number",
+                            "jsonPath": ".status.evaluation.baseExecutionAccuracy",
+                            "priority": 1,
+                        },
                         {
                             "name": "Age",
                             "type": "date",

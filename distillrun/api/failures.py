@@ -90,6 +90,9 @@ class Failure:
     message: str
     traceback: str | None = None
     """The traceback's URL in the store, for a crash."""
+    summary: Mapping[str, Any] | None = None
+    """The numbers the stage measured before it failed (evaluation's accuracy under a refusing
+    gate): the status records them as it records a finished stage's."""
 
     @property
     def retryable(self) -> bool:
@@ -104,13 +107,17 @@ class Failure:
         }
         if self.traceback is not None:
             record["traceback"] = self.traceback
+        if self.summary is not None:
+            record["summary"] = dict(self.summary)
         return record
 
     @classmethod
     def of_json(cls, data: Mapping[str, Any]) -> Failure:
         traceback = data.get("traceback")
+        summary = data.get("summary")
         return cls(
             reason=str(data.get("reason") or FailureReason.STAGE_FAILED),
             message=str(data.get("message") or ""),
             traceback=None if traceback is None else str(traceback),
+            summary=dict(summary) if isinstance(summary, Mapping) else None,
         )

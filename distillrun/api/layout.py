@@ -8,6 +8,7 @@ marker last, so a marker means the stage's outputs are complete.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from distillrun.api.status import StageName
 
@@ -56,6 +57,22 @@ PUBLISHED_PREFIX = "adapter/"
 PUBLISHED_DONE_KEY = "adapter/_done.json"
 MERGED_DIR = "merged"
 """Under the published adapter: the base with the adapter merged in, when asked for."""
+
+
+def compared_accuracies(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What the student's holdout accuracy in `METRICS_KEY` is compared with, under the flat
+    names of evaluate's summary and the status: the base model's and the teacher's on the
+    holdout, the student's on the gold set (None where not scored)."""
+
+    def holdout(who: str) -> Any:
+        return ((metrics.get(who) or {}).get("holdout") or {}).get("execution_accuracy")
+
+    return {
+        "base_execution_accuracy": holdout("base"),
+        "teacher_execution_accuracy": holdout("teacher"),
+        "gold_execution_accuracy": (metrics.get("gold_set") or {}).get("execution_accuracy"),
+    }
+
 
 SUMMARY_KEYS: Mapping[StageName, str] = {
     StageName.GENERATE: MANIFEST_KEY,

@@ -107,11 +107,36 @@ class Cost(WireModel):
 
 
 class EvaluationStatus(WireModel):
-    """The accuracy the gate saw."""
+    """The accuracy the gate saw (also when it refused the student), beside what it is
+    compared with."""
 
     execution_accuracy: Annotated[
         float | None,
         Field(default=None, description="Share of the scored holdout examples answered right."),
+    ] = None
+    base_execution_accuracy: Annotated[
+        float | None,
+        Field(
+            default=None,
+            description="Share of the scored holdout examples the base model answered right "
+            "before training (evaluation.scoreBase).",
+        ),
+    ] = None
+    gold_execution_accuracy: Annotated[
+        float | None,
+        Field(
+            default=None,
+            description="Share of the scored gold set examples answered right "
+            "(evaluation.goldSet).",
+        ),
+    ] = None
+    teacher_execution_accuracy: Annotated[
+        float | None,
+        Field(
+            default=None,
+            description="Share of the scored holdout examples the teacher answered right "
+            "(evaluation.askTeacher).",
+        ),
     ] = None
     examples: Annotated[int, Field(default=0, ge=0, description="Holdout examples.")] = 0
     scored: Annotated[
@@ -138,9 +163,16 @@ class EvaluationStatus(WireModel):
     def of_summary(cls, summary: Mapping[str, Any]) -> EvaluationStatus:
         """The status the evaluate stage's summary reports (stored by the local runner and the
         operator alike)."""
-        accuracy = summary.get("execution_accuracy")
+
+        def share(name: str) -> float | None:
+            value = summary.get(name)
+            return None if value is None else float(value)
+
         return cls(
-            execution_accuracy=None if accuracy is None else float(accuracy),
+            execution_accuracy=share("execution_accuracy"),
+            base_execution_accuracy=share("base_execution_accuracy"),
+            gold_execution_accuracy=share("gold_execution_accuracy"),
+            teacher_execution_accuracy=share("teacher_execution_accuracy"),
             **{
                 name: int(summary.get(name) or 0)
                 for name in ("examples", "scored", "unjudgeable", "gold_empty")

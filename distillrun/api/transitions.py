@@ -148,9 +148,14 @@ def stage_failed(
     *,
     attempts: int,
     now: str,
+    summary: Mapping[str, Any] | None = None,
 ) -> DistillRunStatus:
-    """`stage` failed for good after `attempts` attempt(s): the run fails with `reason`."""
+    """`stage` failed for good after `attempts` attempt(s): the run fails with `reason`. The
+    numbers it measured before failing (`summary`: evaluation's accuracy under a refusing gate)
+    go into the status as a finished stage's do (`record_summary`)."""
     run_message = f"{stage} failed after {attempts} attempt(s): {message}"
+    if summary is not None:
+        status = record_summary(status, stage, summary)
     status = with_stage(
         status,
         stage,

@@ -5,6 +5,7 @@ context the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,11 +61,20 @@ class StageResult:
 
 
 class StageFailed(Exception):
-    """A stage that cannot go on; `reason` is a CamelCase condition reason."""
+    """A stage that cannot go on; `reason` is a CamelCase condition reason. `summary`: the
+    numbers the stage measured before it failed (evaluation's accuracy under a refusing gate),
+    recorded in the status as a finished stage's would be."""
 
-    def __init__(self, stage: StageName, reason: str, message: str) -> None:
+    def __init__(
+        self,
+        stage: StageName,
+        reason: str,
+        message: str,
+        summary: Mapping[str, Any] | None = None,
+    ) -> None:
         self.stage = stage
         self.reason = reason
+        self.summary = summary
         super().__init__(f"{stage} failed ({reason}): {message}")
 
 

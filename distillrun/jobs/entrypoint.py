@@ -25,8 +25,9 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from distillrun.api.errors import ManifestError
 from distillrun.api.failures import Failure, FailureReason
@@ -84,14 +85,21 @@ def _executor() -> Executor:
 
 
 def _record_failure(
-    store: Store, stage: StageName, attempt: int, reason: str, message: str, *, crash: bool
+    store: Store,
+    stage: StageName,
+    attempt: int,
+    reason: str,
+    message: str,
+    *,
+    crash: bool,
+    summary: Mapping[str, Any] | None = None,
 ) -> None:
     location = None
     if crash:
         key = traceback_key(stage, attempt)
         store.put_bytes(key, traceback.format_exc().encode())
         location = store.url(key)
-    failure = Failure(reason, message, traceback=location)
+    failure = Failure(reason, message, traceback=location, summary=summary)
     store.put_json(failure_key(stage, attempt), failure.to_json())
 
 
@@ -117,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = StageContext(run, store, schema, seed_sql, progress=LogProgress())
         result = run_stage(ctx, stage, _executor())
     except StageFailed as failed:
-        _record_failure(store, stage, attempt, failed.reason, str(failed), crash=False)
+        reason, message = failed.reason, str(failed)
+        _record_failure(store, stage, attempt, reason, message, crash=False, summary=failed.summary)
         log.error("%s", failed)
         return 1
     except ManifestError as bad:

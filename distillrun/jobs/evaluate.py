@@ -44,6 +44,7 @@ from distillrun.api.layout import (
     PREDICTIONS_KEY,
     PUBLISHED_DONE_KEY,
     PUBLISHED_PREFIX,
+    compared_accuracies,
 )
 from distillrun.api.spec import TrainingMethod
 from distillrun.api.status import StageName
@@ -391,6 +392,7 @@ def _gate(ctx: StageContext, metrics: dict[str, Any]) -> None:
             f"{metrics['examples']} holdout examples; "
             f"the adapter is kept, unpublished, at {ctx.store.url(CANDIDATE_PREFIX)}; see "
             f"{ctx.store.url(PREDICTIONS_KEY)} for what the student got wrong",
+            summary=_summary(ctx, metrics, None),  # the accuracy, for the status; none published
         )
 
 
@@ -434,21 +436,15 @@ def _merge_into(ctx: StageContext, marker: dict[str, Any], adapter_dir: Path, ou
     load_tokenizer(str(adapter_dir)).save_pretrained(out)
 
 
-def _summary(ctx: StageContext, metrics: dict[str, Any], published: str) -> dict[str, Any]:
-    gold = metrics.get("gold_set") or {}
-    base = (metrics.get("base") or {}).get("holdout") or {}
+def _summary(ctx: StageContext, metrics: dict[str, Any], published: str | None) -> dict[str, Any]:
     return {
         "execution_accuracy": metrics["execution_accuracy"],
-        "base_execution_accuracy": base.get("execution_accuracy"),
-        "teacher_execution_accuracy": (
-            ((metrics.get("teacher") or {}).get("holdout") or {}).get("execution_accuracy")
-        ),
+        **compared_accuracies(metrics),
         "examples": metrics["examples"],
         "correct": metrics["correct"],
         "scored": metrics["scored"],
         "unjudgeable": metrics["unjudgeable"],
         "gold_empty": metrics["gold_empty"],
-        "gold_execution_accuracy": gold.get("execution_accuracy"),
         "metrics": ctx.store.url(METRICS_KEY),
         "adapter": published,
     }

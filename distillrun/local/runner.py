@@ -213,8 +213,16 @@ def execute(ctx: StageContext, executor: Executor, lease: Lease | None = None) -
                 f"{type(exc).__name__}: {exc} (traceback: {ctx.store.url(key)})",
             )
         if outcome.failure is not None:
-            reason, message = outcome.failure.reason, str(outcome.failure)
-            status = stage_failed(status, stage, reason, message, attempts=1, now=_now())
+            failure = outcome.failure
+            status = stage_failed(
+                status,
+                stage,
+                failure.reason,
+                str(failure),
+                attempts=1,
+                now=_now(),
+                summary=failure.summary,
+            )
             break
         outcome.results[stage] = result
         ctx.progress.note(stage, describe_result(result, time.monotonic() - started))

@@ -37,13 +37,20 @@ def render_summary(outcome: RunOutcome) -> str:
             f"  teacher cost: ${cost.usd:.2f} ({cost.input_tokens} in / {cost.output_tokens} out "
             f"/ {cost.cache_read_tokens} cache read / {cost.cache_write_tokens} cache write tokens)"
         )
-    if status.evaluation.execution_accuracy is not None:
+    evaluation = status.evaluation
+    if evaluation.execution_accuracy is not None:  # a refused student's too
         lines.append(
-            f"  execution accuracy: {status.evaluation.execution_accuracy:.3f} "
-            f"on {status.evaluation.scored} scored of {status.evaluation.examples} holdout "
-            f"examples ({status.evaluation.unjudgeable} unjudgeable and "
-            f"{status.evaluation.gold_empty} with an empty gold result counted apart)"
+            f"  execution accuracy: {evaluation.execution_accuracy:.3f} "
+            f"on {evaluation.scored} scored of {evaluation.examples} holdout "
+            f"examples ({evaluation.unjudgeable} unjudgeable and "
+            f"{evaluation.gold_empty} with an empty gold result counted apart)"
         )
+        if evaluation.base_execution_accuracy is not None:
+            gain = 100 * (evaluation.execution_accuracy - evaluation.base_execution_accuracy)
+            lines.append(
+                f"  base model before training: {evaluation.base_execution_accuracy:.3f} "
+                f"(distillation {gain:+.1f} points)"
+            )
     lines.append(f"  artifacts: {outcome.store.url()}")
     if status.artifacts.report:
         lines.append(f"  report: {status.artifacts.report}")

@@ -18,6 +18,7 @@ from distillrun.api.layout import (
     PUBLISHED_PREFIX,
     REPORT_KEY,
     SUMMARY_KEYS,
+    compared_accuracies,
     failure_key,
 )
 from distillrun.api.status import StageName
@@ -48,6 +49,8 @@ class StoreOutputs:
             return None
         nested = data.get("summary")
         summary = dict(nested if isinstance(nested, dict) else data)
+        if stage == StageName.EVALUATE:  # the scores, flat as the stage's summary has them
+            summary.update(compared_accuracies(data))
         if stage == StageName.EVALUATE and self._json(PUBLISHED_DONE_KEY) is not None:
             assert self._store is not None  # opened by the reads above
             summary["adapter"] = self._store.url(PUBLISHED_PREFIX)

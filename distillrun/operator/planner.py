@@ -401,6 +401,7 @@ class _Builder:
                 failure.message,
                 attempts=attempt,
                 now=self.now,
+                summary=failure.summary,
             )
         )
         failed = condition_of(self.status, ConditionType.FAILED)

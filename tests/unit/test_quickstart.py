@@ -13,6 +13,7 @@ by name, leaving no published adapter; a second run reuses every stage and refus
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,9 @@ def test_shop_tiny_runs_offline_and_reuses_its_work(tmp_path: Path) -> None:
     status = _read(run, "status.json")
     assert status["phase"] == "Succeeded"
     assert status["evaluation"]["executionAccuracy"] == metrics["execution_accuracy"]
+    base = metrics["base"]["holdout"]["execution_accuracy"]
+    assert status["evaluation"]["baseExecutionAccuracy"] == base
+    assert f"base model before training: {base:.3f}" in first.stdout
     assert status["artifacts"]["adapter"].rstrip("/") == f"file://{run}/adapter"
     assert status["artifacts"]["report"] == f"file://{run}/report.html"
     assert (run / "report.html").stat().st_size > 0
@@ -104,7 +108,21 @@ def test_the_quickstart_runs_as_shipped_and_its_gate_refuses_a_student_that_did_
     assert status["stages"]["evaluate"]["state"] == "Failed"
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["status"] == "True" and failed["reason"] == "AccuracyBelowThreshold"
+    # the refused student's scores are in the status, beside the base model's
+    before = metrics["base"]["holdout"]["execution_accuracy"]
+    evaluation = status["evaluation"]
+    assert evaluation["executionAccuracy"] == metrics["execution_accuracy"]
+    assert evaluation["baseExecutionAccuracy"] == before
+    assert evaluation["goldExecutionAccuracy"] == metrics["gold_set"]["execution_accuracy"]
+    assert evaluation["scored"] == metrics["scored"]
+    assert f"execution accuracy: {metrics['execution_accuracy']:.3f}" in first.stdout
+    assert f"base model before training: {before:.3f}" in first.stdout
     assert (run / "report.html").stat().st_size > 0
+    shown = distillrun("status", f"file://{run}")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "shop-quickstart: Failed" in shown.stdout
+    assert f"{metrics['execution_accuracy']:.1%}" in shown.stdout
+    assert re.search(rf"base model, before training\W+{re.escape(f'{before:.1%}')}", shown.stdout)
 
     second = distillrun("run", "examples/quickstart.yaml", "--store", f"file://{store}")
     assert second.returncode == 1, second.stdout + second.stderr

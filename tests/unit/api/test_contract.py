@@ -48,8 +48,11 @@ def test_crd_schema_is_structural() -> None:
         "Phase": ".status.phase",
         "Accepted": ".status.counts.accepted",
         "Accuracy": ".status.evaluation.executionAccuracy",
+        "Base": ".status.evaluation.baseExecutionAccuracy",
         "Age": ".metadata.creationTimestamp",
     }
+    wide = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")]
+    assert wide == ["Base"]  # `kubectl get drun` shows the others; `-o wide` adds the base's
     assert build_crd()["spec"]["names"]["shortNames"] == ["drun"]
 
 

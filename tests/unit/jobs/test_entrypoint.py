@@ -12,7 +12,7 @@ from distillrun.api.layout import REPORT_KEY
 from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.status import StageName
 from distillrun.jobs import entrypoint
-from distillrun.jobs.context import StageResult
+from distillrun.jobs.context import StageFailed, StageResult
 from distillrun.operator.builders.config import run_store_uri, stage_config
 from distillrun.operator.outputs import StoreOutputs
 
@@ -87,6 +87,24 @@ def test_a_crash_is_recorded_as_retryable_with_its_traceback(
         Path(store.removeprefix("file://")) / "errors" / "train-attempt-1.traceback.txt"
     )
     assert "worker lost" in traceback_file.read_text()
+
+
+def test_a_refusing_gate_records_the_scores_with_its_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator fills the status from the failure record: the scores go in it."""
+    scores = {"execution_accuracy": 0.25, "base_execution_accuracy": 0.125, "adapter": None}
+
+    def refuse(*_: Any) -> None:
+        raise StageFailed(StageName.EVALUATE, "AccuracyBelowThreshold", "0.25 < 0.70", scores)
+
+    monkeypatch.setattr(entrypoint, "run_stage", refuse)
+    config, store = _config(tmp_path, StageName.EVALUATE)
+    assert entrypoint.main([str(config)]) == 1
+    failure = StoreOutputs(store).failure(StageName.EVALUATE, 1)
+    assert failure is not None
+    assert (failure.reason, failure.retryable) == ("AccuracyBelowThreshold", False)
+    assert failure.summary == scores
 
 
 def _evaluated(*_: Any) -> StageResult:

@@ -362,3 +362,9 @@ def test_the_gate_refuses_an_untrained_student(
     assert metrics["base"]["holdout"]["examples"] == metrics["examples"]
     assert metrics["base"]["holdout"]["execution_accuracy"] < 0.5
     assert ctx.store.list_keys("adapter/") == []
+    # the scores travel with the failure, for the status; nothing published
+    scores = refused.value.summary
+    assert scores is not None
+    assert scores["execution_accuracy"] == metrics["execution_accuracy"]
+    assert scores["base_execution_accuracy"] == metrics["base"]["holdout"]["execution_accuracy"]
+    assert scores["adapter"] is None

@@ -4,6 +4,7 @@ runner and the operator's planner apply the same transitions (`distillrun.api.tr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from distillrun.api.status import STAGE_ORDER, DistillRunStatus, StageName
 from distillrun.jobs.context import SilentProgress, StageContext, StageFailed, StageResult
 from distillrun.jobs.parallel import Executor, InlineExecutor
 from distillrun.local import runner
+from distillrun.local.summary import render_summary
 from distillrun.operator.planner import ObservedJob, plan
 from distillrun.operator.preflight import Inputs
 from distillrun.sql.schema import parse_schema
@@ -27,7 +29,12 @@ SUMMARIES: dict[StageName, dict[str, Any]] = {
     StageName.GENERATE: GENERATE_SUMMARY,
     StageName.VALIDATE: {"accepted": 30, "rejected": {"parse": 10}, "dataset": "file:///d/"},
     StageName.TRAIN: {"adapter": "file:///candidate/"},
-    StageName.EVALUATE: {"execution_accuracy": 0.5, "examples": 4, "scored": 4},
+    StageName.EVALUATE: {
+        "execution_accuracy": 0.5,
+        "base_execution_accuracy": 0.25,
+        "examples": 4,
+        "scored": 4,
+    },
 }
 
 Outcome = dict[str, Any] | StageFailed
@@ -35,11 +42,13 @@ Outcome = dict[str, Any] | StageFailed
 
 
 def _scenario(failing: StageName | None, reason: FailureReason) -> dict[StageName, Outcome]:
-    """Every stage succeeds up to `failing`, which fails with `reason`."""
+    """Every stage succeeds up to `failing`, which fails with `reason`; a refusing gate, with
+    the scores it measured."""
     outcomes: dict[StageName, Outcome] = {}
     for stage in STAGE_ORDER:
         if stage == failing:
-            outcomes[stage] = StageFailed(stage, reason, "the stage said why")
+            measured = SUMMARIES[stage] if stage == StageName.EVALUATE else None
+            outcomes[stage] = StageFailed(stage, reason, "the stage said why", measured)
             break
         outcomes[stage] = SUMMARIES[stage]
     return outcomes
@@ -47,7 +56,7 @@ def _scenario(failing: StageName | None, reason: FailureReason) -> dict[StageNam
 
 def _local(
     outcomes: Mapping[StageName, Outcome], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> DistillRunStatus:
+) -> runner.RunOutcome:
     def stages(
         ctx: StageContext, executor: Executor
     ) -> list[tuple[StageName, Callable[[], StageResult]]]:
@@ -70,7 +79,7 @@ def _local(
         None,
         SilentProgress(),
     )
-    return runner.execute(ctx, InlineExecutor()).status
+    return runner.execute(ctx, InlineExecutor())
 
 
 class _Outputs:
@@ -88,7 +97,8 @@ class _Outputs:
         outcome = self.outcomes.get(stage)
         if stage not in self.finished or not isinstance(outcome, StageFailed):
             return None
-        return Failure(outcome.reason, str(outcome))  # as the entrypoint records it
+        # as the entrypoint records it
+        return Failure(outcome.reason, str(outcome), summary=outcome.summary)
 
 
 def _cluster(outcomes: Mapping[StageName, Outcome]) -> DistillRunStatus:
@@ -136,7 +146,8 @@ def test_local_and_cluster_runs_end_with_the_same_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     outcomes = _scenario(failing, reason)
-    local = _local(outcomes, tmp_path, monkeypatch)
+    ended = _local(outcomes, tmp_path, monkeypatch)
+    local = ended.status
     cluster = _cluster(outcomes)
     assert _conditions(local) == _conditions(cluster)
     assert local.phase == cluster.phase
@@ -153,3 +164,9 @@ def test_local_and_cluster_runs_end_with_the_same_status(
     if failing is not None:
         failed = next(c for c in local.conditions if c.type == "Failed")
         assert (failed.status, failed.reason) == ("True", reason)
+    if failing in (None, StageName.EVALUATE):  # scored, whether the gate let it through or not
+        assert local.evaluation.execution_accuracy == 0.5
+        assert local.evaluation.base_execution_accuracy == 0.25
+        printed = render_summary(replace(ended, results={}))  # the lines drawn from the status
+        assert "execution accuracy: 0.500 on 4 scored of 4 holdout examples" in printed
+        assert "base model before training: 0.250 (distillation +25.0 points)" in printed

@@ -227,6 +227,41 @@ def test_a_named_failure_is_final_at_once() -> None:
     assert _condition(result.status, "Failed") == ("True", "BudgetExhausted")
 
 
+def test_a_refusing_gate_fails_the_run_with_the_accuracy_it_measured() -> None:
+    """The evaluate job's failure record carries the scores: the status shows the refused
+    student's accuracy beside the base model's, and no adapter."""
+    done = {
+        StageName.GENERATE: GENERATE_SUMMARY,
+        StageName.VALIDATE: {"accepted": 30, "rejected": {}, "dataset": "file:///d/"},
+        StageName.TRAIN: {"adapter": "file:///candidate/"},
+    }
+    jobs = [_job(stage, 1, "Complete", "SUCCEEDED") for stage in done]
+    status = _plan(_run(), jobs, FakeOutputs(done)).status
+    refused = Failure(
+        "AccuracyBelowThreshold",
+        "evaluate failed (AccuracyBelowThreshold): execution accuracy 0.25 < 0.70",
+        summary={
+            "execution_accuracy": 0.25,
+            "base_execution_accuracy": 0.125,
+            "examples": 8,
+            "scored": 8,
+            "adapter": None,
+        },
+    )
+    result = _plan(
+        _run(status),
+        [*jobs, _job(StageName.EVALUATE, 1, "Failed", "FAILED")],
+        FakeOutputs(done, failures={(StageName.EVALUATE, 1): refused}),
+    )
+    assert result.start is None and result.status.phase == Phase.FAILED
+    assert _condition(result.status, "Failed") == ("True", "AccuracyBelowThreshold")
+    assert result.status.stages["evaluate"].state == StageState.FAILED
+    evaluation = result.status.evaluation
+    assert (evaluation.execution_accuracy, evaluation.base_execution_accuracy) == (0.25, 0.125)
+    assert (evaluation.examples, evaluation.scored) == (8, 8)
+    assert result.status.artifacts.adapter is None
+
+
 @pytest.mark.parametrize(
     ("reason", "setting"),
     [
