@@ -121,6 +121,10 @@ def build_base(
 
     say = note or (lambda message: None)
     started = time.monotonic()
+    say(
+        "building the builtin SQL base once for this machine (cached for later runs): writing "
+        "its examples over the bundled schemas and its tokenizer"
+    )
     examples = pretraining_examples(
         recipe.shards_per_schema, recipe.schema_share, recipe.schedule.seed
     )
@@ -141,8 +145,8 @@ def build_base(
     model = load_model(str(out_dir), dtype=torch.float32)
     total = recipe.schedule.steps
     say(
-        f"building the builtin SQL base once for this machine: {len(examples)} examples over "
-        f"the bundled schemas, {total} steps"
+        f"builtin base: {len(examples)} examples and a tokenizer ready in "
+        f"{time.monotonic() - started:.0f} s; pretraining for {total} steps"
     )
 
     def report(step: int, loss: float) -> None:
