@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,8 @@ S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "e2e", "AWS_SECRET_ACCESS_KEY": "e2e-secr
 S3_REGION = "us-east-1"
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 BUCKET = "e2e-artifacts"
+_IN_BED_NETWORK = ("nsenter", "--net=/run/netns/distillrun-bed", "--")
+"""How a server started here listens inside the bed's network, on the node's address."""
 
 
 class BedProcess:
@@ -100,9 +103,7 @@ def start_s3(bed: Bed, bucket: str) -> BedProcess:
     """moto's S3 server on the node's address inside the bed's network namespace, with
     `bucket` created."""
     argv = [
-        "nsenter",
-        "--net=/run/netns/distillrun-bed",
-        "--",
+        *_IN_BED_NETWORK,
         sys.executable,
         "-m",
         "moto.server",
@@ -124,6 +125,39 @@ def start_s3(bed: Bed, bucket: str) -> BedProcess:
         return True
 
     wait_for(bucket_made, "the S3 server", timeout=60, interval=0.5)
+    return server
+
+
+TEACHER_PORT = 9100
+TEACHER_URL = f"http://{NODE_IP}:{TEACHER_PORT}"
+TEACHER_KEY = "e2e-teacher-key"
+"""The API key the fake teacher accepts (the runs' Secret holds it)."""
+
+
+def start_teacher(bed: Bed, latency_s: float, log: Path) -> BedProcess:
+    """The fake Anthropic API inside the bed's network (`tests.e2e.teacher_server`), answering
+    each message after `latency_s` and logging what it billed to `log`."""
+    argv = [
+        *_IN_BED_NETWORK,
+        sys.executable,
+        "-m",
+        "tests.e2e.teacher_server",
+        f"--host={NODE_IP}",
+        f"--port={TEACHER_PORT}",
+        f"--api-key={TEACHER_KEY}",
+        f"--latency={latency_s}",
+        f"--log={log}",
+    ]
+    server = BedProcess(bed, "teacher", argv, os.environ)
+
+    def listening() -> bool:
+        if server.process.poll() is not None:
+            raise AssertionError(f"the fake teacher exited:\n{server.log_tail()}")
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            return probe.connect_ex((NODE_IP, TEACHER_PORT)) == 0
+
+    wait_for(listening, "the fake teacher", timeout=60, interval=0.5)
     return server
 
 

@@ -17,43 +17,24 @@ import pytest
 from distillrun.api.layout import REPORT_KEY
 from distillrun.api.resource import parse_run
 from distillrun.api.status import StageName
-from distillrun.operator.builders.config import run_store_uri
 from distillrun.operator.kube import core_path
 from tests.e2e.bed import Bed
 from tests.e2e.conftest import Team
+from tests.e2e.runs import run_on_s3, store_prefix, wait_ended
 from tests.e2e.sandbox import SandboxWatch, selects
-from tests.e2e.stack import BUCKET, POSTGRES_IMAGE, S3_SECRET, operator_log, s3_client
+from tests.e2e.stack import BUCKET, POSTGRES_IMAGE, operator_log, s3_client
 from tests.integration.controlplane import ROOT, wait_for
-from tests.integration.helpers import create_run, phase, run_manifest, wait_run
+from tests.integration.helpers import create_run, phase
 
 pytestmark = pytest.mark.e2e
 
-RUN_TIMEOUT_S = 1500.0
-"""Four stages on a 2-core machine: each starts a Ray head and worker (about 30 s) and runs."""
 SHOP = ROOT / "examples" / "shop"
 
 
-def _run_on_s3(name: str) -> dict[str, Any]:
-    """The integration suite's small synthetic run, its artifacts in the bed's S3 bucket."""
-    manifest: dict[str, Any] = run_manifest(name, artifacts=f"s3://{BUCKET}/runs")
-    manifest["spec"]["artifacts"]["credentialsSecretRef"] = {
-        "name": S3_SECRET,
-        "key": "credentials",
-    }
-    return manifest
-
-
 def _succeeded(team: Team, name: str, look: Callable[[], None] = lambda: None) -> dict[str, Any]:
-    """The run's status once it ended (`look()` is called on every poll until then): it must
-    have Succeeded with examples accepted and evaluated."""
-
-    def ended(run: dict[str, Any]) -> bool:
-        look()
-        return phase(run) in ("Succeeded", "Failed")
-
-    run = wait_run(
-        team.bed.kube, team.namespace, name, ended, "the run to end", timeout=RUN_TIMEOUT_S
-    )
+    """The run's status once it ended: it must have Succeeded with examples accepted and
+    evaluated."""
+    run = wait_ended(team, name, look)
     status: dict[str, Any] = run["status"]
     stages = json.dumps(status.get("stages"), indent=1)  # a string: pytest cuts a long repr
     assert phase(run) == "Succeeded", f"{stages}\n{operator_log(team.bed, team.namespace)}"
@@ -66,9 +47,9 @@ def _succeeded(team: Team, name: str, look: Callable[[], None] = lambda: None) -
 
 def test_a_synthetic_sqlite_run_succeeds_on_real_pods(team: Team) -> None:
     bed, namespace = team.bed, team.namespace
-    created = parse_run(create_run(bed.kube, namespace, _run_on_s3("tiny")))
+    created = parse_run(create_run(bed.kube, namespace, run_on_s3("tiny")))
     status = _succeeded(team, "tiny")
-    prefix = run_store_uri(f"s3://{BUCKET}/runs", created).removeprefix(f"s3://{BUCKET}/")
+    prefix = store_prefix(created)
     report = s3_client().get_object(Bucket=BUCKET, Key=f"{prefix}/{REPORT_KEY}")
     assert b"<html" in report["Body"].read().lower()
     assert status["artifacts"]["report"] == f"s3://{BUCKET}/{prefix}/{REPORT_KEY}"
@@ -83,7 +64,7 @@ def test_a_postgres_run_queries_its_sandbox_server_pod_which_goes_with_the_run(
 ) -> None:
     """Validate and evaluate can only run a postgres query on a server (no in-process
     fallback); the only one the Ray pods can reach is the sandbox pod behind its Service."""
-    manifest = _run_on_s3("shop-pg")
+    manifest = run_on_s3("shop-pg")
     manifest["spec"]["database"] = {
         "dialect": "postgres",
         "schema": {"ddl": (SHOP / "schema.sql").read_text()},

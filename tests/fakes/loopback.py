@@ -1,4 +1,5 @@
-"""An HTTP server for fake APIs: 127.0.0.1, a free port, served from a thread until closed."""
+"""An HTTP server for fake APIs: 127.0.0.1 (or an address given), a free port (or one given),
+served from a thread until closed."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ class _QuietServer(ThreadingHTTPServer):
 class LoopbackServer:
     """Serves `handler` on loopback from the moment it is made until `close()`."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._server = _QuietServer(("127.0.0.1", 0), handler)
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self._host = host
+        self._server = _QuietServer((host, port), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -26,8 +30,8 @@ class LoopbackServer:
 
     @property
     def root(self) -> str:
-        """`http://127.0.0.1:<port>`"""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        """`http://<host>:<port>`"""
+        return f"http://{self._host}:{self._server.server_address[1]}"
 
     def close(self) -> None:
         self._server.shutdown()
@@ -40,12 +44,16 @@ class ServedFake:
     answers its requests and reaches the fake as `self.fake`."""
 
     _http: LoopbackServer | None = None
+    host = "127.0.0.1"
+    """Where it listens: loopback, unless a test serves it inside another network namespace."""
+    port = 0
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError
 
     def __enter__(self) -> Self:
-        self._http = LoopbackServer(type("Handler", (self.handler_class(),), {"fake": self}))
+        handler = type("Handler", (self.handler_class(),), {"fake": self})
+        self._http = LoopbackServer(handler, self.host, self.port)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -54,6 +62,6 @@ class ServedFake:
 
     @property
     def root(self) -> str:
-        """`http://127.0.0.1:<port>` while open."""
+        """`http://<host>:<port>` while open."""
         assert self._http is not None
         return self._http.root
