@@ -92,11 +92,11 @@ class Team:
     namespace: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def team(bed_session: BedSession) -> Iterator[Team]:
-    """One installation per module, shared by its runs (the image build and `helm install`
-    take about a minute; the CRDs are installed once per bed, so one module per session uses
-    it)."""
+    """One installation for the session, shared by every module's runs: the image build and
+    `helm install` take about a minute, and the CRDs and the chart's cluster-wide objects exist
+    once per bed (a second installation of the same release would conflict with them)."""
     bed = bed_session.running()
     install_crds(bed)
     started = [start_kuberay(bed), start_s3(bed, BUCKET)]
