@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,18 +32,8 @@ sys.path.insert(0, str(ROOT))
 from distillrun.api.layout import STATUS_KEY  # noqa: E402
 from distillrun.api.status import STAGE_ORDER  # noqa: E402
 from tests.e2e.bed import bed_down, bed_up  # noqa: E402
-from tests.e2e.conftest import Team  # noqa: E402
 from tests.e2e.runs import run_on_s3, wait_ended  # noqa: E402
-from tests.e2e.stack import (  # noqa: E402
-    BUCKET,
-    build_operator_image,
-    create_s3_secret,
-    helm_install_operator,
-    install_crds,
-    start_kuberay,
-    start_s3,
-)
-from tests.integration.controlplane import create_namespace  # noqa: E402
+from tests.e2e.stack import installed_team  # noqa: E402
 from tests.integration.helpers import create_run, phase, run_manifest  # noqa: E402
 
 RUN = "overhead"
@@ -82,24 +71,14 @@ def run_on_bed(workdir: Path) -> tuple[dict[str, float], float]:
     """The run on a fresh bed; also the seconds the bed and its installation took."""
     started = time.monotonic()
     bed = bed_up(workdir / "bed")
-    processes = []
     try:
-        install_crds(bed)
-        processes = [start_kuberay(bed), start_s3(bed, BUCKET)]
-        namespace = f"bench-{uuid.uuid4().hex[:8]}"
-        create_namespace(bed.kube, namespace)
-        create_s3_secret(bed, namespace)
-        build_operator_image(bed)
-        helm_install_operator(bed, namespace)
-        setup_s = time.monotonic() - started
-        team = Team(bed, namespace)
-        create_run(bed.kube, namespace, run_on_s3(RUN))
-        ended = wait_ended(team, RUN)
-        assert phase(ended) == "Succeeded", json.dumps(ended["status"], indent=1)
-        return _seconds(ended["status"]["stages"]), setup_s
+        with installed_team(bed) as team:
+            setup_s = time.monotonic() - started
+            create_run(bed.kube, team.namespace, run_on_s3(RUN))
+            ended = wait_ended(team, RUN)
+            assert phase(ended) == "Succeeded", json.dumps(ended["status"], indent=1)
+            return _seconds(ended["status"]["stages"]), setup_s
     finally:
-        for process in processes:
-            process.stop()
         bed_down(bed)
 
 

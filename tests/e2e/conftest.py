@@ -6,25 +6,13 @@ green while proving nothing."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.bed import Bed, BedUnavailable, bed_down, bed_up, machine_state
-from tests.e2e.stack import (
-    BUCKET,
-    build_operator_image,
-    create_s3_secret,
-    helm_install_operator,
-    install_crds,
-    start_kuberay,
-    start_s3,
-)
-from tests.integration.controlplane import create_namespace
+from tests.e2e.stack import Team, fresh_namespace, installed_team
 
 
 class BedSession:
@@ -64,32 +52,11 @@ def bed(bed_session: BedSession) -> Bed:
     return bed_session.running()
 
 
-@contextmanager
-def _fresh_namespace(bed: Bed) -> Iterator[str]:
-    """A new namespace, deleted at the end (the controller-manager deletes what it holds)."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    create_namespace(bed.kube, name)
-    try:
-        yield name
-    finally:
-        bed.kube.delete(f"/api/v1/namespaces/{name}")
-
-
 @pytest.fixture
 def namespace(bed: Bed) -> Iterator[str]:
     """A fresh namespace per test."""
-    with _fresh_namespace(bed) as name:
+    with fresh_namespace(bed) as name:
         yield name
-
-
-@dataclass(frozen=True)
-class Team:
-    """A team namespace with the distillrun operator `helm install`ed (its image built from the
-    Dockerfile), beside the real KubeRay operator and an S3 server holding `BUCKET`; runs name
-    the Secret `S3_SECRET` for their artifacts."""
-
-    bed: Bed
-    namespace: str
 
 
 @pytest.fixture(scope="session")
@@ -97,15 +64,5 @@ def team(bed_session: BedSession) -> Iterator[Team]:
     """One installation for the session, shared by every module's runs: the image build and
     `helm install` take about a minute, and the CRDs and the chart's cluster-wide objects exist
     once per bed (a second installation of the same release would conflict with them)."""
-    bed = bed_session.running()
-    install_crds(bed)
-    started = [start_kuberay(bed), start_s3(bed, BUCKET)]
-    try:
-        with _fresh_namespace(bed) as namespace:
-            create_s3_secret(bed, namespace)
-            build_operator_image(bed)
-            helm_install_operator(bed, namespace)
-            yield Team(bed, namespace)
-    finally:
-        for process in started:
-            process.stop()
+    with installed_team(bed_session.running()) as team:
+        yield team

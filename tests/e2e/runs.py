@@ -16,8 +16,7 @@ from distillrun.operator.builders.common import run_selector
 from distillrun.operator.builders.config import run_store_uri
 from distillrun.operator.controller import rayjob_path
 from distillrun.teacher.base import ShardOutput
-from tests.e2e.conftest import Team
-from tests.e2e.stack import BUCKET, S3_SECRET, s3_client
+from tests.e2e.stack import BUCKET, S3_SECRET, Team, s3_client
 from tests.integration.helpers import condition, phase, run_manifest, wait_run
 
 RUN_TIMEOUT_S = 1500.0

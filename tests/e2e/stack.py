@@ -12,7 +12,10 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from kubernetes import client
 from distillrun.api.crd import build_crd
 from distillrun.operator.kube import core_path
 from tests.e2e.bed import Bed
-from tests.integration.controlplane import ROOT, cache_dir, established, wait_for
+from tests.integration.controlplane import ROOT, cache_dir, create_namespace, established, wait_for
 
 NODE_IP = "10.250.0.2"
 S3_PORT = 9000
@@ -317,3 +320,42 @@ def operator_log(bed: Bed, namespace: str) -> str:
         return "(no operator pod)"
     name = pods[0]["metadata"]["name"]
     return str(client.CoreV1Api(bed.kube.api).read_namespaced_pod_log(name, namespace))[-3000:]
+
+
+@dataclass(frozen=True)
+class Team:
+    """A team namespace with the distillrun operator `helm install`ed (its image built from the
+    Dockerfile), beside the real KubeRay operator and an S3 server holding `BUCKET`; runs name
+    the Secret `S3_SECRET` for their artifacts."""
+
+    bed: Bed
+    namespace: str
+
+
+@contextmanager
+def fresh_namespace(bed: Bed) -> Iterator[str]:
+    """A new namespace, deleted at the end (the controller-manager deletes what it holds)."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    create_namespace(bed.kube, name)
+    try:
+        yield name
+    finally:
+        bed.kube.delete(f"/api/v1/namespaces/{name}")
+
+
+@contextmanager
+def installed_team(bed: Bed) -> Iterator[Team]:
+    """Everything a run on the bed needs, as a platform team would set it up: the CRDs, KubeRay
+    and S3 beside the bed, and the operator installed into a fresh team namespace; stopped and
+    deleted at the end (the bed itself stays up)."""
+    install_crds(bed)
+    started = [start_kuberay(bed), start_s3(bed, BUCKET)]
+    try:
+        with fresh_namespace(bed) as namespace:
+            create_s3_secret(bed, namespace)
+            build_operator_image(bed)
+            helm_install_operator(bed, namespace)
+            yield Team(bed, namespace)
+    finally:
+        for process in started:
+            process.stop()

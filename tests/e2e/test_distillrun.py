@@ -19,10 +19,9 @@ from distillrun.api.resource import parse_run
 from distillrun.api.status import StageName
 from distillrun.operator.kube import core_path
 from tests.e2e.bed import Bed
-from tests.e2e.conftest import Team
 from tests.e2e.runs import run_on_s3, store_prefix, wait_ended
 from tests.e2e.sandbox import SandboxWatch, selects
-from tests.e2e.stack import BUCKET, POSTGRES_IMAGE, operator_log, s3_client
+from tests.e2e.stack import BUCKET, POSTGRES_IMAGE, Team, operator_log, s3_client
 from tests.integration.controlplane import ROOT, wait_for
 from tests.integration.helpers import create_run, phase
 

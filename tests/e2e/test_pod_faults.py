@@ -19,7 +19,6 @@ from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.status import StageName
 from distillrun.operator.builders.sandbox import RAY_NODE_LABEL, sandbox_selector
 from distillrun.operator.kube import Kube, core_path
-from tests.e2e.conftest import Team
 from tests.e2e.pods import wait_ready
 from tests.e2e.runs import (
     RayJobWatch,
@@ -35,6 +34,7 @@ from tests.e2e.stack import (
     TEACHER_KEY,
     TEACHER_URL,
     BedProcess,
+    Team,
     operator_log,
     s3_client,
     start_teacher,
