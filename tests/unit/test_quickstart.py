@@ -40,15 +40,24 @@ def _read(run: Path, key: str) -> Any:
     return json.loads((run / key).read_text())
 
 
+def _shipped_run(
+    manifest: str, store: Path, *, returncode: int
+) -> subprocess.CompletedProcess[str]:
+    """`distillrun run` of an example as shipped: it ends with `returncode`, with live progress
+    for every stage and no traceback."""
+    result = distillrun("run", manifest, "--store", f"file://{store}")
+    assert result.returncode == returncode, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for stage in STAGES:
+        assert f"{stage:<9}" in result.stdout  # live progress for every stage
+    return result
+
+
 @pytest.mark.slow
 def test_shop_tiny_runs_offline_and_reuses_its_work(tmp_path: Path) -> None:
     store = tmp_path / "artifacts"
-    first = distillrun("run", "examples/shop-tiny.yaml", "--store", f"file://{store}")
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "Traceback" not in first.stderr
+    first = _shipped_run("examples/shop-tiny.yaml", store, returncode=0)
     run = store / "default/shop-tiny/local"
-    for stage in STAGES:
-        assert f"{stage:<9}" in first.stdout  # live progress for every stage
     assert "execution accuracy:" in first.stdout
     assert str(run) in first.stdout
 
@@ -86,12 +95,8 @@ def test_the_quickstart_runs_as_shipped_and_its_gate_refuses_a_student_that_did_
     small_sql_base: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "artifacts"
-    first = distillrun("run", "examples/quickstart.yaml", "--store", f"file://{store}")
-    assert first.returncode == 1, first.stdout + first.stderr
-    assert "Traceback" not in first.stderr
+    first = _shipped_run("examples/quickstart.yaml", store, returncode=1)
     run = store / "default/shop-quickstart/local"
-    for stage in STAGES:
-        assert f"{stage:<9}" in first.stdout
     assert "AccuracyBelowThreshold" in first.stdout + first.stderr
     assert "(spec.evaluation.minExecutionAccuracy)" in first.stdout + first.stderr
 

@@ -3,11 +3,13 @@ ConfigMap, and ends in what the operator reads: outputs, or a failure record."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from distillrun.api.failures import Failure
 from distillrun.api.layout import REPORT_KEY
 from distillrun.api.resource import DistillRun, parse_run
 from distillrun.api.status import StageName
@@ -50,6 +52,22 @@ def _config(
     return path, store
 
 
+def _failed_with(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stage: StageName,
+    stage_run: Callable[..., Any],
+) -> tuple[Failure, str]:
+    """The failure record the entrypoint leaves when running `stage` is `stage_run`, which
+    raises; and the store's URL."""
+    monkeypatch.setattr(entrypoint, "run_stage", stage_run)
+    config, store = _config(tmp_path, stage)
+    assert entrypoint.main([str(config)]) == 1
+    failure = StoreOutputs(store).failure(stage, 1)
+    assert failure is not None
+    return failure, store
+
+
 @pytest.fixture(autouse=True)
 def _no_ray_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -76,11 +94,7 @@ def test_a_crash_is_recorded_as_retryable_with_its_traceback(
     def crash(*_: Any) -> None:
         raise RuntimeError("worker lost")
 
-    monkeypatch.setattr(entrypoint, "run_stage", crash)
-    config, store = _config(tmp_path, StageName.TRAIN)
-    assert entrypoint.main([str(config)]) == 1
-    failure = StoreOutputs(store).failure(StageName.TRAIN, 1)
-    assert failure is not None
+    failure, store = _failed_with(tmp_path, monkeypatch, StageName.TRAIN, crash)
     assert (failure.reason, failure.retryable) == ("StageCrashed", True)
     assert "RuntimeError: worker lost" in failure.message
     traceback_file = (
@@ -98,11 +112,7 @@ def test_a_refusing_gate_records_the_scores_with_its_failure(
     def refuse(*_: Any) -> None:
         raise StageFailed(StageName.EVALUATE, "AccuracyBelowThreshold", "0.25 < 0.70", scores)
 
-    monkeypatch.setattr(entrypoint, "run_stage", refuse)
-    config, store = _config(tmp_path, StageName.EVALUATE)
-    assert entrypoint.main([str(config)]) == 1
-    failure = StoreOutputs(store).failure(StageName.EVALUATE, 1)
-    assert failure is not None
+    failure, _ = _failed_with(tmp_path, monkeypatch, StageName.EVALUATE, refuse)
     assert (failure.reason, failure.retryable) == ("AccuracyBelowThreshold", False)
     assert failure.summary == scores
 
